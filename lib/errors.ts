@@ -1,0 +1,130 @@
+/**
+ * One base class for every error the core raises on purpose. The code decides the HTTP status
+ * (one table, below); the message is what the client sees, worded as Docker words it where
+ * Docker has a word for it.
+ */
+export type ErrorCode =
+  | 'INVALID_ARGUMENT'
+  | 'INVALID_REFERENCE'
+  | 'NOT_FOUND'
+  | 'REGISTRY_NOT_ALLOWED'
+  | 'UNAUTHORIZED'
+  | 'FORBIDDEN'
+  | 'CONFLICT'
+  | 'DIGEST_MISMATCH'
+  | 'UNSUPPORTED_MEDIA_TYPE'
+  | 'PAYLOAD_TOO_LARGE'
+  | 'UPSTREAM_ERROR'
+  | 'UPSTREAM_TIMEOUT'
+  | 'UPSTREAM_RATE_LIMITED'
+  | 'BLOB_NOT_LIVE'
+  | 'INTERNAL';
+
+export const STATUS_BY_CODE: Record<ErrorCode, number> = {
+  INVALID_ARGUMENT: 400,
+  INVALID_REFERENCE: 400,
+  NOT_FOUND: 404,
+  REGISTRY_NOT_ALLOWED: 403,
+  UNAUTHORIZED: 401,
+  FORBIDDEN: 403,
+  CONFLICT: 409,
+  DIGEST_MISMATCH: 400,
+  UNSUPPORTED_MEDIA_TYPE: 400,
+  PAYLOAD_TOO_LARGE: 413,
+  UPSTREAM_ERROR: 502,
+  UPSTREAM_TIMEOUT: 504,
+  UPSTREAM_RATE_LIMITED: 502,
+  BLOB_NOT_LIVE: 503,
+  INTERNAL: 500,
+};
+
+export class ImageCacheError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = new.target.name;
+  }
+  get status(): number {
+    return STATUS_BY_CODE[this.code];
+  }
+}
+
+export class InvalidArgumentError extends ImageCacheError {
+  constructor(message: string) {
+    super('INVALID_ARGUMENT', message);
+  }
+}
+
+export class InvalidReferenceError extends ImageCacheError {
+  constructor(message = 'invalid reference format') {
+    super('INVALID_REFERENCE', message);
+  }
+}
+
+export class NotFoundError extends ImageCacheError {
+  constructor(message: string) {
+    super('NOT_FOUND', message);
+  }
+}
+
+export class ConflictError extends ImageCacheError {
+  constructor(message: string) {
+    super('CONFLICT', message);
+  }
+}
+
+/** Bytes did not hash to, or were not as long as, the digest and size that named them. */
+export class DigestMismatchError extends ImageCacheError {
+  constructor(message: string) {
+    super('DIGEST_MISMATCH', message);
+  }
+}
+
+export class UpstreamError extends ImageCacheError {
+  /** Whether trying again (after backoff) can succeed: resets, 5xx, 429. */
+  readonly retryable: boolean;
+  constructor(
+    code:
+      | 'UPSTREAM_ERROR'
+      | 'UPSTREAM_TIMEOUT'
+      | 'UPSTREAM_RATE_LIMITED'
+      | 'NOT_FOUND'
+      | 'UNAUTHORIZED',
+    message: string,
+    options: { retryable?: boolean; cause?: unknown } = {},
+  ) {
+    super(code, message, { cause: options.cause });
+    this.retryable = options.retryable ?? false;
+  }
+}
+
+/**
+ * A writer found a blob it relies on in state `deleting` (or gone) at commit time: the garbage
+ * collector won the race. The writer stores the blob again and retries the commit.
+ */
+export class BlobNotLiveError extends ImageCacheError {
+  readonly digests: readonly string[];
+  constructor(digests: readonly string[]) {
+    super('BLOB_NOT_LIVE', `blobs are being garbage collected: ${digests.join(', ')}`);
+    this.digests = digests;
+  }
+}
+
+/** The body Docker clients expect on every error: `{"message": "..."}`. */
+export function errorBody(error: unknown): { status: number; body: { message: string } } {
+  if (error instanceof ImageCacheError) {
+    return { status: error.status, body: { message: error.message } };
+  }
+  return { status: 500, body: { message: 'internal server error' } };
+}
+
+/** The reference names a registry outside IMAGE_CACHE_REGISTRIES; nothing was contacted. */
+export class RegistryNotAllowedError extends ImageCacheError {
+  constructor(registry: string) {
+    super(
+      'REGISTRY_NOT_ALLOWED',
+      `registry ${registry} is not allowed: add it to IMAGE_CACHE_REGISTRIES to cache its images`,
+    );
+  }
+}

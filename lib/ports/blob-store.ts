@@ -1,0 +1,38 @@
+import type { Readable } from 'node:stream';
+import type { Digest } from '../digest.ts';
+
+export interface StoredBlob {
+  digest: Digest;
+  size: number;
+}
+
+export interface ListedBlob extends StoredBlob {
+  /** Milliseconds since the epoch the bytes were committed; lets GC spare fresh orphans. */
+  modifiedAt: number;
+}
+
+export interface ByteRange {
+  start: number;
+  /** Inclusive, as in HTTP Range; omitted means to the end. */
+  end?: number;
+}
+
+/**
+ * Content-addressed bytes. Implementations guarantee invariant 1: an object stored under a
+ * digest always holds bytes that hash to it. `write` hashes while it streams and commits only
+ * after size and digest matched; on any failure nothing is left under the digest.
+ */
+export interface BlobStore {
+  stat(digest: Digest): Promise<StoredBlob | undefined>;
+  /** Streams the bytes; rejects with NotFoundError when absent. */
+  read(digest: Digest, range?: ByteRange): Promise<Readable>;
+  /**
+   * Streams `body` in. With `expected.digest`, the bytes must hash to it (DigestMismatchError
+   * otherwise); with `expected.size`, they must be exactly that long. Without a digest the blob
+   * is stored under the digest it hashes to (tarball loads). Idempotent for equal content.
+   */
+  write(body: Readable, expected?: { digest?: Digest; size?: number }): Promise<StoredBlob>;
+  /** Removes the blob; absent blobs are not an error. */
+  delete(digest: Digest): Promise<void>;
+  list(): AsyncIterable<ListedBlob>;
+}

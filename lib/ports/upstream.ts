@@ -1,0 +1,48 @@
+import type { Readable } from 'node:stream';
+import type { Digest } from '../digest.ts';
+
+/** A repository on an upstream registry: `{registry: 'docker.io', repository: 'library/nginx'}`. */
+export interface UpstreamRepository {
+  registry: string;
+  repository: string;
+}
+
+export interface UpstreamManifest {
+  digest: Digest;
+  mediaType: string;
+  /** Exact bytes, verified against the digest (the requested one, or Docker-Content-Digest). */
+  raw: Uint8Array;
+}
+
+export interface ManifestHead {
+  digest: Digest;
+  mediaType: string;
+  size: number;
+}
+
+/** The registry's `RateLimit-*` headers as last seen (Docker Hub: `100;w=21600`). */
+export interface RateLimitInfo {
+  limit?: number;
+  remaining?: number;
+  windowSeconds?: number;
+  /** Docker-RateLimit-Source, the address or account the limit applies to. */
+  source?: string;
+  observedAt: number;
+}
+
+/**
+ * A registry client. Implementations refuse registries that are not allow-listed before any
+ * connection, negotiate manifest media types (schema1 refused), verify every byte, retry
+ * transient faults and honour 429.
+ */
+export interface Upstream {
+  getManifest(repo: UpstreamRepository, tagOrDigest: string): Promise<UpstreamManifest>;
+  /** Resolves a tag without fetching it; does not count against Docker Hub's pull limit. */
+  headManifest(repo: UpstreamRepository, tagOrDigest: string): Promise<ManifestHead>;
+  /**
+   * Streams a blob. The stream errors with DigestMismatchError at its end when size or sha256
+   * differ; interrupted transfers resume with Range where the registry allows it.
+   */
+  getBlob(repo: UpstreamRepository, blob: { digest: Digest; size: number }): Promise<Readable>;
+  rateLimit(registry: string): RateLimitInfo | undefined;
+}
