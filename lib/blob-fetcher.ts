@@ -1,0 +1,201 @@
+import { Transform, type TransformCallback, type Writable } from 'node:stream';
+import type { Digest } from './digest.ts';
+import { ImageCacheError } from './errors.ts';
+import { countLayerFiles } from './layer-stats.ts';
+import type { BlobStore } from './ports/blob-store.ts';
+import type { Catalog } from './ports/catalog.ts';
+import type { Clock } from './ports/clock.ts';
+import type { Upstream, UpstreamRepository } from './ports/upstream.ts';
+import { Broadcast, SingleFlight } from './single-flight.ts';
+
+export type BlobProgress =
+  | { phase: 'downloading'; current: number; total: number }
+  | { phase: 'verifying' }
+  | { phase: 'stored' };
+
+export interface EnsuredBlob {
+  /** True when the bytes were already in the cache and nothing was fetched. */
+  existed: boolean;
+  /** Bytes of the files in a layer, when known. */
+  unpackedSize?: number;
+  /** sha256 of the uncompressed layer, when it was computed during this fetch. */
+  diffId?: Digest;
+}
+
+export interface BlobFetcherDeps {
+  catalog: Catalog;
+  blobs: BlobStore;
+  upstream: Upstream;
+  clock: Clock;
+  /** How long to wait for the collector to finish deleting a blob we need again. */
+  deletionWaitMs?: number;
+}
+
+const PROGRESS_EVERY_BYTES = 512 * 1024;
+const MAX_ATTEMPTS = 5;
+
+/**
+ * Makes a blob present and live in the cache, following the GC protocol: a live record is
+ * touched (so the collector's conditional transition fails), a blob being deleted is treated
+ * as absent and fetched again only after its deletion finished. Concurrent requests for the
+ * same digest share one upstream fetch and its progress.
+ */
+export class BlobFetcher {
+  readonly #deps: BlobFetcherDeps;
+  /** 'retry' means the collector deleted the digest under us: fetch it once more. */
+  readonly #flights = new SingleFlight<EnsuredBlob | 'retry'>();
+  readonly #progress = new Map<string, Broadcast<BlobProgress>>();
+
+  constructor(deps: BlobFetcherDeps) {
+    this.#deps = deps;
+  }
+
+  async ensure(
+    repo: UpstreamRepository,
+    blob: { digest: Digest; size: number },
+    options: { isLayer: boolean; onProgress?: (p: BlobProgress) => void },
+  ): Promise<EnsuredBlob> {
+    const { catalog, blobs, clock } = this.#deps;
+    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+      const state = await catalog.touchBlob(blob.digest, clock.now());
+      if (state === 'deleting') {
+        await this.#waitForDeletion(blob.digest);
+        continue;
+      }
+      if (state === 'live') {
+        const stored = await blobs.stat(blob.digest);
+        if (stored) {
+          const record = await catalog.getBlob(blob.digest);
+          return { existed: true, unpackedSize: record?.unpackedSize };
+        }
+        // A live record without bytes (lost file): fetch again, the write restores them.
+      }
+      const result = await this.#fetchShared(repo, blob, options);
+      if (result !== 'retry') return result;
+    }
+    throw new ImageCacheError(
+      'BLOB_NOT_LIVE',
+      `blob ${blob.digest} kept being garbage collected while it was pulled; try again`,
+    );
+  }
+
+  #fetchShared(
+    repo: UpstreamRepository,
+    blob: { digest: Digest; size: number },
+    options: { isLayer: boolean; onProgress?: (p: BlobProgress) => void },
+  ): Promise<EnsuredBlob | 'retry'> {
+    let progress = this.#progress.get(blob.digest);
+    if (!progress) {
+      progress = new Broadcast<BlobProgress>();
+      this.#progress.set(blob.digest, progress);
+    }
+    const unsubscribe = options.onProgress ? progress.subscribe(options.onProgress) : () => {};
+    const shared = progress;
+    return this.#flights
+      .run(blob.digest, async () => {
+        try {
+          return await this.#fetch(repo, blob, options.isLayer, shared);
+        } finally {
+          this.#progress.delete(blob.digest);
+        }
+      })
+      .finally(unsubscribe);
+  }
+
+  async #fetch(
+    repo: UpstreamRepository,
+    blob: { digest: Digest; size: number },
+    isLayer: boolean,
+    progress: Broadcast<BlobProgress>,
+  ): Promise<EnsuredBlob | 'retry'> {
+    const { catalog, blobs, upstream, clock } = this.#deps;
+    progress.emit({ phase: 'downloading', current: 0, total: blob.size });
+    const body = await upstream.getBlob(repo, blob);
+    const stats = isLayer ? countLayerFiles() : undefined;
+    const observer = new ObservingStream(blob.size, progress, stats?.stream);
+    body.on('error', (error) => observer.destroy(error));
+    body.pipe(observer);
+    await blobs.write(observer, { digest: blob.digest, size: blob.size });
+    progress.emit({ phase: 'verifying' });
+    const layer = stats ? await stats.result.catch(() => undefined) : undefined;
+    const state = await catalog.addBlob(
+      { digest: blob.digest, size: blob.size, unpackedSize: layer?.fileBytes },
+      clock.now(),
+    );
+    if (state === 'deleting') {
+      // The collector claimed the digest while we wrote: our bytes may be gone with it.
+      await this.#waitForDeletion(blob.digest);
+      return 'retry';
+    }
+    progress.emit({ phase: 'stored' });
+    return { existed: false, unpackedSize: layer?.fileBytes, diffId: layer?.diffId };
+  }
+
+  async #waitForDeletion(digest: Digest): Promise<void> {
+    const deadline = Date.now() + (this.#deps.deletionWaitMs ?? 60_000);
+    let delay = 20;
+    while (Date.now() < deadline) {
+      const record = await this.#deps.catalog.getBlob(digest);
+      if (!record || record.state !== 'deleting') return;
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 500);
+    }
+    throw new ImageCacheError(
+      'BLOB_NOT_LIVE',
+      `blob ${digest} is still being deleted by the garbage collector; try again later`,
+    );
+  }
+}
+
+/**
+ * Passes a blob through unchanged while reporting progress and feeding a copy to the layer
+ * statistics. The copy honours backpressure; if statistics fail, they are dropped, never the
+ * download.
+ */
+class ObservingStream extends Transform {
+  #seen = 0;
+  #reported = 0;
+  readonly #total: number;
+  readonly #progress: Broadcast<BlobProgress>;
+  #copy: Writable | undefined;
+
+  constructor(total: number, progress: Broadcast<BlobProgress>, copy?: Writable) {
+    super();
+    this.#total = total;
+    this.#progress = progress;
+    this.#copy = copy;
+    copy?.on('error', () => {
+      this.#copy = undefined;
+    });
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    this.#seen += chunk.length;
+    if (this.#seen - this.#reported >= PROGRESS_EVERY_BYTES || this.#seen === this.#total) {
+      this.#reported = this.#seen;
+      this.#progress.emit({ phase: 'downloading', current: this.#seen, total: this.#total });
+    }
+    const copy = this.#copy;
+    if (copy && !copy.write(chunk)) {
+      const resume = () => {
+        copy.off('drain', resume);
+        copy.off('error', resume);
+        callback(null, chunk);
+      };
+      copy.on('drain', resume);
+      copy.on('error', resume);
+      return;
+    }
+    callback(null, chunk);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    this.#copy?.end();
+    callback();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#copy?.destroy();
+    callback(error);
+  }
+}

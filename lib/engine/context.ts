@@ -1,0 +1,17 @@
+import type { BlobStore } from '../ports/blob-store.ts';
+import type { Catalog } from '../ports/catalog.ts';
+import type { Clock } from '../ports/clock.ts';
+import type { Upstream } from '../ports/upstream.ts';
+import type { PullService } from '../pull.ts';
+
+/** Everything a route may use; built once by the composition root. */
+export interface EngineContext {
+  catalog: Catalog;
+  blobs: BlobStore;
+  upstream: Upstream;
+  pulls: PullService;
+  clock: Clock;
+  /** Registries on the allow-list, for /cache/registries. */
+  registries: ReadonlyMap<string, URL>;
+  version: string;
+}

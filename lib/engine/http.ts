@@ -1,0 +1,40 @@
+import type { Readable } from 'node:stream';
+import { errorBody } from '../errors.ts';
+
+/**
+ * The HTTP shapes the routes see: small, with Node streams for bodies, so the same routes serve
+ * the Node server and the Lambda adapter without web-stream conversions on the hot path.
+ */
+export interface HttpRequest {
+  method: string;
+  /** Path without the `/v1.NN` prefix, percent-decoding left to the route. */
+  path: string;
+  query: URLSearchParams;
+  headers: Record<string, string | undefined>;
+  body?: Readable;
+  /** The API version the client asked for (`1.47`), or undefined for unversioned paths. */
+  apiVersion?: string;
+}
+
+export interface HttpResponse {
+  status: number;
+  headers?: Record<string, string>;
+  body?: string | Uint8Array | Readable;
+}
+
+export function json(
+  status: number,
+  value: unknown,
+  headers: Record<string, string> = {},
+): HttpResponse {
+  return {
+    status,
+    headers: { 'Content-Type': 'application/json', ...headers },
+    body: `${JSON.stringify(value)}\n`,
+  };
+}
+
+export function errorResponse(error: unknown): HttpResponse {
+  const { status, body } = errorBody(error);
+  return json(status, body);
+}

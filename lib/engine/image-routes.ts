@@ -1,0 +1,57 @@
+import { InvalidArgumentError } from '../errors.ts';
+import { parseFilters } from '../filters.ts';
+import { listImageViews, resolveImage } from '../images.ts';
+import { parsePlatform } from '../manifest.ts';
+import { parsePullParams } from '../reference.ts';
+import { json } from './http.ts';
+import { filterImages, IMAGE_LIST_FILTERS, imageHistory, imageInspect } from './image-responses.ts';
+import { streamPull } from './pull-stream.ts';
+import type { Route } from './router.ts';
+
+export const imageRoutes: Route[] = [
+  {
+    method: 'POST',
+    pattern: /^\/images\/create$/,
+    handler: (request, _params, context) => {
+      const query = request.query;
+      if (query.get('fromSrc')) {
+        throw new InvalidArgumentError('importing a root filesystem (fromSrc) is not supported');
+      }
+      const fromImage = query.get('fromImage');
+      if (!fromImage) throw new InvalidArgumentError('fromImage is required');
+      const ref = parsePullParams(fromImage, query.get('tag') ?? undefined);
+      const platformText = query.get('platform');
+      const platform = platformText ? parsePlatform(platformText) : undefined;
+      return streamPull((onProgress) => context.pulls.pull(ref, { platform, onProgress }));
+    },
+  },
+  {
+    method: 'GET',
+    pattern: /^\/images\/json$/,
+    handler: async (request, _params, context) => {
+      const filters = parseFilters(request.query.get('filters'), IMAGE_LIST_FILTERS);
+      const views = await listImageViews(context.catalog);
+      const byName = new Map<string, (typeof views)[number]>();
+      for (const name of [...(filters.get('before') ?? []), ...(filters.get('since') ?? [])]) {
+        byName.set(name, await resolveImage(context.catalog, name));
+      }
+      return json(200, filterImages(views, filters, byName));
+    },
+  },
+  {
+    method: 'GET',
+    pattern: /^\/images\/(.+)\/json$/,
+    handler: async (_request, [name], context) => {
+      const view = await resolveImage(context.catalog, name!);
+      return json(200, await imageInspect(view, context.blobs));
+    },
+  },
+  {
+    method: 'GET',
+    pattern: /^\/images\/(.+)\/history$/,
+    handler: async (_request, [name], context) => {
+      const view = await resolveImage(context.catalog, name!);
+      return json(200, await imageHistory(view, context.blobs, context.catalog));
+    },
+  },
+];

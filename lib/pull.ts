@@ -1,0 +1,358 @@
+import { BlobFetcher, type BlobProgress } from './blob-fetcher.ts';
+import { type Digest, shortId } from './digest.ts';
+import { BlobNotLiveError, ImageCacheError, NotFoundError, UpstreamError } from './errors.ts';
+import { configLabels, parseImageConfig } from './image-config.ts';
+import {
+  DEFAULT_PLATFORM,
+  formatPlatform,
+  type ImageManifest,
+  normalizePlatform,
+  type ParsedManifest,
+  parseManifest,
+  selectPlatform,
+} from './manifest.ts';
+import type { Platform, Reference } from './model.ts';
+import type { BlobStore } from './ports/blob-store.ts';
+import type { Catalog, ManifestRecord, TagRecord } from './ports/catalog.ts';
+import type { Clock } from './ports/clock.ts';
+import type { Upstream, UpstreamRepository } from './ports/upstream.ts';
+import { familiarString, repositoryName } from './reference.ts';
+import { SingleFlight } from './single-flight.ts';
+
+/** One line of Docker's pull progress stream (the JSON message the Engine API sends). */
+export interface ProgressMessage {
+  status: string;
+  id?: string;
+  progressDetail?: { current?: number; total?: number };
+}
+
+export interface PullOptions {
+  platform?: Platform;
+  onProgress?: (message: ProgressMessage) => void;
+}
+
+export interface PullResult {
+  manifest: ManifestRecord;
+  /** The digest the registry named (index or manifest): what `Digest:` shows. */
+  source: Digest;
+  upToDate: boolean;
+}
+
+export interface PullServiceDeps {
+  catalog: Catalog;
+  blobs: BlobStore;
+  upstream: Upstream;
+  clock: Clock;
+  /** A cached tag younger than this is served without asking the upstream. */
+  tagTtlMs: number;
+  /** Layers downloaded at once per pull. */
+  concurrency: number;
+}
+
+interface Resolved {
+  source: Digest;
+  /** Manifests to record: the index (if any) and the image manifest, image last. */
+  records: ManifestRecord[];
+  image: ManifestRecord;
+  parsed: ImageManifest;
+  platform?: string;
+  upToDate: boolean;
+}
+
+const COMMIT_ATTEMPTS = 3;
+
+/**
+ * Pulls an image into the cache: resolve the reference (cached tag, TTL revalidation with a
+ * manifest HEAD, stale-if-error), pick the platform, make config and layers present, then
+ * commit tag and manifests atomically. The commit only succeeds while every blob is live, so a
+ * tag never points at missing content (invariant 2).
+ */
+export class PullService {
+  readonly #deps: PullServiceDeps;
+  readonly #fetcher: BlobFetcher;
+  readonly #manifests = new SingleFlight<{ digest: Digest; mediaType: string; raw: Uint8Array }>();
+
+  constructor(deps: PullServiceDeps) {
+    this.#deps = deps;
+    this.#fetcher = new BlobFetcher(deps);
+  }
+
+  async pull(ref: Reference, options: PullOptions = {}): Promise<PullResult> {
+    const emit = options.onProgress ?? (() => {});
+    const repo = { registry: ref.registry, repository: ref.repository };
+    const tagOrDigest = ref.digest ?? ref.tag ?? 'latest';
+    const resolved = await this.#resolve(ref, options.platform, emit);
+    emit({ status: `Pulling from ${familiarPath(ref)}`, id: tagOrDigest });
+
+    let commitError: unknown;
+    for (let attempt = 1; attempt <= COMMIT_ATTEMPTS; attempt++) {
+      const summary = await this.#ensureContent(repo, resolved, emit, attempt === 1);
+      const image: ManifestRecord = { ...resolved.image, image: summary };
+      const records = [...resolved.records.slice(0, -1), image];
+      try {
+        await this.#deps.catalog.commitImage({
+          manifests: records,
+          blobs: image.blobs,
+          tag: ref.digest
+            ? undefined
+            : {
+                repository: repositoryName(ref),
+                tag: ref.tag ?? 'latest',
+                manifest: image.digest,
+                source: resolved.source,
+                platform: resolved.platform,
+              },
+          digestRef: {
+            repository: repositoryName(ref),
+            digest: resolved.source,
+            manifest: image.digest,
+          },
+          now: this.#deps.clock.now(),
+        });
+        const committed = (await this.#deps.catalog.getManifest(image.digest)) ?? image;
+        emit({ status: `Digest: ${resolved.source}` });
+        emit({
+          status: resolved.upToDate
+            ? `Status: Image is up to date for ${familiarString(ref)}`
+            : `Status: Downloaded newer image for ${familiarString(ref)}`,
+        });
+        return { manifest: committed, source: resolved.source, upToDate: resolved.upToDate };
+      } catch (error) {
+        // The collector took a blob between our fetch and the commit: fetch again.
+        if (!(error instanceof BlobNotLiveError)) throw error;
+        commitError = error;
+      }
+    }
+    throw commitError;
+  }
+
+  async #resolve(
+    ref: Reference,
+    platform: Platform | undefined,
+    emit: (m: ProgressMessage) => void,
+  ): Promise<Resolved> {
+    const { catalog, clock, tagTtlMs } = this.#deps;
+    const repo = { registry: ref.registry, repository: ref.repository };
+    const wanted = platform ? normalizePlatform(platform) : undefined;
+    if (ref.digest) {
+      return this.#fromSource(repo, ref.digest, wanted, true);
+    }
+    const tag = ref.tag ?? 'latest';
+    const cached = await catalog.getTag(repositoryName(ref), tag);
+    const now = clock.now();
+    if (!cached) {
+      const fetched = this.#toRecord(await this.#fetchManifest(repo, tag));
+      return this.#fromSource(repo, fetched.digest, wanted, false, fetched);
+    }
+    const fresh = now - cached.checkedAt < tagTtlMs;
+    if (!fresh) {
+      try {
+        const head = await this.#deps.upstream.headManifest(repo, tag);
+        if (head.digest !== cached.source)
+          return this.#fromSource(repo, head.digest, wanted, false);
+        await catalog.markTagChecked(repositoryName(ref), tag, now);
+      } catch (error) {
+        if (!isUpstreamOutage(error)) throw error;
+        emit({
+          status: `Warning: ${ref.registry} is unavailable (${(error as Error).message}); serving the cached image`,
+        });
+      }
+    }
+    return this.#fromCachedTag(repo, cached, wanted);
+  }
+
+  /** The tag is known: serve it, or another platform of its stored index, without the upstream. */
+  async #fromCachedTag(
+    repo: UpstreamRepository,
+    cached: TagRecord,
+    wanted: Platform | undefined,
+  ): Promise<Resolved> {
+    const samePlatform = !wanted || !cached.platform || cached.platform === formatPlatform(wanted);
+    if (samePlatform) {
+      const image = await this.#deps.catalog.getManifest(cached.manifest);
+      if (image) return this.#resolvedFromImage(cached.source, [], image, cached.platform, true);
+    }
+    return this.#fromSource(repo, cached.source, wanted, true);
+  }
+
+  /**
+   * Resolves the manifest the registry names by `digest` (stored, fetched, or just fetched by
+   * tag), then the platform's image manifest when it is an index. `known` says the reference
+   * was already cached, so complete content counts as "up to date".
+   */
+  async #fromSource(
+    repo: UpstreamRepository,
+    digest: Digest,
+    wanted: Platform | undefined,
+    known: boolean,
+    fetched?: ManifestRecord,
+  ): Promise<Resolved> {
+    const top = fetched ?? (await this.#manifestRecord(repo, digest));
+    const parsed = parseManifest(top.raw, top.mediaType);
+    if (parsed.kind === 'image') {
+      return this.#resolvedFromImage(digest, [], top, undefined, known);
+    }
+    const target = wanted ?? DEFAULT_PLATFORM;
+    const child = selectPlatform(parsed, target);
+    if (!child) {
+      throw new NotFoundError(
+        `no matching manifest for ${formatPlatform(target)} in the manifest list entries`,
+      );
+    }
+    const image = await this.#manifestRecord(repo, child.digest);
+    return this.#resolvedFromImage(digest, [top], image, formatPlatform(target), known);
+  }
+
+  async #resolvedFromImage(
+    source: Digest,
+    parents: ManifestRecord[],
+    image: ManifestRecord,
+    platform: string | undefined,
+    known: boolean,
+  ): Promise<Resolved> {
+    const parsed: ParsedManifest = parseManifest(image.raw, image.mediaType);
+    if (parsed.kind !== 'image') {
+      throw new ImageCacheError('UNSUPPORTED_MEDIA_TYPE', `${source} nests an index in an index`);
+    }
+    const alreadyComplete = image.image !== undefined && (await this.#allPresent(image.blobs));
+    return {
+      source,
+      records: [...parents, image],
+      image,
+      parsed,
+      platform,
+      upToDate: known && alreadyComplete,
+    };
+  }
+
+  async #allPresent(digests: Digest[]): Promise<boolean> {
+    for (const digest of digests) {
+      const record = await this.#deps.catalog.getBlob(digest);
+      if (record?.state !== 'live') return false;
+    }
+    return true;
+  }
+
+  /** A manifest from the catalog if stored (no upstream request), else fetched and verified. */
+  async #manifestRecord(repo: UpstreamRepository, digest: Digest): Promise<ManifestRecord> {
+    const stored = await this.#deps.catalog.getManifest(digest);
+    if (stored) return stored;
+    const fetched = await this.#fetchManifest(repo, digest);
+    return this.#toRecord(fetched);
+  }
+
+  #fetchManifest(repo: UpstreamRepository, tagOrDigest: string) {
+    const key = `${repo.registry}/${repo.repository}:${tagOrDigest}`;
+    return this.#manifests.run(key, () => this.#deps.upstream.getManifest(repo, tagOrDigest));
+  }
+
+  #toRecord(m: { digest: Digest; mediaType: string; raw: Uint8Array }): ManifestRecord {
+    const parsed = parseManifest(m.raw, m.mediaType);
+    const now = this.#deps.clock.now();
+    return {
+      digest: m.digest,
+      mediaType: parsed.mediaType,
+      raw: m.raw,
+      blobs:
+        parsed.kind === 'image'
+          ? [parsed.config.digest, ...parsed.layers.map((l) => l.digest)]
+          : [],
+      children: parsed.kind === 'index' ? parsed.manifests.map((c) => c.digest) : [],
+      createdAt: now,
+      lastUsedAt: now,
+    };
+  }
+
+  /** Makes config and layers present and live; returns the image summary for the catalog. */
+  async #ensureContent(
+    repo: UpstreamRepository,
+    resolved: Resolved,
+    emit: (m: ProgressMessage) => void,
+    firstAttempt: boolean,
+  ) {
+    const { parsed } = resolved;
+    await this.#fetcher.ensure(repo, parsed.config, { isLayer: false });
+    const configBytes = await readAll(await this.#deps.blobs.read(parsed.config.digest));
+    const config = parseImageConfig(configBytes);
+    const layerSizes = await this.#ensureLayers(
+      repo,
+      parsed,
+      config.rootfs.diff_ids,
+      emit,
+      firstAttempt,
+    );
+    return {
+      configDigest: parsed.config.digest,
+      created: config.created,
+      os: config.os,
+      architecture: config.architecture,
+      variant: config.variant,
+      size: layerSizes.reduce((a, b) => a + b, 0),
+      labels: configLabels(config),
+    };
+  }
+
+  async #ensureLayers(
+    repo: UpstreamRepository,
+    parsed: ImageManifest,
+    diffIds: Digest[],
+    emit: (m: ProgressMessage) => void,
+    announce: boolean,
+  ): Promise<number[]> {
+    const layers = parsed.layers;
+    const sizes = new Array<number>(layers.length).fill(0);
+    const ids = layers.map((l) => shortId(l.digest));
+    if (announce) for (const id of new Set(ids)) emit({ status: 'Pulling fs layer', id });
+    let next = 0;
+    const worker = async () => {
+      while (next < layers.length) {
+        const index = next++;
+        const layer = layers[index]!;
+        const id = ids[index]!;
+        const result = await this.#fetcher.ensure(repo, layer, {
+          isLayer: true,
+          onProgress: (p) => emit(layerProgress(id, p)),
+        });
+        if (result.diffId && diffIds[index] && result.diffId !== diffIds[index]) {
+          throw new ImageCacheError(
+            'DIGEST_MISMATCH',
+            `layer ${layer.digest} unpacks to ${result.diffId}, but the config says ${diffIds[index]}`,
+          );
+        }
+        sizes[index] = result.unpackedSize ?? layer.size;
+        emit({ status: result.existed ? 'Already exists' : 'Pull complete', id });
+      }
+    };
+    const workers = Math.max(1, Math.min(this.#deps.concurrency, layers.length));
+    await Promise.all(Array.from({ length: workers }, worker));
+    return sizes;
+  }
+}
+
+function layerProgress(id: string, p: BlobProgress): ProgressMessage {
+  if (p.phase === 'downloading') {
+    return { status: 'Downloading', id, progressDetail: { current: p.current, total: p.total } };
+  }
+  if (p.phase === 'verifying') return { status: 'Verifying Checksum', id };
+  return { status: 'Download complete', id };
+}
+
+/** "library/nginx" for Docker Hub, the full path elsewhere, as Docker's "Pulling from". */
+function familiarPath(ref: Reference): string {
+  return ref.registry === 'docker.io' ? ref.repository : `${ref.registry}/${ref.repository}`;
+}
+
+function isUpstreamOutage(error: unknown): boolean {
+  return (
+    error instanceof UpstreamError &&
+    (error.code === 'UPSTREAM_ERROR' ||
+      error.code === 'UPSTREAM_TIMEOUT' ||
+      error.code === 'UPSTREAM_RATE_LIMITED')
+  );
+}
+
+async function readAll(stream: NodeJS.ReadableStream): Promise<Uint8Array> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}

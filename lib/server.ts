@@ -1,0 +1,75 @@
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { composeEmbedded } from './composition.ts';
+import type { ServeConfig } from './config.ts';
+import type { HttpRequest, HttpResponse } from './engine/http.ts';
+import { createRouter, type Router } from './engine/router.ts';
+
+export interface RunningServer {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+/** Starts the embedded-default server: filesystem blobs, SQLite catalog, Node's HTTP server. */
+export async function startServer(config: ServeConfig): Promise<RunningServer> {
+  const composition = composeEmbedded(config);
+  const router = createRouter(composition.context);
+  const server = createServer((req, res) => {
+    void serveRequest(router, req, res);
+  });
+  // Pulls of large layers stream for minutes; Node's default request timeout would cut them.
+  server.requestTimeout = 0;
+  server.headersTimeout = 60_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, resolve);
+  });
+  const { port } = server.address() as AddressInfo;
+  const host = config.host.includes(':') ? `[${config.host}]` : config.host;
+  return {
+    url: `http://${host}:${port}`,
+    port,
+    close: async () => {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      await composition.close();
+    },
+  };
+}
+
+async function serveRequest(router: Router, req: IncomingMessage, res: ServerResponse) {
+  const url = new URL(req.url ?? '/', 'http://localhost');
+  const request: HttpRequest = {
+    method: req.method ?? 'GET',
+    path: url.pathname,
+    query: url.searchParams,
+    headers: req.headers as Record<string, string | undefined>,
+    body: req,
+  };
+  const response = await router(request);
+  await writeResponse(res, response).catch(() => {
+    // The client went away mid-stream; the work behind the stream carries on or cleans up.
+    res.destroy();
+  });
+}
+
+async function writeResponse(res: ServerResponse, response: HttpResponse) {
+  res.writeHead(response.status, response.headers);
+  const body = response.body;
+  if (body === undefined) {
+    res.end();
+    return;
+  }
+  if (typeof body === 'string' || body instanceof Uint8Array) {
+    res.end(body);
+    return;
+  }
+  // Flush each progress line as it comes rather than waiting for Nagle or a full buffer.
+  res.flushHeaders();
+  await pipeline(body as Readable, res);
+}
