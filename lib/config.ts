@@ -1,0 +1,320 @@
+/**
+ * Settings, read and validated once at startup. Every problem is a ConfigError whose message
+ * names the flag or variable and says what is wrong, so a bad deployment fails before it
+ * serves a single request instead of on the first pull.
+ */
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { parseDuration } from './duration.ts';
+import { isRegistryHost, normalizeRegistry } from './reference.ts';
+
+export class ConfigError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Registry host (as in references: `docker.io`, `localhost:5000`) to its API base URL. */
+export type RegistryMap = Map<string, URL>;
+
+export interface RegistryCredentials {
+  username: string;
+  password: string;
+  /** OAuth refresh token from `docker login` with an identity provider; used instead of a password. */
+  identityToken?: string;
+}
+
+/** Registry host (lowercase, `docker.io` for Docker Hub) to what to log in with. */
+export type CredentialMap = Map<string, RegistryCredentials>;
+
+export interface ServeConfig {
+  host: string;
+  port: number;
+  /** Absolute, resolved against the working directory at startup. */
+  dataDir: string;
+  registries: RegistryMap;
+  credentials: CredentialMap;
+  /** How long a cached tag is served without asking the upstream whether it moved. */
+  tagTtlMs: number;
+  /** Layer downloads running at once per pull. */
+  concurrency: number;
+}
+
+const REGISTRIES_VAR = 'IMAGE_CACHE_REGISTRIES';
+const AUTH_FILE_VAR = 'IMAGE_CACHE_AUTH_FILE';
+
+// Docker Hub's API does not live at docker.io; every other default serves its API on its name.
+const DEFAULT_REGISTRIES: readonly (readonly [string, string])[] = [
+  ['docker.io', 'https://registry-1.docker.io'],
+  ...['ghcr.io', 'quay.io', 'registry.k8s.io', 'gcr.io', 'mcr.microsoft.com', 'public.ecr.aws'].map(
+    (name) => [name, `https://${name}`] as const,
+  ),
+];
+
+const SERVE_DEFAULTS = {
+  host: '127.0.0.1',
+  port: 5115,
+  data: './data',
+  tagTtl: '5m',
+  concurrency: 4,
+} as const;
+const MAX_CONCURRENCY = 64;
+
+/**
+ * IMAGE_CACHE_REGISTRIES: `name=url,name=url`. This is the upstream allow-list, so it is
+ * strict: the url is only a scheme and a host (plain http only when written), never a path
+ * or credentials. Unset or empty means the well-known public registries.
+ */
+export function parseRegistries(value?: string): RegistryMap {
+  const registries: RegistryMap = new Map();
+  if (value === undefined || value.trim() === '') {
+    for (const [name, url] of DEFAULT_REGISTRIES) registries.set(name, new URL(url));
+    return registries;
+  }
+  for (const entry of value.split(',')) {
+    const item = entry.trim();
+    if (item === '') continue; // a trailing comma is harmless
+    const eq = item.indexOf('=');
+    if (eq === -1) {
+      throw new ConfigError(
+        `${REGISTRIES_VAR}: entry ${JSON.stringify(item)} must be name=url, e.g. docker.io=https://registry-1.docker.io`,
+      );
+    }
+    const name = registryName(item.slice(0, eq).trim(), REGISTRIES_VAR);
+    if (registries.has(name)) {
+      throw new ConfigError(`${REGISTRIES_VAR}: registry ${name} is listed more than once`);
+    }
+    registries.set(name, registryUrl(name, item.slice(eq + 1).trim()));
+  }
+  return registries;
+}
+
+/**
+ * IMAGE_CACHE_AUTH_FILE: a Docker `config.json`. Only the `auths` section is read; entries
+ * without credentials (what `docker login` leaves when a credential helper holds the secret)
+ * are skipped. Messages name the registry, never the secret.
+ */
+export function loadAuthFile(path?: string): CredentialMap {
+  const credentials: CredentialMap = new Map();
+  if (path === undefined || path.trim() === '') return credentials;
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`${AUTH_FILE_VAR}: cannot read ${path}: ${(error as Error).message}`, {
+      cause: error,
+    });
+  }
+  let document: unknown;
+  try {
+    document = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(
+      `${AUTH_FILE_VAR}: ${path} is not valid JSON: ${(error as Error).message}`,
+    );
+  }
+  if (!isObject(document)) {
+    throw new ConfigError(`${AUTH_FILE_VAR}: ${path} must hold a JSON object with "auths"`);
+  }
+  const auths = document.auths ?? {};
+  if (!isObject(auths)) {
+    throw new ConfigError(`${AUTH_FILE_VAR}: "auths" in ${path} must be an object`);
+  }
+  const origins = new Map<string, string>();
+  for (const [key, entry] of Object.entries(auths)) {
+    const where = `${AUTH_FILE_VAR}: auths[${JSON.stringify(key)}] in ${path}`;
+    if (!isObject(entry)) throw new ConfigError(`${where} must be an object`);
+    const found = entryCredentials(entry, where);
+    if (!found) continue;
+    const name = authKeyToRegistry(key, where);
+    const previous = credentials.get(name);
+    if (previous && !sameCredentials(previous, found)) {
+      throw new ConfigError(
+        `${where} and auths[${JSON.stringify(origins.get(name))}] both name ${name} with different credentials`,
+      );
+    }
+    credentials.set(name, found);
+    origins.set(name, key);
+  }
+  return credentials;
+}
+
+/**
+ * `serve` flags over environment over defaults. The CLI strips the subcommand and handles
+ * `--help`; anything unknown here is a mistake worth stopping for.
+ */
+export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeConfig {
+  let values: Record<string, string | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        host: { type: 'string' },
+        port: { type: 'string' },
+        data: { type: 'string' },
+        'tag-ttl': { type: 'string' },
+        concurrency: { type: 'string' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (error) {
+    throw new ConfigError(`serve: ${(error as Error).message}`, { cause: error });
+  }
+
+  const host = values.host ?? SERVE_DEFAULTS.host;
+  if (host.trim() === '') throw new ConfigError('--host must not be empty');
+
+  const dataArg = values.data ?? SERVE_DEFAULTS.data;
+  if (dataArg.trim() === '') throw new ConfigError('--data must not be empty');
+
+  const ttlSetting = values['tag-ttl'] !== undefined ? '--tag-ttl' : 'IMAGE_CACHE_TAG_TTL';
+  const ttlText = values['tag-ttl'] ?? nonEmpty(env.IMAGE_CACHE_TAG_TTL) ?? SERVE_DEFAULTS.tagTtl;
+  let tagTtlMs: number;
+  try {
+    tagTtlMs = parseDuration(ttlText);
+  } catch (error) {
+    throw new ConfigError(`${ttlSetting}: ${(error as Error).message}`);
+  }
+
+  const concurrencySetting =
+    values.concurrency !== undefined ? '--concurrency' : 'IMAGE_CACHE_CONCURRENCY';
+  const concurrencyText = values.concurrency ?? nonEmpty(env.IMAGE_CACHE_CONCURRENCY);
+
+  return {
+    host,
+    port:
+      values.port === undefined ? SERVE_DEFAULTS.port : integerIn(values.port, '--port', 0, 65535),
+    dataDir: resolve(dataArg),
+    registries: parseRegistries(env[REGISTRIES_VAR]),
+    credentials: loadAuthFile(env[AUTH_FILE_VAR]),
+    tagTtlMs,
+    concurrency:
+      concurrencyText === undefined
+        ? SERVE_DEFAULTS.concurrency
+        : integerIn(concurrencyText, concurrencySetting, 1, MAX_CONCURRENCY),
+  };
+}
+
+function registryName(raw: string, setting: string): string {
+  const name = normalizeRegistry(raw.toLowerCase());
+  // A name a reference could never produce (e.g. `myregistry`, which `myregistry/app` reads as
+  // a Docker Hub namespace) would be allow-listed but unreachable: say so now.
+  if (!isRegistryHost(name)) {
+    throw new ConfigError(
+      `${setting}: ${JSON.stringify(raw)} is not a registry host: it must be a domain or address ` +
+        `with a "." or ":port" (or be localhost), as in image references`,
+    );
+  }
+  return name;
+}
+
+function registryUrl(name: string, raw: string): URL {
+  const where = `${REGISTRIES_VAR}: url for ${name}`;
+  if (!/^https?:\/\//i.test(raw)) {
+    throw new ConfigError(
+      `${where} must start with https:// (or http:// for a plain-text registry)`,
+    );
+  }
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new ConfigError(`${where} is not a valid URL: ${JSON.stringify(raw)}`);
+  }
+  if (url.username || url.password) {
+    throw new ConfigError(`${where} must not contain credentials: put them in ${AUTH_FILE_VAR}`);
+  }
+  if (url.pathname !== '/' || url.search || url.hash) {
+    throw new ConfigError(
+      `${where} must be only a scheme and host (the registry API is always under /v2/), got ${JSON.stringify(raw)}`,
+    );
+  }
+  return url;
+}
+
+/** Docker keys Hub credentials as `https://index.docker.io/v1/`; others by host, maybe a URL. */
+function authKeyToRegistry(key: string, where: string): string {
+  const host = key
+    .trim()
+    .replace(/^[a-z][a-z0-9+.-]*:\/\//i, '')
+    .split('/')[0]!;
+  const name = host.toLowerCase() === 'registry-1.docker.io' ? 'docker.io' : host;
+  return registryName(name, where);
+}
+
+function entryCredentials(
+  entry: Record<string, unknown>,
+  where: string,
+): RegistryCredentials | undefined {
+  const auth = optionalString(entry, 'auth', where);
+  const username = optionalString(entry, 'username', where);
+  const password = optionalString(entry, 'password', where);
+  const identityToken = optionalString(entry, 'identitytoken', where);
+
+  let found: RegistryCredentials | undefined;
+  if (auth) {
+    found = decodeBasicAuth(auth, where);
+  } else if (username !== undefined || password !== undefined) {
+    if (!username || password === undefined) {
+      throw new ConfigError(`${where} needs both "username" and "password"`);
+    }
+    found = { username, password };
+  }
+  if (identityToken) {
+    // Docker stores `<token>` as the user name when only an identity token exists.
+    found = {
+      username: found?.username ?? '<token>',
+      password: found?.password ?? '',
+      identityToken,
+    };
+  }
+  return found;
+}
+
+function decodeBasicAuth(auth: string, where: string): RegistryCredentials {
+  const compact = auth.trim();
+  // Buffer.from ignores invalid characters silently, which would turn a typo into a wrong login.
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(compact) || compact.length % 4 === 1) {
+    throw new ConfigError(`${where}: "auth" is not valid base64`);
+  }
+  const decoded = Buffer.from(compact, 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon <= 0) {
+    throw new ConfigError(`${where}: "auth" must be base64 of username:password`);
+  }
+  return { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) };
+}
+
+function optionalString(entry: Record<string, unknown>, field: string, where: string) {
+  const value = entry[field];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'string') throw new ConfigError(`${where}: "${field}" must be a string`);
+  return value;
+}
+
+function sameCredentials(a: RegistryCredentials, b: RegistryCredentials): boolean {
+  return (
+    a.username === b.username && a.password === b.password && a.identityToken === b.identityToken
+  );
+}
+
+function integerIn(text: string, setting: string, min: number, max: number): number {
+  const value = Number(text.trim());
+  if (!/^\d+$/.test(text.trim()) || value < min || value > max) {
+    throw new ConfigError(
+      `${setting}: ${JSON.stringify(text)} must be a whole number from ${min} to ${max}`,
+    );
+  }
+  return value;
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value.trim() === '' ? undefined : value;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}

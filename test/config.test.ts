@@ -1,0 +1,360 @@
+import { chmod, writeFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  ConfigError,
+  loadAuthFile,
+  parseRegistries,
+  parseServeArgs,
+  type RegistryCredentials,
+} from '../lib/config.ts';
+import { type TempDir, tempDir } from './support/tmp.ts';
+
+const b64 = (text: string) => Buffer.from(text).toString('base64');
+
+function asObject(map: Map<string, URL>): Record<string, string> {
+  return Object.fromEntries([...map].map(([name, url]) => [name, url.href]));
+}
+
+describe('parseRegistries', () => {
+  const defaults = {
+    'docker.io': 'https://registry-1.docker.io/',
+    'ghcr.io': 'https://ghcr.io/',
+    'quay.io': 'https://quay.io/',
+    'registry.k8s.io': 'https://registry.k8s.io/',
+    'gcr.io': 'https://gcr.io/',
+    'mcr.microsoft.com': 'https://mcr.microsoft.com/',
+    'public.ecr.aws': 'https://public.ecr.aws/',
+  };
+  const valid: [string | undefined, Record<string, string>][] = [
+    [undefined, defaults],
+    ['', defaults],
+    ['  ', defaults],
+    [
+      'docker.io=https://registry-1.docker.io,ghcr.io=https://ghcr.io',
+      { 'docker.io': 'https://registry-1.docker.io/', 'ghcr.io': 'https://ghcr.io/' },
+    ],
+    [' docker.io = https://mirror.example.com/ , ', { 'docker.io': 'https://mirror.example.com/' }],
+    [
+      'index.docker.io=https://registry-1.docker.io',
+      { 'docker.io': 'https://registry-1.docker.io/' },
+    ],
+    ['localhost:5000=http://127.0.0.1:5000', { 'localhost:5000': 'http://127.0.0.1:5000/' }],
+    ['localhost=http://localhost:8080', { localhost: 'http://localhost:8080/' }],
+    ['[::1]:5000=http://[::1]:5000', { '[::1]:5000': 'http://[::1]:5000/' }],
+    [
+      'Registry.Example.com=HTTPS://registry.example.com',
+      { 'registry.example.com': 'https://registry.example.com/' },
+    ],
+  ];
+  it.each(valid)('%j', (value, expected) => {
+    expect(asObject(parseRegistries(value))).toEqual(expected);
+  });
+
+  const invalid: [string, RegExp][] = [
+    ['docker.io', /entry "docker.io" must be name=url/],
+    [
+      'docker.io=https://a.example,docker.io=https://b.example',
+      /docker.io is listed more than once/,
+    ],
+    [
+      'docker.io=https://a.example,index.docker.io=https://b.example',
+      /docker.io is listed more than once/,
+    ],
+    ['myregistry=https://myregistry', /"myregistry" is not a registry host/],
+    ['foo_bar.com=https://foo.example', /"foo_bar.com" is not a registry host/],
+    ['=https://a.example', /"" is not a registry host/],
+    ['ghcr.io=ghcr.io', /url for ghcr.io must start with https:\/\//],
+    ['ghcr.io=', /url for ghcr.io must start with https:\/\//],
+    ['ghcr.io=ftp://ghcr.io', /must start with https:\/\//],
+    ['ghcr.io=file:///etc/passwd', /must start with https:\/\//],
+    ['ghcr.io=https://', /is not a valid URL/],
+    ['ghcr.io=https://user:pw@ghcr.io', /must not contain credentials/],
+    ['ghcr.io=https://user@ghcr.io', /must not contain credentials/],
+    ['ghcr.io=https://ghcr.io/v2', /must be only a scheme and host/],
+    ['ghcr.io=https://ghcr.io/?x=1', /must be only a scheme and host/],
+    ['ghcr.io=https://ghcr.io/#x', /must be only a scheme and host/],
+  ];
+  it.each(invalid)('%j fails', (value, message) => {
+    expect(() => parseRegistries(value)).toThrow(ConfigError);
+    expect(() => parseRegistries(value)).toThrow(message);
+    expect(() => parseRegistries(value)).toThrow(/^IMAGE_CACHE_REGISTRIES: /);
+  });
+});
+
+describe('loadAuthFile', () => {
+  let dir: TempDir;
+  let counter = 0;
+  beforeAll(async () => {
+    dir = await tempDir('config');
+  });
+  afterAll(() => dir.cleanup());
+
+  async function authFile(content: unknown): Promise<string> {
+    const path = dir.file(`auth-${counter++}.json`);
+    await writeFile(path, typeof content === 'string' ? content : JSON.stringify(content));
+    return path;
+  }
+
+  it.each([undefined, ''])('no file (%j) means no credentials', (path) => {
+    expect(loadAuthFile(path).size).toBe(0);
+  });
+
+  const valid: [string, unknown, Record<string, RegistryCredentials>][] = [
+    [
+      'Docker Hub legacy key, auth field',
+      { auths: { 'https://index.docker.io/v1/': { auth: b64('alice:s3cret') } } },
+      { 'docker.io': { username: 'alice', password: 's3cret' } },
+    ],
+    [
+      'password containing colons',
+      { auths: { 'ghcr.io': { auth: b64('bob:a:b:c') } } },
+      { 'ghcr.io': { username: 'bob', password: 'a:b:c' } },
+    ],
+    [
+      'username and password fields, url key with path',
+      { auths: { 'https://registry.example.com:5000/v2/': { username: 'u', password: 'p' } } },
+      { 'registry.example.com:5000': { username: 'u', password: 'p' } },
+    ],
+    [
+      'identity token',
+      { auths: { 'quay.io': { identitytoken: 'tok' } } },
+      { 'quay.io': { username: '<token>', password: '', identityToken: 'tok' } },
+    ],
+    [
+      'auth plus identity token',
+      { auths: { 'quay.io': { auth: b64('u:'), identitytoken: 'tok' } } },
+      { 'quay.io': { username: 'u', password: '', identityToken: 'tok' } },
+    ],
+    [
+      'entries left empty by a credential helper are skipped',
+      {
+        auths: { 'https://index.docker.io/v1/': {}, 'ghcr.io': { auth: b64('x:y') } },
+        credsStore: 'desktop',
+      },
+      { 'ghcr.io': { username: 'x', password: 'y' } },
+    ],
+    [
+      'same credentials under two Hub keys',
+      {
+        auths: {
+          'https://index.docker.io/v1/': { auth: b64('a:b') },
+          'docker.io': { username: 'a', password: 'b' },
+          'registry-1.docker.io': { auth: b64('a:b') },
+        },
+      },
+      { 'docker.io': { username: 'a', password: 'b' } },
+    ],
+    ['no auths section', { credsStore: 'desktop' }, {}],
+    [
+      'http key, uppercase host',
+      { auths: { 'http://LOCALHOST:5000': { auth: b64('l:p') } } },
+      { 'localhost:5000': { username: 'l', password: 'p' } },
+    ],
+  ];
+  it.each(valid)('%s', async (_name, content, expected) => {
+    const loaded = loadAuthFile(await authFile(content));
+    expect(Object.fromEntries(loaded)).toEqual(expected);
+  });
+
+  const invalid: [string, unknown, RegExp][] = [
+    ['broken JSON', '{"auths": ', /is not valid JSON/],
+    ['a JSON array', '[]', /must hold a JSON object/],
+    ['auths not an object', { auths: [] }, /"auths" in .* must be an object/],
+    [
+      'entry not an object',
+      { auths: { 'ghcr.io': 'x' } },
+      /auths\["ghcr.io"\] in .* must be an object/,
+    ],
+    [
+      'auth not base64',
+      { auths: { 'ghcr.io': { auth: 'not base64!' } } },
+      /auths\["ghcr.io"\].*"auth" is not valid base64/,
+    ],
+    [
+      'auth without colon',
+      { auths: { 'ghcr.io': { auth: b64('justauser') } } },
+      /base64 of username:password/,
+    ],
+    [
+      'auth with empty user',
+      { auths: { 'ghcr.io': { auth: b64(':pw') } } },
+      /base64 of username:password/,
+    ],
+    ['auth not a string', { auths: { 'ghcr.io': { auth: 42 } } }, /"auth" must be a string/],
+    [
+      'username without password',
+      { auths: { 'ghcr.io': { username: 'u' } } },
+      /needs both "username" and "password"/,
+    ],
+    [
+      'key that is no host',
+      { auths: { myregistry: { auth: b64('a:b') } } },
+      /"myregistry" is not a registry host/,
+    ],
+    [
+      'different credentials under two Hub keys',
+      {
+        auths: {
+          'https://index.docker.io/v1/': { auth: b64('a:b') },
+          'docker.io': { auth: b64('a:c') },
+        },
+      },
+      /both name docker.io with different credentials/,
+    ],
+  ];
+  it.each(invalid)('%s fails', async (_name, content, message) => {
+    const path = await authFile(content);
+    expect(() => loadAuthFile(path)).toThrow(ConfigError);
+    expect(() => loadAuthFile(path)).toThrow(message);
+    expect(() => loadAuthFile(path)).toThrow(/^IMAGE_CACHE_AUTH_FILE: /);
+  });
+
+  it('never puts the secret in a message', async () => {
+    const path = await authFile({
+      auths: { 'ghcr.io': { username: 'u', password: 'hunter2' }, bad: { auth: b64('u:hunter2') } },
+    });
+    expect(() => loadAuthFile(path)).toThrow(ConfigError);
+    expect(() => loadAuthFile(path)).not.toThrow(/hunter2/);
+  });
+
+  it('reports a missing file', () => {
+    expect(() => loadAuthFile(dir.file('missing.json'))).toThrow(
+      /IMAGE_CACHE_AUTH_FILE: cannot read .*missing.json/,
+    );
+  });
+
+  it.skipIf(process.getuid?.() === 0)('reports an unreadable file', async () => {
+    const path = await authFile({ auths: {} });
+    await chmod(path, 0o000);
+    expect(() => loadAuthFile(path)).toThrow(/cannot read .*EACCES/);
+  });
+});
+
+describe('parseServeArgs', () => {
+  const defaults = {
+    host: '127.0.0.1',
+    port: 5115,
+    dataDir: resolve('data'),
+    tagTtlMs: 5 * 60_000,
+    concurrency: 4,
+  };
+  const valid: [string, string[], NodeJS.ProcessEnv, Partial<typeof defaults>][] = [
+    ['defaults', [], {}, {}],
+    [
+      'every flag',
+      [
+        '--host',
+        '0.0.0.0',
+        '--port',
+        '8080',
+        '--data',
+        '/var/cache/images',
+        '--tag-ttl',
+        '1h30m',
+        '--concurrency',
+        '8',
+      ],
+      {},
+      {
+        host: '0.0.0.0',
+        port: 8080,
+        dataDir: '/var/cache/images',
+        tagTtlMs: 90 * 60_000,
+        concurrency: 8,
+      },
+    ],
+    [
+      '--flag=value form',
+      ['--port=0', '--data=rel/dir'],
+      {},
+      { port: 0, dataDir: resolve('rel/dir') },
+    ],
+    [
+      'env values',
+      [],
+      { IMAGE_CACHE_TAG_TTL: '0s', IMAGE_CACHE_CONCURRENCY: '16' },
+      { tagTtlMs: 0, concurrency: 16 },
+    ],
+    [
+      'flags win over env',
+      ['--tag-ttl', '7d', '--concurrency', '2'],
+      { IMAGE_CACHE_TAG_TTL: '1s', IMAGE_CACHE_CONCURRENCY: '9' },
+      { tagTtlMs: 7 * 86_400_000, concurrency: 2 },
+    ],
+    ['empty env means default', [], { IMAGE_CACHE_TAG_TTL: '', IMAGE_CACHE_CONCURRENCY: ' ' }, {}],
+    ['IPv6 host', ['--host', '::'], {}, { host: '::' }],
+  ];
+  it.each(valid)('%s', (_name, argv, env, expected) => {
+    const config = parseServeArgs(argv, env);
+    expect(config).toMatchObject({ ...defaults, ...expected });
+  });
+
+  it('reads registries and credentials from env', async () => {
+    await using dir = await tempDir('serve');
+    const path = dir.file('auth.json');
+    await writeFile(path, JSON.stringify({ auths: { 'localhost:5000': { auth: b64('a:b') } } }));
+    const config = parseServeArgs([], {
+      IMAGE_CACHE_REGISTRIES: 'localhost:5000=http://127.0.0.1:5000',
+      IMAGE_CACHE_AUTH_FILE: path,
+    });
+    expect(asObject(config.registries)).toEqual({ 'localhost:5000': 'http://127.0.0.1:5000/' });
+    expect(config.credentials.get('localhost:5000')).toEqual({ username: 'a', password: 'b' });
+    expect(parseServeArgs([], {}).registries.get('docker.io')?.href).toBe(
+      'https://registry-1.docker.io/',
+    );
+    expect(parseServeArgs([], {}).credentials.size).toBe(0);
+  });
+
+  const invalid: [string, string[], NodeJS.ProcessEnv, RegExp][] = [
+    ['unknown flag', ['--verbose'], {}, /serve: Unknown option '--verbose'/],
+    ['positional', ['extra'], {}, /serve: .*extra/],
+    ['flag without value', ['--port'], {}, /serve: .*--port/],
+    [
+      'port not a number',
+      ['--port', 'http'],
+      {},
+      /--port: "http" must be a whole number from 0 to 65535/,
+    ],
+    ['port too large', ['--port', '65536'], {}, /--port: .* from 0 to 65535/],
+    ['port negative', ['--port=-1'], {}, /--port: .* from 0 to 65535/],
+    ['port fraction', ['--port', '80.5'], {}, /--port/],
+    ['empty host', ['--host', ''], {}, /--host must not be empty/],
+    ['empty data', ['--data', ''], {}, /--data must not be empty/],
+    ['bad ttl flag', ['--tag-ttl', '5'], {}, /--tag-ttl: invalid duration "5"/],
+    [
+      'bad ttl env',
+      [],
+      { IMAGE_CACHE_TAG_TTL: 'forever' },
+      /IMAGE_CACHE_TAG_TTL: invalid duration "forever"/,
+    ],
+    [
+      'zero concurrency',
+      ['--concurrency', '0'],
+      {},
+      /--concurrency: "0" must be a whole number from 1 to 64/,
+    ],
+    [
+      'huge concurrency env',
+      [],
+      { IMAGE_CACHE_CONCURRENCY: '1000' },
+      /IMAGE_CACHE_CONCURRENCY: "1000" must be/,
+    ],
+    [
+      'bad registries env',
+      [],
+      { IMAGE_CACHE_REGISTRIES: 'nope' },
+      /IMAGE_CACHE_REGISTRIES: entry "nope"/,
+    ],
+    [
+      'bad auth file env',
+      [],
+      { IMAGE_CACHE_AUTH_FILE: '/nonexistent/auth.json' },
+      /IMAGE_CACHE_AUTH_FILE: cannot read/,
+    ],
+  ];
+  it.each(invalid)('%s fails', (_name, argv, env, message) => {
+    expect(() => parseServeArgs(argv, env)).toThrow(ConfigError);
+    expect(() => parseServeArgs(argv, env)).toThrow(message);
+  });
+});
