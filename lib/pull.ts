@@ -302,7 +302,8 @@ export class PullService {
     const layers = parsed.layers;
     const sizes = new Array<number>(layers.length).fill(0);
     const ids = layers.map((l) => shortId(l.digest));
-    if (announce) for (const id of new Set(ids)) emit({ status: 'Pulling fs layer', id });
+    if (announce)
+      for (const id of new Set(ids)) emit({ status: 'Pulling fs layer', id, progressDetail: {} });
     let next = 0;
     const worker = async () => {
       while (next < layers.length) {
@@ -320,7 +321,11 @@ export class PullService {
           );
         }
         sizes[index] = result.unpackedSize ?? layer.size;
-        emit({ status: result.existed ? 'Already exists' : 'Pull complete', id });
+        emit({
+          status: result.existed ? 'Already exists' : 'Pull complete',
+          id,
+          progressDetail: {},
+        });
       }
     };
     const workers = Math.max(1, Math.min(this.#deps.concurrency, layers.length));
@@ -333,8 +338,8 @@ function layerProgress(id: string, p: BlobProgress): ProgressMessage {
   if (p.phase === 'downloading') {
     return { status: 'Downloading', id, progressDetail: { current: p.current, total: p.total } };
   }
-  if (p.phase === 'verifying') return { status: 'Verifying Checksum', id };
-  return { status: 'Download complete', id };
+  if (p.phase === 'verifying') return { status: 'Verifying Checksum', id, progressDetail: {} };
+  return { status: 'Download complete', id, progressDetail: {} };
 }
 
 /** "library/nginx" for Docker Hub, the full path elsewhere, as Docker's "Pulling from". */

@@ -1,0 +1,234 @@
+/** `image-cache images`: `docker image ls` over GET /images/json. */
+import { flagBoolean, flagList, flagString, parseArgs, UsageError } from '../args.ts';
+import type { CliContext, Command } from '../context.ts';
+import { createdSince, goJson, goTimeString, humanSizeWithPrecision } from '../format.ts';
+import { familiarName } from '../names.ts';
+import { parseTemplate, renderAll } from '../template.ts';
+
+/** One entry of GET /images/json, as the Docker Engine API spells it. */
+export interface ImageSummary {
+  Id: string;
+  ParentId?: string;
+  RepoTags?: string[] | null;
+  RepoDigests?: string[] | null;
+  Created: number;
+  Size: number;
+  SharedSize?: number;
+  VirtualSize?: number;
+  Containers?: number;
+  Labels?: Record<string, string> | null;
+}
+
+/** One table row: docker prints one per repository:tag (and per digest with --digests). */
+export interface ImageRow {
+  Containers: string;
+  CreatedAt: string;
+  CreatedSince: string;
+  Digest: string;
+  ID: string;
+  Repository: string;
+  SharedSize: string;
+  Size: string;
+  Tag: string;
+  UniqueSize: string;
+  VirtualSize: string;
+}
+
+export const IMAGE_HEADERS: Record<string, string> = {
+  Containers: 'CONTAINERS',
+  CreatedAt: 'CREATED AT',
+  CreatedSince: 'CREATED',
+  Digest: 'DIGEST',
+  ID: 'IMAGE ID',
+  Repository: 'REPOSITORY',
+  SharedSize: 'SHARED SIZE',
+  Size: 'SIZE',
+  Tag: 'TAG',
+  UniqueSize: 'UNIQUE SIZE',
+  VirtualSize: 'VIRTUAL SIZE',
+};
+
+const TABLE = 'table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}';
+const TABLE_DIGESTS =
+  'table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}';
+
+const usage = `Usage:  image-cache images [OPTIONS] [REPOSITORY[:TAG]]
+
+List images (aliases: ls, image ls)
+
+Options:
+  -a, --all             Show all images (default hides intermediate images)
+      --digests         Show digests
+  -f, --filter filter   Filter output based on conditions provided
+      --format string   Format output using a custom template:
+                        'table':            Print output in table format with column headers (default)
+                        'table TEMPLATE':   Print output in table format using the given Go template
+                        'json':             Print in JSON format
+                        'TEMPLATE':         Print output using the given Go template
+      --no-trunc        Don't truncate output
+  -q, --quiet           Only show image IDs
+`;
+
+/** Split `repo:tag` at the last colon that is not part of a `host:port`. */
+export function splitRepoTag(repoTag: string): { repo: string; tag: string } {
+  const colon = repoTag.lastIndexOf(':');
+  if (colon > repoTag.lastIndexOf('/')) {
+    return { repo: repoTag.slice(0, colon), tag: repoTag.slice(colon + 1) };
+  }
+  return { repo: repoTag, tag: '<none>' };
+}
+
+function shortId(id: string, noTrunc: boolean): string {
+  if (noTrunc) return id;
+  const colon = id.indexOf(':');
+  return (colon === -1 ? id : id.slice(colon + 1)).slice(0, 12);
+}
+
+function isDangling(image: ImageSummary): boolean {
+  const tags = image.RepoTags ?? [];
+  const digests = image.RepoDigests ?? [];
+  if (tags.length === 0 && digests.length === 0) return true;
+  return (
+    tags.length === 1 &&
+    tags[0] === '<none>:<none>' &&
+    digests.length === 1 &&
+    digests[0] === '<none>@<none>'
+  );
+}
+
+/** Rows for one image, following docker's rules for tags, digests and dangling images. */
+export function imageRows(
+  image: ImageSummary,
+  options: { digests: boolean; noTrunc: boolean; now: number },
+): ImageRow[] {
+  const size = humanSizeWithPrecision(image.Size, 3);
+  const shared = image.SharedSize ?? -1;
+  const base = {
+    Containers:
+      image.Containers === undefined || image.Containers < 0 ? 'N/A' : String(image.Containers),
+    CreatedAt: goTimeString(image.Created),
+    CreatedSince: createdSince(image.Created, options.now),
+    ID: shortId(image.Id, options.noTrunc),
+    SharedSize: shared < 0 ? 'N/A' : humanSizeWithPrecision(shared, 3),
+    Size: size,
+    UniqueSize: shared < 0 ? 'N/A' : humanSizeWithPrecision(image.Size - shared, 3),
+    VirtualSize: humanSizeWithPrecision(image.VirtualSize ?? image.Size, 3),
+  };
+  // Keys in alphabetical order: docker's JSON comes from a Go map, which sorts them.
+  const row = (Repository: string, Tag: string, Digest: string): ImageRow => ({
+    Containers: base.Containers,
+    CreatedAt: base.CreatedAt,
+    CreatedSince: base.CreatedSince,
+    Digest,
+    ID: base.ID,
+    Repository,
+    SharedSize: base.SharedSize,
+    Size: base.Size,
+    Tag,
+    UniqueSize: base.UniqueSize,
+    VirtualSize: base.VirtualSize,
+  });
+  if (isDangling(image)) return [row('<none>', '<none>', '<none>')];
+
+  const tagsByRepo = new Map<string, string[]>();
+  for (const repoTag of image.RepoTags ?? []) {
+    if (repoTag === '<none>:<none>') continue;
+    const { repo, tag } = splitRepoTag(repoTag);
+    const name = familiarName(repo);
+    tagsByRepo.set(name, [...(tagsByRepo.get(name) ?? []), tag]);
+  }
+  const digestsByRepo = new Map<string, string[]>();
+  for (const repoDigest of image.RepoDigests ?? []) {
+    const at = repoDigest.indexOf('@');
+    if (at === -1 || repoDigest === '<none>@<none>') continue;
+    const name = familiarName(repoDigest.slice(0, at));
+    digestsByRepo.set(name, [...(digestsByRepo.get(name) ?? []), repoDigest.slice(at + 1)]);
+  }
+
+  const rows: ImageRow[] = [];
+  for (const [repo, tags] of tagsByRepo) {
+    const digests = options.digests ? (digestsByRepo.get(repo) ?? []) : [];
+    digestsByRepo.delete(repo);
+    for (const tag of tags) {
+      if (digests.length === 0) rows.push(row(repo, tag, '<none>'));
+      for (const digest of digests) rows.push(row(repo, tag, digest));
+    }
+  }
+  // Repositories known only by digest (a pull by digest): one row with tag <none>.
+  for (const [repo, digests] of digestsByRepo) {
+    if (options.digests) for (const digest of digests) rows.push(row(repo, '<none>', digest));
+    else rows.push(row(repo, '<none>', ''));
+  }
+  return rows;
+}
+
+/** `--filter k=v` (repeatable) and a REPOSITORY[:TAG] argument, in Docker's filters JSON. */
+export function filtersJson(filters: readonly string[], reference?: string): string | undefined {
+  const map: Record<string, Record<string, boolean>> = {};
+  const add = (key: string, value: string) => {
+    map[key] = { ...map[key], [value]: true };
+  };
+  for (const filter of filters) {
+    const eq = filter.indexOf('=');
+    if (eq <= 0) throw new UsageError(`bad format of filter (expected name=value): ${filter}`);
+    add(filter.slice(0, eq).trim().toLowerCase(), filter.slice(eq + 1).trim());
+  }
+  if (reference) add('reference', reference);
+  return Object.keys(map).length > 0 ? JSON.stringify(map) : undefined;
+}
+
+export function renderImages(
+  images: readonly ImageSummary[],
+  options: { digests: boolean; noTrunc: boolean; quiet: boolean; format?: string; now: number },
+): string {
+  if (options.quiet) {
+    const ids = [...new Set(images.map((i) => shortId(i.Id, options.noTrunc)))];
+    return ids.map((id) => `${id}\n`).join('');
+  }
+  const rows = images.flatMap((image) => imageRows(image, options));
+  const format = options.format || 'table';
+  if (format === 'json') return rows.map((r) => `${goJson(r)}\n`).join('');
+  const template = parseTemplate(
+    format === 'table' ? (options.digests ? TABLE_DIGESTS : TABLE) : format,
+  );
+  return renderAll(template, rows, IMAGE_HEADERS);
+}
+
+export const images: Command = {
+  usage,
+  async run(argv: string[], ctx: CliContext): Promise<number> {
+    const args = parseArgs(argv, {
+      all: { type: 'boolean', short: 'a' },
+      digests: { type: 'boolean' },
+      filter: { type: 'list', short: 'f' },
+      format: { type: 'string' },
+      'no-trunc': { type: 'boolean' },
+      quiet: { type: 'boolean', short: 'q' },
+      help: { type: 'boolean', short: 'h' },
+    });
+    if (flagBoolean(args, 'help')) {
+      ctx.stdout.write(usage);
+      return 0;
+    }
+    if (args.positionals.length > 1) throw new UsageError('"images" requires at most 1 argument.');
+    const digests = flagBoolean(args, 'digests');
+    const list = await ctx.client().json<ImageSummary[]>('/images/json', {
+      query: {
+        all: flagBoolean(args, 'all') ? '1' : undefined,
+        filters: filtersJson(flagList(args, 'filter'), args.positionals[0]),
+        digests: digests ? '1' : undefined,
+      },
+    });
+    const format = flagString(args, 'format');
+    ctx.stdout.write(
+      renderImages(Array.isArray(list) ? list : [], {
+        digests,
+        noTrunc: flagBoolean(args, 'no-trunc'),
+        quiet: flagBoolean(args, 'quiet'),
+        now: ctx.now(),
+        ...(format === undefined ? {} : { format }),
+      }),
+    );
+    return 0;
+  },
+};

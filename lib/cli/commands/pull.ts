@@ -1,0 +1,67 @@
+/** `image-cache pull`: `docker pull` over POST /images/create, progress rendered live. */
+import { flagBoolean, flagString, parseArgs, UsageError } from '../args.ts';
+import type { CliContext, Command } from '../context.ts';
+import { readJsonLines } from '../http.ts';
+import { fullReference, splitReference } from '../names.ts';
+import { type JsonMessage, ProgressStreamError, PullProgressRenderer } from '../pull-progress.ts';
+
+const usage = `Usage:  image-cache pull [OPTIONS] NAME[:TAG|@DIGEST]
+
+Download an image into the cache
+
+Options:
+      --platform string   Set platform if server is multi-platform capable (os/arch[/variant])
+  -q, --quiet             Suppress verbose output
+`;
+
+const PLATFORM = /^[a-z0-9_.-]+\/[a-z0-9_.-]+(\/[a-z0-9_.-]+)?$/i;
+
+export const pull: Command = {
+  usage,
+  async run(argv: string[], ctx: CliContext): Promise<number> {
+    const args = parseArgs(argv, {
+      platform: { type: 'string' },
+      quiet: { type: 'boolean', short: 'q' },
+      help: { type: 'boolean', short: 'h' },
+    });
+    if (flagBoolean(args, 'help')) {
+      ctx.stdout.write(usage);
+      return 0;
+    }
+    const [name, ...extra] = args.positionals;
+    if (!name || extra.length > 0) throw new UsageError('"pull" requires exactly 1 argument.');
+    const platform = flagString(args, 'platform') || undefined;
+    if (platform && !PLATFORM.test(platform)) {
+      throw new UsageError(`invalid platform "${platform}": expected os/arch[/variant]`);
+    }
+    const quiet = flagBoolean(args, 'quiet');
+    const ref = splitReference(name);
+    if (!ref.tag && !ref.digest) {
+      ref.tag = 'latest';
+      if (!quiet) ctx.stdout.write('Using default tag: latest\n');
+    }
+
+    const response = await ctx.client().request('/images/create', {
+      method: 'POST',
+      query: { fromImage: ref.name, tag: ref.digest ?? ref.tag, platform },
+    });
+    const renderer = new PullProgressRenderer(quiet ? { write: () => true } : ctx.stdout, {
+      tty: ctx.stdout.isTTY === true,
+      ...(ctx.stdout.columns ? { columns: ctx.stdout.columns } : {}),
+      now: ctx.now,
+    });
+    try {
+      for await (const message of readJsonLines<JsonMessage>(response.body)) {
+        renderer.render(message);
+      }
+    } catch (error) {
+      if (error instanceof ProgressStreamError) {
+        ctx.stderr.write(`${error.message}\n`);
+        return 1;
+      }
+      throw error;
+    }
+    ctx.stdout.write(`${fullReference(ref)}\n`);
+    return 0;
+  },
+};
