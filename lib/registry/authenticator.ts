@@ -1,0 +1,120 @@
+import { UpstreamError } from '../errors.ts';
+import type { Clock } from '../ports/clock.ts';
+import {
+  type AuthScheme,
+  basicAuthorization,
+  type Challenge,
+  type Credentials,
+  chooseScheme,
+  parseTokenResponse,
+  TokenCache,
+} from './auth.ts';
+
+/**
+ * Fetches a token document from a realm URL. Supplied by the HTTP client so token requests use
+ * the same guarded connection pool, timeouts and retries as everything else.
+ */
+export type TokenFetcher = (
+  realm: URL,
+  authorization: string | undefined,
+  registry: string,
+) => Promise<unknown>;
+
+export interface AuthenticatorOptions {
+  credentials: Map<string, Credentials>;
+  clock: Clock;
+  fetchToken: TokenFetcher;
+}
+
+/**
+ * Remembers, per registry, which scheme its challenge asked for, so after the first 401 every
+ * request carries its credentials up front instead of paying a 401 round trip each time.
+ */
+export class Authenticator {
+  readonly #credentials: Map<string, Credentials>;
+  readonly #clock: Clock;
+  readonly #fetchToken: TokenFetcher;
+  readonly #schemes = new Map<string, AuthScheme>();
+  readonly #tokens = new TokenCache();
+  // Eight layers starting at once need one token, not eight token requests.
+  readonly #inFlight = new Map<string, Promise<string>>();
+
+  constructor(options: AuthenticatorOptions) {
+    this.#credentials = options.credentials;
+    this.#clock = options.clock;
+    this.#fetchToken = options.fetchToken;
+  }
+
+  scheme(registry: string): AuthScheme | undefined {
+    return this.#schemes.get(registry);
+  }
+
+  /** Records the scheme of a 401. Returns false when the challenge offers nothing we speak. */
+  learn(registry: string, challenges: Challenge[], base: URL): boolean {
+    const scheme = chooseScheme(challenges, registry, base);
+    if (!scheme) return false;
+    this.#schemes.set(registry, scheme);
+    return true;
+  }
+
+  /** Drops a cached token the registry just refused, so the retry fetches a fresh one. */
+  forget(registry: string, scope: string): void {
+    this.#tokens.delete(TokenCache.key(registry, scope));
+  }
+
+  /**
+   * The Authorization header for a request in `scope` (`repository:<name>:pull`), or undefined
+   * when the registry has not asked for authentication (yet).
+   */
+  async authorization(registry: string, scope: string): Promise<string | undefined> {
+    const scheme = this.#schemes.get(registry);
+    if (!scheme) return undefined;
+    const credentials = this.#credentials.get(registry);
+    if (scheme.kind === 'basic') {
+      if (!credentials) {
+        throw new UpstreamError(
+          'UNAUTHORIZED',
+          `${registry} requires a username and password (basic auth) and none are configured for it`,
+        );
+      }
+      return basicAuthorization(credentials);
+    }
+    const key = TokenCache.key(registry, scope);
+    const cached = this.#tokens.get(key, this.#clock.now());
+    if (cached) return `Bearer ${cached}`;
+    let pending = this.#inFlight.get(key);
+    if (!pending) {
+      pending = this.#requestToken(registry, scheme, scope, key).finally(() => {
+        this.#inFlight.delete(key);
+      });
+      this.#inFlight.set(key, pending);
+    }
+    return `Bearer ${await pending}`;
+  }
+
+  async #requestToken(
+    registry: string,
+    scheme: Extract<AuthScheme, { kind: 'bearer' }>,
+    scope: string,
+    key: string,
+  ): Promise<string> {
+    const url = new URL(scheme.realm);
+    if (scheme.service) url.searchParams.set('service', scheme.service);
+    url.searchParams.set('scope', scope);
+    const credentials = this.#credentials.get(registry);
+    const requestedAt = this.#clock.now();
+    const json = await this.#fetchToken(
+      url,
+      credentials ? basicAuthorization(credentials) : undefined,
+      registry,
+    );
+    const { token, expiresInSeconds } = parseTokenResponse(json, registry);
+    // Count the lifetime from when we asked: the token service started its clock then.
+    this.#tokens.set(key, token, expiresInSeconds, requestedAt);
+    return token;
+  }
+}
+
+export function pullScope(repository: string): string {
+  return `repository:${repository}:pull`;
+}

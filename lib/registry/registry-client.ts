@@ -1,0 +1,223 @@
+import { UpstreamError } from '../errors.ts';
+import type { Clock } from '../ports/clock.ts';
+import type { RateLimitInfo } from '../ports/upstream.ts';
+import { readCapped } from './accept.ts';
+import { type Credentials, parseChallenges } from './auth.ts';
+import { Authenticator, pullScope } from './authenticator.ts';
+import { describeRateLimit, parseRateLimit, parseRetryAfter } from './rate-limit.ts';
+import { readRegistryErrors, type Subject, statusError } from './registry-errors.ts';
+import {
+  isTransient,
+  networkError,
+  RetryableFailure,
+  type RetryPolicy,
+  type Sleep,
+  withRetries,
+} from './retry.ts';
+import { describe, discard, type RegistryResponse, type Timeouts, Transport } from './transport.ts';
+
+/** An allow-listed repository, resolved once per call. */
+export interface Target {
+  registry: string;
+  repository: string;
+  base: URL;
+  /** `docker.io/library/nginx`, for messages. */
+  name: string;
+}
+
+export interface RegistryRequest {
+  method: 'GET' | 'HEAD';
+  /** `/v2/...`, appended to the base URL's path. */
+  path: string;
+  headers: Record<string, string>;
+  maxRedirects: number;
+}
+
+export interface RegistryClientOptions {
+  credentials: Map<string, Credentials>;
+  clock: Clock;
+  policy: RetryPolicy;
+  sleep: Sleep;
+  userAgent: string;
+  maxRetryAfterMs: number;
+  timeouts: Timeouts;
+  connectionsPerOrigin: number;
+}
+
+const TOKEN_BODY_LIMIT = 64 * 1024;
+
+/**
+ * One registry exchange with everything around it: the auth challenge, retries with backoff on
+ * resets and 5xx, 429 with Retry-After, and rate-limit bookkeeping. `consume` turns a final
+ * response into a result inside the retry loop, so a reset while reading a manifest body is
+ * retried like a reset before the headers.
+ */
+export class RegistryClient {
+  readonly #options: RegistryClientOptions;
+  readonly #transport: Transport;
+  readonly #auth: Authenticator;
+  readonly #rateLimits = new Map<string, RateLimitInfo>();
+
+  constructor(options: RegistryClientOptions) {
+    this.#options = options;
+    this.#transport = new Transport(options);
+    this.#auth = new Authenticator({
+      credentials: options.credentials,
+      clock: options.clock,
+      fetchToken: (realm, authorization, registry) =>
+        this.#fetchToken(realm, authorization, registry),
+    });
+  }
+
+  rateLimit(registry: string): RateLimitInfo | undefined {
+    const info = this.#rateLimits.get(registry);
+    return info ? { ...info } : undefined;
+  }
+
+  exchange<T>(
+    target: Target,
+    subject: Subject,
+    request: RegistryRequest,
+    consume: (response: RegistryResponse) => Promise<T>,
+  ): Promise<T> {
+    const url = new URL(target.base);
+    url.pathname = `${target.base.pathname.replace(/\/$/, '')}${request.path}`;
+    const { policy, sleep } = this.#options;
+    return withRetries(
+      policy,
+      async () => {
+        const response = await this.#authorized(target, url, request).catch(retryIfTransient);
+        this.#observe(target.registry, response);
+        if (response.status === 429) throw await this.#tooManyRequests(target, response);
+        if (response.status >= 500) {
+          const errors = await readRegistryErrors(response.body);
+          throw new RetryableFailure(statusError(response.status, subject, errors));
+        }
+        return consume(response).catch((err: unknown) =>
+          retryIfTransient(networkError(err, describe(request.method, response.url))),
+        );
+      },
+      sleep,
+    );
+  }
+
+  async close(): Promise<void> {
+    await this.#transport.close();
+  }
+
+  /**
+   * Sends with whatever auth the registry asked for before. On a 401 from the registry itself
+   * (not from a CDN it redirected to) learn the challenge and try exactly once more.
+   */
+  async #authorized(target: Target, url: URL, request: RegistryRequest): Promise<RegistryResponse> {
+    const scope = pullScope(target.repository);
+    const send = async () =>
+      this.#transport.send(url, {
+        method: request.method,
+        headers: request.headers,
+        authorization: await this.#auth.authorization(target.registry, scope),
+        authorizedOrigin: target.base.origin,
+        maxRedirects: request.maxRedirects,
+      });
+    const first = await send();
+    if (first.status !== 401 || first.url.origin !== target.base.origin) return first;
+    const challenges = parseChallenges(first.headers['www-authenticate']);
+    let learnt: boolean;
+    try {
+      learnt = this.#auth.learn(target.registry, challenges, target.base);
+    } catch (err) {
+      await discard(first.body);
+      throw err;
+    }
+    if (!learnt) return first;
+    await discard(first.body);
+    // The token we sent (if any) was refused: revoked, or expired earlier than announced.
+    this.#auth.forget(target.registry, scope);
+    return send();
+  }
+
+  #observe(registry: string, response: RegistryResponse): void {
+    const info = parseRateLimit(response.headers, this.#options.clock.now());
+    if (!info) return;
+    // Keep the source from an earlier response when this one carried only the counts.
+    const previous = this.#rateLimits.get(registry);
+    this.#rateLimits.set(registry, {
+      ...(previous?.source ? { source: previous.source } : {}),
+      ...info,
+    });
+  }
+
+  /**
+   * A 429 is waited out when Retry-After is short enough; otherwise the pull fails now with a
+   * message saying which limit was hit and when it resets, instead of hanging for hours.
+   */
+  async #tooManyRequests(target: Target, response: RegistryResponse): Promise<Error> {
+    const errors = await readRegistryErrors(response.body);
+    const now = this.#options.clock.now();
+    const header = response.headers['retry-after'];
+    const waitMs = parseRetryAfter(Array.isArray(header) ? header[0] : header, now);
+    const upstreamMessage = errors
+      .map((entry) => entry.message)
+      .filter(Boolean)
+      .join('; ');
+    const error = new UpstreamError(
+      'UPSTREAM_RATE_LIMITED',
+      describeRateLimit(
+        target.registry,
+        this.#rateLimits.get(target.registry),
+        waitMs,
+        now,
+        upstreamMessage,
+      ),
+      { retryable: true },
+    );
+    if (waitMs !== undefined && waitMs > this.#options.maxRetryAfterMs) return error;
+    return new RetryableFailure(error, waitMs);
+  }
+
+  /**
+   * Not retried here: it runs inside an exchange, whose loop retries transient failures of the
+   * token service (resets, 5xx) along with the request that needed the token.
+   */
+  async #fetchToken(
+    realm: URL,
+    authorization: string | undefined,
+    registry: string,
+  ): Promise<unknown> {
+    const subject: Subject = { kind: 'token', registry };
+    const response = await this.#transport.send(realm, {
+      method: 'GET',
+      headers: { accept: 'application/json' },
+      authorization,
+      authorizedOrigin: realm.origin,
+      maxRedirects: 0,
+    });
+    if (response.status !== 200) {
+      throw statusError(response.status, subject, await readRegistryErrors(response.body));
+    }
+    let raw: Buffer;
+    try {
+      raw = await readCapped(
+        response.body,
+        response.headers['content-length'],
+        `token response of ${registry}`,
+        TOKEN_BODY_LIMIT,
+      );
+    } catch (err) {
+      throw networkError(err, describe('GET', realm));
+    }
+    try {
+      return JSON.parse(raw.toString('utf8'));
+    } catch {
+      throw new UpstreamError(
+        'UPSTREAM_ERROR',
+        `the token service of ${registry} sent invalid JSON`,
+      );
+    }
+  }
+}
+
+function retryIfTransient(err: unknown): never {
+  if (isTransient(err)) throw new RetryableFailure(err as Error);
+  throw err;
+}
