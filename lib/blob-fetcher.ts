@@ -195,7 +195,8 @@ class ObservingStream extends Transform {
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.#copy?.destroy();
+    // Streams destroy themselves after a clean end too; only a failure stops the statistics.
+    if (error) this.#copy?.destroy();
     callback(error);
   }
 }
