@@ -113,9 +113,20 @@ export class BlobFetcher {
     const body = await upstream.getBlob(repo, blob);
     const stats = isLayer ? countLayerFiles() : undefined;
     const observer = new ObservingStream(blob.size, progress, stats?.stream);
-    body.on('error', (error) => observer.destroy(error));
+    // The upstream may fail before the store attached its pipeline (it creates folders
+    // first), so the failure is kept here and reported as the cause: it names the registry.
+    let upstreamFailure: Error | undefined;
+    observer.on('error', () => {});
+    body.on('error', (error) => {
+      upstreamFailure = error;
+      observer.destroy(error);
+    });
     body.pipe(observer);
-    await blobs.write(observer, { digest: blob.digest, size: blob.size });
+    try {
+      await blobs.write(observer, { digest: blob.digest, size: blob.size });
+    } catch (error) {
+      throw upstreamFailure ?? error;
+    }
     progress.emit({ phase: 'verifying' });
     const layer = stats ? await stats.result.catch(() => undefined) : undefined;
     const state = await catalog.addBlob(

@@ -57,6 +57,8 @@ interface Resolved {
   parsed: ImageManifest;
   platform?: string;
   upToDate: boolean;
+  /** The cached tag already points here: nothing to commit but the last-used time. */
+  unchanged?: boolean;
 }
 
 const COMMIT_ATTEMPTS = 3;
@@ -83,6 +85,12 @@ export class PullService {
     const tagOrDigest = ref.digest ?? ref.tag ?? 'latest';
     const resolved = await this.#resolve(ref, options.platform, emit);
     emit({ status: `Pulling from ${familiarPath(ref)}`, id: tagOrDigest });
+    if (resolved.unchanged && resolved.upToDate) {
+      // Re-committing would reset the tag's revalidation time without asking the upstream.
+      await this.#deps.catalog.touchManifest(resolved.image.digest, this.#deps.clock.now());
+      this.#finish(ref, resolved, emit);
+      return { manifest: resolved.image, source: resolved.source, upToDate: true };
+    }
 
     let commitError: unknown;
     for (let attempt = 1; attempt <= COMMIT_ATTEMPTS; attempt++) {
@@ -110,12 +118,7 @@ export class PullService {
           now: this.#deps.clock.now(),
         });
         const committed = (await this.#deps.catalog.getManifest(image.digest)) ?? image;
-        emit({ status: `Digest: ${resolved.source}` });
-        emit({
-          status: resolved.upToDate
-            ? `Status: Image is up to date for ${familiarString(ref)}`
-            : `Status: Downloaded newer image for ${familiarString(ref)}`,
-        });
+        this.#finish(ref, resolved, emit);
         return { manifest: committed, source: resolved.source, upToDate: resolved.upToDate };
       } catch (error) {
         // The collector took a blob between our fetch and the commit: fetch again.
@@ -124,6 +127,15 @@ export class PullService {
       }
     }
     throw commitError;
+  }
+
+  #finish(ref: Reference, resolved: Resolved, emit: (m: ProgressMessage) => void): void {
+    emit({ status: `Digest: ${resolved.source}` });
+    emit({
+      status: resolved.upToDate
+        ? `Status: Image is up to date for ${familiarString(ref)}`
+        : `Status: Downloaded newer image for ${familiarString(ref)}`,
+    });
   }
 
   async #resolve(
@@ -170,7 +182,16 @@ export class PullService {
     const samePlatform = !wanted || !cached.platform || cached.platform === formatPlatform(wanted);
     if (samePlatform) {
       const image = await this.#deps.catalog.getManifest(cached.manifest);
-      if (image) return this.#resolvedFromImage(cached.source, [], image, cached.platform, true);
+      if (image) {
+        const resolved = await this.#resolvedFromImage(
+          cached.source,
+          [],
+          image,
+          cached.platform,
+          true,
+        );
+        return { ...resolved, unchanged: true };
+      }
     }
     return this.#fromSource(repo, cached.source, wanted, true);
   }
@@ -305,8 +326,11 @@ export class PullService {
     if (announce)
       for (const id of new Set(ids)) emit({ status: 'Pulling fs layer', id, progressDetail: {} });
     let next = 0;
+    let failure: unknown;
+    // After a failure no new layer starts, but those under way finish before the pull
+    // answers, so no download outlives the request that started it.
     const worker = async () => {
-      while (next < layers.length) {
+      while (next < layers.length && failure === undefined) {
         const index = next++;
         const layer = layers[index]!;
         const id = ids[index]!;
@@ -329,7 +353,14 @@ export class PullService {
       }
     };
     const workers = Math.max(1, Math.min(this.#deps.concurrency, layers.length));
-    await Promise.all(Array.from({ length: workers }, worker));
+    await Promise.all(
+      Array.from({ length: workers }, () =>
+        worker().catch((error: unknown) => {
+          failure ??= error;
+        }),
+      ),
+    );
+    if (failure !== undefined) throw failure;
     return sizes;
   }
 }

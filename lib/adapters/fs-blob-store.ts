@@ -1,0 +1,204 @@
+import { randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { mkdir, open, opendir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { type Digest, digestHex } from '../digest.ts';
+import { InvalidArgumentError, NotFoundError } from '../errors.ts';
+import type { BlobStore, ByteRange, ListedBlob, StoredBlob } from '../ports/blob-store.ts';
+import { VerifyingStream } from '../verify.ts';
+
+const HEX_NAME = /^[a-f0-9]{64}$/;
+
+/**
+ * The one place that derives the on-disk layout (as distribution's paths.go does), so the
+ * layout matches the S3 key scheme `blobs/sha256/<hex>` and no method builds paths by hand.
+ * The temp folder sits under the same root so rename() never crosses a filesystem.
+ */
+export function blobPaths(root: string) {
+  const blobs = join(root, 'blobs');
+  const sha256 = join(blobs, 'sha256');
+  const tmp = join(blobs, 'tmp');
+  return {
+    sha256,
+    tmp,
+    blob: (digest: Digest) => join(sha256, digestHex(digest)),
+    tempFile: () => join(tmp, `${randomUUID()}.part`),
+  };
+}
+
+function isErrno(error: unknown, ...codes: string[]): boolean {
+  return error instanceof Error && codes.includes((error as NodeJS.ErrnoException).code ?? '');
+}
+
+/**
+ * Blobs as files under `<data>/blobs/sha256/<hex>` (invariant 1: write to temp, verify while
+ * streaming, fsync, rename only after size and digest matched). Readers hold an open file
+ * descriptor, so a concurrent rename-over (same content) or delete never cuts a read short.
+ */
+export class FsBlobStore implements BlobStore {
+  readonly root: string;
+  readonly paths: ReturnType<typeof blobPaths>;
+
+  constructor(dataDir: string) {
+    this.root = dataDir;
+    this.paths = blobPaths(dataDir);
+  }
+
+  async stat(digest: Digest): Promise<StoredBlob | undefined> {
+    try {
+      const info = await stat(this.paths.blob(digest));
+      return info.isFile() ? { digest, size: info.size } : undefined;
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return undefined;
+      throw error;
+    }
+  }
+
+  async read(digest: Digest, range?: ByteRange): Promise<Readable> {
+    // Opening eagerly turns ENOENT into NotFoundError here rather than as a late stream error.
+    let handle: Awaited<ReturnType<typeof open>>;
+    try {
+      handle = await open(this.paths.blob(digest), 'r');
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) throw new NotFoundError(`blob ${digest} not found`);
+      throw error;
+    }
+    try {
+      if (!range) return handle.createReadStream();
+      const { size } = await handle.stat();
+      const { start, end } = checkRange(range, size, digest);
+      return handle.createReadStream({ start, end });
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+  }
+
+  async write(
+    body: Readable,
+    expected: { digest?: Digest; size?: number } = {},
+  ): Promise<StoredBlob> {
+    const tempPath = this.paths.tempFile();
+    const verifier = new VerifyingStream(expected, `blob ${expected.digest ?? '(unnamed)'}`);
+    let committed = false;
+    try {
+      await mkdir(this.paths.tmp, { recursive: true });
+      await mkdir(this.paths.sha256, { recursive: true });
+      await pipeline(body, verifier, createWriteStream(tempPath, { flags: 'wx' }));
+      // fsync acts on the file, not the descriptor, so reopening after the stream closed its
+      // own is enough (a FileHandle shared with a stream cannot be closed by us on Node 20).
+      await fsyncPath(tempPath, 'r+');
+      // VerifyingStream already failed the pipeline on a size or digest mismatch, so from here
+      // the bytes are known to hash to `verifier.digest`.
+      const digest = verifier.digest;
+      await rename(tempPath, this.paths.blob(digest));
+      committed = true;
+      await fsyncPath(this.paths.sha256, 'r');
+      return { digest, size: verifier.size };
+    } catch (error) {
+      // A failure before the pipeline started (mkdir, open) must still release the source,
+      // e.g. an upstream socket; destroying an already ended stream is a no-op.
+      body.destroy();
+      throw error;
+    } finally {
+      if (!committed) await rm(tempPath, { force: true });
+    }
+  }
+
+  async delete(digest: Digest): Promise<void> {
+    await rm(this.paths.blob(digest), { force: true });
+  }
+
+  async *list(): AsyncIterable<ListedBlob> {
+    let dir: Awaited<ReturnType<typeof opendir>>;
+    try {
+      dir = await opendir(this.paths.sha256);
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return;
+      throw error;
+    }
+    // opendir streams entries, so listing a million blobs does not build a million-entry array.
+    for await (const entry of dir) {
+      if (!entry.isFile() || !HEX_NAME.test(entry.name)) continue;
+      try {
+        const info = await stat(join(this.paths.sha256, entry.name));
+        yield {
+          digest: `sha256:${entry.name}` as Digest,
+          size: info.size,
+          modifiedAt: Math.floor(info.mtimeMs),
+        };
+      } catch (error) {
+        // Deleted between readdir and stat: it is simply no longer there.
+        if (!isErrno(error, 'ENOENT')) throw error;
+      }
+    }
+  }
+
+  /**
+   * Removes temp files left by crashed writers. A write in progress keeps bumping its file's
+   * mtime, so only files idle for `olderThanMs` go. Answers how many were removed.
+   */
+  async cleanTemp(olderThanMs: number, now = Date.now()): Promise<number> {
+    let names: string[];
+    try {
+      names = await readdir(this.paths.tmp);
+    } catch (error) {
+      if (isErrno(error, 'ENOENT')) return 0;
+      throw error;
+    }
+    let removed = 0;
+    for (const name of names) {
+      const path = join(this.paths.tmp, name);
+      try {
+        const info = await stat(path);
+        if (info.isFile() && info.mtimeMs < now - olderThanMs) {
+          await rm(path, { force: true });
+          removed++;
+        }
+      } catch (error) {
+        if (!isErrno(error, 'ENOENT')) throw error;
+      }
+    }
+    return removed;
+  }
+}
+
+/**
+ * HTTP semantics: `end` is inclusive and clamped to the last byte; a start at or past the end
+ * of the blob is unsatisfiable (S3 answers InvalidRange there too, so adapters agree).
+ */
+function checkRange(
+  range: ByteRange,
+  size: number,
+  digest: Digest,
+): { start: number; end: number } {
+  const { start } = range;
+  const end = range.end === undefined ? size - 1 : Math.min(range.end, size - 1);
+  const valid =
+    Number.isSafeInteger(start) &&
+    start >= 0 &&
+    (range.end === undefined || (Number.isSafeInteger(range.end) && range.end >= start));
+  if (!valid) {
+    throw new InvalidArgumentError(`invalid byte range ${start}-${range.end ?? ''} for ${digest}`);
+  }
+  if (start >= size) {
+    throw new InvalidArgumentError(
+      `byte range ${start}- not satisfiable: ${digest} has ${size} bytes`,
+    );
+  }
+  return { start, end };
+}
+
+/** fsync of a file (its bytes) or a directory (a rename in it), so a crash cannot forget them. */
+async function fsyncPath(path: string, flags: 'r' | 'r+'): Promise<void> {
+  // Windows cannot open a directory for fsync; a rename is as durable as it gets there.
+  if (flags === 'r' && process.platform === 'win32') return;
+  const handle = await open(path, flags);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
