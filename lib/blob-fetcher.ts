@@ -147,7 +147,7 @@ export class BlobFetcher {
     let delay = 20;
     while (Date.now() < deadline) {
       const record = await this.#deps.catalog.getBlob(digest);
-      if (!record || record.state !== 'deleting') return;
+      if (record?.state !== 'deleting') return;
       await new Promise((r) => setTimeout(r, delay));
       delay = Math.min(delay * 2, 500);
     }
