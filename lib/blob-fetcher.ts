@@ -111,7 +111,7 @@ export class BlobFetcher {
     const { catalog, blobs, upstream, clock } = this.#deps;
     progress.emit({ phase: 'downloading', current: 0, total: blob.size });
     const body = await upstream.getBlob(repo, blob);
-    const stats = isLayer ? countLayerFiles() : undefined;
+    const stats = isLayer ? countLayerFiles({ diffId: false }) : undefined;
     const observer = new ObservingStream(blob.size, progress, stats?.stream);
     // The upstream may fail before the store attached its pipeline (it creates folders
     // first), so the failure is kept here and reported as the cause: it names the registry.

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { pipeline, Transform, type TransformCallback, Writable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import tar from 'tar-stream';
 import type { Digest } from './digest.ts';
+import { TarSizeWalker } from './tar-size-walker.ts';
 
 /**
  * What a layer holds, read while it streams: Docker shows the sum of the regular files'
@@ -15,8 +15,8 @@ export type LayerStats =
       /** Sum of the sizes of the regular files (hard links, symlinks and dirs count 0). */
       fileBytes: number;
       fileCount: number;
-      /** sha256 of the uncompressed tar. */
-      diffId: Digest;
+      /** sha256 of the uncompressed tar, unless it was not asked for. */
+      diffId: Digest | undefined;
       uncompressedSize: number;
     }
   | {
@@ -50,8 +50,16 @@ function startsWith(head: Buffer, magic: number[]): boolean {
   return head.length >= magic.length && magic.every((byte, i) => head[i] === byte);
 }
 
-export function countLayerFiles(): LayerStatsCounter {
-  const stream = new LayerStatsStream();
+export interface LayerStatsOptions {
+  /**
+   * Hash the uncompressed tar (the diff_id). Loads of uncompressed layers need it; a pull
+   * already verified the compressed digest, and skipping it saves a second sha256 pass.
+   */
+  diffId?: boolean;
+}
+
+export function countLayerFiles(options: LayerStatsOptions = {}): LayerStatsCounter {
+  const stream = new LayerStatsStream({ diffId: options.diffId ?? true });
   return { stream, result: stream.result };
 }
 
@@ -70,8 +78,11 @@ class LayerStatsStream extends Writable {
   #pending: (() => void) | undefined;
   #onSettled: (() => void) | undefined;
 
-  constructor() {
+  readonly #options: Required<LayerStatsOptions>;
+
+  constructor(options: Required<LayerStatsOptions>) {
     super({ highWaterMark: 1024 * 1024 });
+    this.#options = options;
     this.result = new Promise<LayerStats>((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;
@@ -137,29 +148,19 @@ class LayerStatsStream extends Writable {
       return false;
     }
     const compression = startsWith(head, GZIP_MAGIC) ? 'gzip' : 'none';
-    const hash = createHash('sha256');
+    const hash = this.#options.diffId ? createHash('sha256') : undefined;
     let uncompressedSize = 0;
     const tap = new Transform({
       transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback) {
-        hash.update(chunk);
+        hash?.update(chunk);
         uncompressedSize += chunk.length;
         callback(null, chunk);
       },
     });
-    let fileBytes = 0;
-    let fileCount = 0;
-    const extract = tar.extract();
-    extract.on('entry', (header, entry, next) => {
-      if (header.type === 'file' || header.type === 'contiguous-file') {
-        fileBytes += header.size;
-        fileCount++;
-      }
-      entry.on('end', () => next());
-      entry.resume();
-    });
-    const gunzip = compression === 'gzip' ? createGunzip({ chunkSize: 64 * 1024 }) : undefined;
-    // tar-stream's extract is a streamx Writable, which Node's pipeline accepts as a last stage.
-    const sink = extract as unknown as Writable;
+    const walker = new TarSizeWalker();
+    // Large output chunks: zlib's default 16 KiB means a callback per 16 KiB on the main thread.
+    const gunzip = compression === 'gzip' ? createGunzip({ chunkSize: 256 * 1024 }) : undefined;
+    const sink = walker;
     this.#inner = gunzip ? [gunzip, tap, sink] : [tap, sink];
     this.#input = gunzip ?? tap;
     this.#mode = 'parsing';
@@ -173,11 +174,11 @@ class LayerStatsStream extends Writable {
       }
       this.#settle({
         compression,
-        fileBytes,
-        fileCount,
-        diffId: `sha256:${hash.digest('hex')}` as Digest,
+        fileBytes: walker.fileBytes,
+        fileCount: walker.fileCount,
+        diffId: hash ? (`sha256:${hash.digest('hex')}` as Digest) : undefined,
         uncompressedSize,
-      });
+      } as LayerStats);
     };
     if (gunzip) pipeline(gunzip, tap, sink, done);
     else pipeline(tap, sink, done);
