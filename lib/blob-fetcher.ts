@@ -110,7 +110,8 @@ export class BlobFetcher {
   ): Promise<EnsuredBlob | 'retry'> {
     const { catalog, blobs, upstream, clock } = this.#deps;
     progress.emit({ phase: 'downloading', current: 0, total: blob.size });
-    const body = await upstream.getBlob(repo, blob);
+    // The store hashes while it writes and commits only on a match: one sha256 pass suffices.
+    const body = await upstream.getBlob(repo, blob, { verify: 'size-only' });
     const stats = isLayer ? countLayerFiles({ diffId: false }) : undefined;
     const observer = new ObservingStream(blob.size, progress, stats?.stream);
     // The upstream may fail before the store attached its pipeline (it creates folders

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { pipeline, Transform, type TransformCallback, Writable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
+import { Coalescer } from './coalesce.ts';
 import type { Digest } from './digest.ts';
 import { TarSizeWalker } from './tar-size-walker.ts';
 
@@ -161,8 +162,9 @@ class LayerStatsStream extends Writable {
     // Large output chunks: zlib's default 16 KiB means a callback per 16 KiB on the main thread.
     const gunzip = compression === 'gzip' ? createGunzip({ chunkSize: 256 * 1024 }) : undefined;
     const sink = walker;
-    this.#inner = gunzip ? [gunzip, tap, sink] : [tap, sink];
-    this.#input = gunzip ?? tap;
+    const coalescer = new Coalescer();
+    this.#inner = gunzip ? [coalescer, gunzip, tap, sink] : [coalescer, tap, sink];
+    this.#input = coalescer;
     this.#mode = 'parsing';
     // zlib can report an error after pipeline gave up on it (tar failed first, then the CRC):
     // a listener that outlives pipeline keeps such late errors from crashing the process.
@@ -180,8 +182,8 @@ class LayerStatsStream extends Writable {
         uncompressedSize,
       } as LayerStats);
     };
-    if (gunzip) pipeline(gunzip, tap, sink, done);
-    else pipeline(tap, sink, done);
+    if (gunzip) pipeline(coalescer, gunzip, tap, sink, done);
+    else pipeline(coalescer, tap, sink, done);
     return true;
   }
 

@@ -18,14 +18,19 @@ export class VerifyingStream extends Transform {
   readonly expected: Expected;
   /** Label used in error messages, e.g. "blob sha256:ab.. from docker.io/library/nginx". */
   readonly label: string;
-  #hash: Hash = createHash('sha256');
+  #hash: Hash | undefined = createHash('sha256');
   #size = 0;
   #digest: Digest | undefined;
 
-  constructor(expected: Expected = {}, label = 'blob') {
+  /**
+   * `hash: false` (only without an expected digest) checks the size alone: for a producer whose
+   * consumer hashes the same bytes anyway, such as a blob store's write.
+   */
+  constructor(expected: Expected = {}, label = 'blob', options: { hash?: boolean } = {}) {
     super();
     this.expected = expected;
     this.label = label;
+    if (options.hash === false && expected.digest === undefined) this.#hash = undefined;
   }
 
   get size(): number {
@@ -48,12 +53,12 @@ export class VerifyingStream extends Transform {
       );
       return;
     }
-    this.#hash.update(chunk);
+    this.#hash?.update(chunk);
     callback(null, chunk);
   }
 
   override _flush(callback: TransformCallback): void {
-    const digest = `sha256:${this.#hash.digest('hex')}` as Digest;
+    const digest = this.#hash ? (`sha256:${this.#hash.digest('hex')}` as Digest) : undefined;
     this.#digest = digest;
     if (this.expected.size !== undefined && this.#size !== this.expected.size) {
       callback(

@@ -54,6 +54,18 @@ describe('HttpUpstream blobs', () => {
     expect(error.message).toMatch(message);
   });
 
+  it('leaves the sha256 to the consumer with size-only, but still enforces the size', async () => {
+    const { registry, bytes, path, blob } = await withBlob(5000);
+    registry.inject(path, { kind: 'corrupt' });
+    const upstream = harness.upstream(registry);
+    const corrupt = await readAll(await upstream.getBlob(app, blob, { verify: 'size-only' }));
+    expect(corrupt.length).toBe(bytes.length);
+    expect(corrupt.equals(bytes)).toBe(false);
+    registry.inject(path, { kind: 'size', delta: -1 });
+    const short = await upstream.getBlob(app, blob, { verify: 'size-only' });
+    expect(await rejection(readAll(short))).toBeInstanceOf(DigestMismatchError);
+  });
+
   it('resumes a broken transfer with Range from the byte it stopped at', async () => {
     const { registry, bytes, path, blob } = await withBlob(1_000_000);
     registry.inject(path, { kind: 'reset', afterBytes: 300_000 });

@@ -26,15 +26,14 @@ async function pack(
 ) {
   const p = tar.pack();
   const chunks: Buffer[] = [];
-  p.on('data', (c: Buffer) => chunks.push(c));
+  p.on('data', (c: unknown) => chunks.push(c as Buffer));
   for (const e of entries) {
-    p.entry(
-      { name: e.name, type: e.type ?? 'file', linkname: e.linkname },
-      e.type && e.type !== 'file' ? undefined : Buffer.alloc(e.size ?? 0, 7),
-    );
+    const header = { name: e.name, type: e.type ?? 'file', linkname: e.linkname };
+    if (header.type === 'file') p.entry(header, Buffer.alloc(e.size ?? 0, 7));
+    else p.entry(header);
   }
   p.finalize();
-  await new Promise((r) => p.on('end', r));
+  await new Promise<void>((resolve) => p.on('end', () => resolve()));
   return Buffer.concat(chunks);
 }
 

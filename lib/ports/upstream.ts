@@ -30,6 +30,15 @@ export interface RateLimitInfo {
   observedAt: number;
 }
 
+export interface BlobFetchOptions {
+  /**
+   * `'size-only'` leaves the sha256 to a consumer that computes it anyway before it commits
+   * (BlobStore.write with the expected digest), so each byte is hashed once. Sizes are still
+   * enforced and resumes still happen. Default `'sha256'`.
+   */
+  verify?: 'sha256' | 'size-only';
+}
+
 /**
  * A registry client. Implementations refuse registries that are not allow-listed before any
  * connection, negotiate manifest media types (schema1 refused), verify every byte, retry
@@ -43,6 +52,10 @@ export interface Upstream {
    * Streams a blob. The stream errors with DigestMismatchError at its end when size or sha256
    * differ; interrupted transfers resume with Range where the registry allows it.
    */
-  getBlob(repo: UpstreamRepository, blob: { digest: Digest; size: number }): Promise<Readable>;
+  getBlob(
+    repo: UpstreamRepository,
+    blob: { digest: Digest; size: number },
+    options?: BlobFetchOptions,
+  ): Promise<Readable>;
   rateLimit(registry: string): RateLimitInfo | undefined;
 }

@@ -8,6 +8,7 @@ import {
 } from '../errors.ts';
 import { type Clock, systemClock } from '../ports/clock.ts';
 import type {
+  BlobFetchOptions,
   ManifestHead,
   RateLimitInfo,
   Upstream,
@@ -154,6 +155,7 @@ export class HttpUpstream implements Upstream {
   async getBlob(
     repo: UpstreamRepository,
     blob: { digest: Digest; size: number },
+    fetchOptions: BlobFetchOptions = {},
   ): Promise<Readable> {
     const target = this.#target(repo);
     if (!isDigest(blob.digest))
@@ -196,6 +198,7 @@ export class HttpUpstream implements Upstream {
       policy: this.#policy,
       sleep: realSleep,
       label: `blob ${blob.digest} of ${target.name}`,
+      hash: fetchOptions.verify !== 'size-only',
     });
   }
 
