@@ -7,9 +7,11 @@ import type {
   BlobState,
   Catalog,
   DigestRefRecord,
+  GcReport,
   ImageCommit,
   ImageSummary,
   ManifestRecord,
+  PinRecord,
   TagRecord,
 } from '../ports/catalog.ts';
 
@@ -55,7 +57,41 @@ const MIGRATIONS: readonly string[] = [
      generation INTEGER NOT NULL,
      touched_at INTEGER NOT NULL
    ) WITHOUT ROWID;`,
+  // 2: removal, pins and GC reports. The reverse indexes let deleteManifestIfUnreferenced
+  // check every kind of reference without a table scan.
+  `CREATE INDEX tags_manifest ON tags (manifest);
+   CREATE INDEX tags_source ON tags (source);
+   CREATE INDEX digest_refs_manifest ON digest_refs (manifest);
+   CREATE INDEX digest_refs_digest ON digest_refs (digest);
+   CREATE TABLE pins (
+     name TEXT PRIMARY KEY,
+     manifest TEXT NOT NULL,
+     note TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     expires_at INTEGER
+   ) WITHOUT ROWID;
+   CREATE INDEX pins_manifest ON pins (manifest);
+   CREATE TABLE gc_reports (
+     seq INTEGER PRIMARY KEY AUTOINCREMENT,
+     id TEXT NOT NULL UNIQUE,
+     report TEXT NOT NULL
+   );
+   -- A re-created blob record must never repeat a generation its previous life had: a
+   -- collector holding a stale snapshot would otherwise win its conditional transition
+   -- against a writer that re-added and re-committed the blob (ABA). New records start above
+   -- the highest generation any deleted record reached.
+   CREATE TABLE blob_generation_floor (
+     id INTEGER PRIMARY KEY CHECK (id = 1),
+     value INTEGER NOT NULL
+   );
+   INSERT INTO blob_generation_floor (id, value) VALUES (1, 0);
+   CREATE TRIGGER blobs_generation_floor AFTER DELETE ON blobs BEGIN
+     UPDATE blob_generation_floor SET value = MAX(value, OLD.generation) WHERE id = 1;
+   END;`,
 ];
+
+/** GC reports kept; older ones are dropped as new ones arrive. */
+const GC_REPORTS_KEPT = 100;
 
 /** Several processes (server, CLI prune) may share the file; wait rather than fail on a lock. */
 const BUSY_TIMEOUT_MS = 10_000;
@@ -88,6 +124,20 @@ interface DigestRefRow {
   created_at: number;
 }
 
+interface GroupedWrite {
+  run(): unknown;
+  resolve(value: unknown): void;
+  reject(error: unknown): void;
+}
+
+interface PinRow {
+  name: string;
+  manifest: string;
+  note: string;
+  created_at: number;
+  expires_at: number | null;
+}
+
 interface BlobRow {
   digest: string;
   size: number;
@@ -106,6 +156,10 @@ export class SqliteCatalog implements Catalog {
   readonly #db: Database.Database;
   readonly #statements = new Map<string, Database.Statement>();
   readonly #commitTx: Database.Transaction<(commit: ImageCommit) => void>;
+  readonly #deleteManifestTx: Database.Transaction<(digest: Digest) => boolean>;
+  readonly #putGcReportTx: Database.Transaction<(report: GcReport) => void>;
+  readonly #grouped: GroupedWrite[] = [];
+  readonly #groupTx: Database.Transaction<(batch: GroupedWrite[]) => unknown[]>;
 
   constructor(path: string) {
     this.#db = new Database(path);
@@ -116,6 +170,38 @@ export class SqliteCatalog implements Catalog {
     this.#db.pragma('synchronous = FULL');
     this.#migrate();
     this.#commitTx = this.#db.transaction((commit: ImageCommit) => this.#commitInTx(commit));
+    this.#deleteManifestTx = this.#db.transaction((digest: Digest) =>
+      this.#deleteManifestInTx(digest),
+    );
+    this.#putGcReportTx = this.#db.transaction((report: GcReport) => this.#putGcReportInTx(report));
+    this.#groupTx = this.#db.transaction((batch: GroupedWrite[]) => batch.map((w) => w.run()));
+  }
+
+  /**
+   * Group commit for the collector's transitions: statements issued in the same tick (the
+   * collector starts a chunk of them at once) share one transaction and so one fsync, instead
+   * of one each with synchronous=FULL. Every statement stays its own conditional write; only
+   * durability is shared, and no caller hears its answer before the commit.
+   */
+  #group<T>(run: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.#grouped.push({ run, resolve: resolve as (value: unknown) => void, reject });
+      if (this.#grouped.length === 1) queueMicrotask(() => this.#flushGroup());
+    });
+  }
+
+  #flushGroup(): void {
+    const batch = this.#grouped.splice(0);
+    let results: unknown[];
+    try {
+      results = this.#groupTx.immediate(batch);
+    } catch (error) {
+      for (const write of batch) write.reject(error);
+      return;
+    }
+    batch.forEach((write, i) => {
+      write.resolve(results[i]);
+    });
   }
 
   close(): void {
@@ -174,7 +260,7 @@ export class SqliteCatalog implements Catalog {
     // (changes = 0), which is the answer 'deleting'.
     const result = this.#sql(
       `INSERT INTO blobs (digest, size, unpacked_size, state, generation, touched_at)
-       VALUES (?, ?, ?, 'live', 1, ?)
+       VALUES (?, ?, ?, 'live', (SELECT value + 1 FROM blob_generation_floor), ?)
        ON CONFLICT (digest) DO UPDATE SET
          generation = generation + 1,
          touched_at = excluded.touched_at,
@@ -325,7 +411,72 @@ export class SqliteCatalog implements Catalog {
       .map(toDigestRef);
   }
 
-  // --- Garbage collection (beyond the Catalog port; DynamoDB does each as one conditional write)
+  // --- removal (docker rmi, prune)
+
+  async listManifests(): Promise<ManifestRecord[]> {
+    return this.#sql<ManifestRow>('SELECT * FROM manifests ORDER BY digest').all().map(toManifest);
+  }
+
+  async deleteTag(repository: RepositoryName, tag: string): Promise<TagRecord | undefined> {
+    const row = this.#sql<TagRow>(
+      'DELETE FROM tags WHERE repository = ? AND tag = ? RETURNING *',
+    ).get(repository, tag);
+    return row && toTag(row);
+  }
+
+  async deleteDigestRef(
+    repository: RepositoryName,
+    digest: Digest,
+  ): Promise<DigestRefRecord | undefined> {
+    const row = this.#sql<DigestRefRow>(
+      'DELETE FROM digest_refs WHERE repository = ? AND digest = ? RETURNING *',
+    ).get(repository, digest);
+    return row && toDigestRef(row);
+  }
+
+  async deleteManifestIfUnreferenced(digest: Digest): Promise<boolean> {
+    // IMMEDIATE: the reference checks and the delete see one state, even across processes, so
+    // a commit that re-tags the manifest lands either before (kept) or after (re-inserted).
+    return this.#deleteManifestTx.immediate(digest);
+  }
+
+  #deleteManifestInTx(digest: Digest): boolean {
+    // Any pin counts, expired or not: expired pins are removed by retention, not ignored here.
+    const result = this.#sql(
+      `DELETE FROM manifests WHERE digest = @d
+         AND NOT EXISTS (SELECT 1 FROM tags WHERE manifest = @d OR source = @d)
+         AND NOT EXISTS (SELECT 1 FROM digest_refs WHERE manifest = @d OR digest = @d)
+         AND NOT EXISTS (SELECT 1 FROM pins WHERE manifest = @d)`,
+    ).run({ d: digest });
+    return result.changes === 1;
+  }
+
+  // --- pins
+
+  async putPin(pin: PinRecord): Promise<void> {
+    this.#sql(
+      `INSERT INTO pins (name, manifest, note, created_at, expires_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET manifest = excluded.manifest, note = excluded.note,
+           created_at = excluded.created_at, expires_at = excluded.expires_at`,
+    ).run(
+      pin.name,
+      pin.manifest,
+      pin.note,
+      ms(pin.createdAt),
+      pin.expiresAt === undefined ? null : ms(pin.expiresAt),
+    );
+  }
+
+  async deletePin(name: string): Promise<PinRecord | undefined> {
+    const row = this.#sql<PinRow>('DELETE FROM pins WHERE name = ? RETURNING *').get(name);
+    return row && toPin(row);
+  }
+
+  async listPins(): Promise<PinRecord[]> {
+    return this.#sql<PinRow>('SELECT * FROM pins ORDER BY name').all().map(toPin);
+  }
+
+  // --- garbage collection (each transition is one conditional statement, as in DynamoDB)
 
   async listBlobs(): Promise<BlobRecord[]> {
     return this.#sql<BlobRow>('SELECT * FROM blobs ORDER BY digest').all().map(toBlob);
@@ -335,17 +486,57 @@ export class SqliteCatalog implements Catalog {
    * live -> deleting, only if nobody touched the blob since the collector read `generation`.
    * Answers false when a writer won (touched, re-added) or the record is gone or already deleting.
    */
-  async beginBlobDeletion(digest: Digest, expectedGeneration: number): Promise<boolean> {
-    const result = this.#sql(
-      `UPDATE blobs SET state = 'deleting'
-       WHERE digest = ? AND state = 'live' AND generation = ?`,
-    ).run(digest, expectedGeneration);
-    return result.changes === 1;
+  beginBlobDeletion(digest: Digest, expectedGeneration: number): Promise<boolean> {
+    return this.#group(() => {
+      const result = this.#sql(
+        `UPDATE blobs SET state = 'deleting'
+         WHERE digest = ? AND state = 'live' AND generation = ?`,
+      ).run(digest, expectedGeneration);
+      return result.changes === 1;
+    });
   }
 
   /** deleting -> gone, after the bytes were removed; a live record is never dropped here. */
-  async finishBlobDeletion(digest: Digest): Promise<void> {
-    this.#sql(`DELETE FROM blobs WHERE digest = ? AND state = 'deleting'`).run(digest);
+  finishBlobDeletion(digest: Digest): Promise<void> {
+    return this.#group(() => {
+      this.#sql(`DELETE FROM blobs WHERE digest = ? AND state = 'deleting'`).run(digest);
+    });
+  }
+
+  claimOrphanBlob(digest: Digest, size: number, now: number): Promise<boolean> {
+    // A writer that recorded the blob meanwhile wins: DO NOTHING leaves its live record alone.
+    return this.#group(() => {
+      const result = this.#sql(
+        `INSERT INTO blobs (digest, size, unpacked_size, state, generation, touched_at)
+       VALUES (?, ?, NULL, 'deleting', (SELECT value + 1 FROM blob_generation_floor), ?)
+       ON CONFLICT (digest) DO NOTHING`,
+      ).run(digest, size, ms(now));
+      return result.changes === 1;
+    });
+  }
+
+  async putGcReport(report: GcReport): Promise<void> {
+    this.#putGcReportTx.immediate(report);
+  }
+
+  #putGcReportInTx(report: GcReport): void {
+    // Re-storing a report id replaces it and makes it the newest.
+    this.#sql('DELETE FROM gc_reports WHERE id = ?').run(report.id);
+    this.#sql('INSERT INTO gc_reports (id, report) VALUES (?, ?)').run(
+      report.id,
+      JSON.stringify(report),
+    );
+    this.#sql(
+      `DELETE FROM gc_reports WHERE seq <= (SELECT seq FROM gc_reports ORDER BY seq DESC
+         LIMIT 1 OFFSET ?)`,
+    ).run(GC_REPORTS_KEPT);
+  }
+
+  async listGcReports(limit: number): Promise<GcReport[]> {
+    const rows = this.#sql<{ report: string }>(
+      'SELECT report FROM gc_reports ORDER BY seq DESC LIMIT ?',
+    ).all(Math.max(0, Math.trunc(limit)));
+    return rows.map((row) => JSON.parse(row.report) as GcReport);
   }
 }
 
@@ -395,5 +586,15 @@ function toDigestRef(row: DigestRefRow): DigestRefRecord {
     digest: row.digest as Digest,
     manifest: row.manifest as Digest,
     createdAt: row.created_at,
+  };
+}
+
+function toPin(row: PinRow): PinRecord {
+  return {
+    name: row.name,
+    manifest: row.manifest as Digest,
+    note: row.note,
+    createdAt: row.created_at,
+    ...(row.expires_at !== null && { expiresAt: row.expires_at }),
   };
 }

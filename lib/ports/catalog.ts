@@ -67,6 +67,34 @@ export interface BlobRecord {
   touchedAt: number;
 }
 
+/** `docker`'s "a container uses this image", for a cache: prune and rm leave it alone. */
+export interface PinRecord {
+  /** What the user pinned, normalised: `docker.io/library/nginx:1`, or `sha256:<id>`. */
+  name: string;
+  /** The image manifest the pin holds. */
+  manifest: Digest;
+  note: string;
+  createdAt: number;
+  /** After this (ms since epoch) the pin no longer protects anything. */
+  expiresAt?: number;
+}
+
+/** What one garbage collection did; the catalog keeps the latest ones. */
+export interface GcReport {
+  id: string;
+  trigger: 'manual' | 'schedule' | 'prune';
+  dryRun: boolean;
+  graceMs: number;
+  startedAt: number;
+  durationMs: number;
+  examined: { blobs: number; bytes: number };
+  kept: { blobs: number; bytes: number };
+  deleted: { blobs: number; bytes: number };
+  /** Files found in the blob store without a catalog record (left by a crash). */
+  orphans: { blobs: number; bytes: number };
+  errors: string[];
+}
+
 export interface ImageCommit {
   /** Manifests to store (an index and/or an image manifest); existing ones are kept as is. */
   manifests: ManifestRecord[];
@@ -115,4 +143,40 @@ export interface Catalog {
 
   getDigestRef(repository: RepositoryName, digest: Digest): Promise<DigestRefRecord | undefined>;
   listDigestRefs(): Promise<DigestRefRecord[]>;
+
+  // --- removal (docker rmi, prune) ---
+
+  /** Every manifest, indexes included: the roots of the collector's mark phase. */
+  listManifests(): Promise<ManifestRecord[]>;
+  /** Removes a tag; answers the removed record, or undefined when there was none. */
+  deleteTag(repository: RepositoryName, tag: string): Promise<TagRecord | undefined>;
+  deleteDigestRef(repository: RepositoryName, digest: Digest): Promise<DigestRefRecord | undefined>;
+  /**
+   * Atomically deletes a manifest record, but only while nothing refers to it: no tag or
+   * digest ref names it (as `manifest`, or as `source`/`digest` for an index) and no pin holds
+   * it. A pull that re-tags the image concurrently therefore either keeps it or re-inserts it.
+   */
+  deleteManifestIfUnreferenced(digest: Digest): Promise<boolean>;
+
+  // --- pins ---
+
+  putPin(pin: PinRecord): Promise<void>;
+  deletePin(name: string): Promise<PinRecord | undefined>;
+  listPins(): Promise<PinRecord[]>;
+
+  // --- garbage collection (the blob state machine) ---
+
+  listBlobs(): Promise<BlobRecord[]>;
+  /** Conditional live -> deleting, only if the generation is still the one observed. */
+  beginBlobDeletion(digest: Digest, expectedGeneration: number): Promise<boolean>;
+  /** deleting -> gone: removes the record, only while it is in state deleting. */
+  finishBlobDeletion(digest: Digest): Promise<void>;
+  /**
+   * For a stored file without any record (a crash between write and record): inserts a record
+   * in state deleting if none exists, so writers wait while the collector removes the file.
+   */
+  claimOrphanBlob(digest: Digest, size: number, now: number): Promise<boolean>;
+  putGcReport(report: GcReport): Promise<void>;
+  /** Newest first. */
+  listGcReports(limit: number): Promise<GcReport[]>;
 }

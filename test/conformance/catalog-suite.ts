@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type Digest, digestHex, sha256 } from '../../lib/digest.ts';
 import { BlobNotLiveError, NotFoundError } from '../../lib/errors.ts';
-import type { Catalog, ImageCommit, ManifestRecord } from '../../lib/ports/catalog.ts';
+import type { Catalog, GcReport, ImageCommit, ManifestRecord } from '../../lib/ports/catalog.ts';
 
 export interface CatalogHarness {
   catalog: Catalog;
@@ -74,6 +74,22 @@ export async function addBlobs(catalog: Catalog, image: ImageFixture, now: numbe
   for (const digest of image.manifest.blobs) {
     expect(await catalog.addBlob({ digest, size: 100 }, now)).toBe('live');
   }
+}
+
+export function gcReport(id: string, startedAt: number): GcReport {
+  return {
+    id,
+    trigger: 'manual',
+    dryRun: false,
+    graceMs: 0,
+    startedAt,
+    durationMs: 3,
+    examined: { blobs: 3, bytes: 30 },
+    kept: { blobs: 1, bytes: 10 },
+    deleted: { blobs: 2, bytes: 20 },
+    orphans: { blobs: 0, bytes: 0 },
+    errors: [],
+  };
 }
 
 export function commitOf(image: ImageFixture, tag: string, now: number): ImageCommit {
@@ -354,5 +370,359 @@ export function catalogConformance(name: string, makeCatalog: () => Promise<Cata
       expect((await catalog.getBlob(shared))?.generation).toBe(1 + 2 * images.length);
       expect(await catalog.listImages()).toHaveLength(images.length);
     });
+    describe('removal', () => {
+      it('lists every manifest, indexes and untagged ones included', async () => {
+        const image = imageFixture('n');
+        const other = imageFixture('o');
+        const index = indexFixture([image.manifest]);
+        await addBlobs(catalog, image, 1);
+        await addBlobs(catalog, other, 1);
+        await catalog.commitImage({
+          manifests: [index, image.manifest],
+          blobs: image.manifest.blobs,
+          tag: {
+            repository: REPO,
+            tag: 'multi',
+            manifest: image.manifest.digest,
+            source: index.digest,
+          },
+          now: 2,
+        });
+        await catalog.commitImage({ manifests: [other.manifest], blobs: [], now: 3 });
+        const listed = await catalog.listManifests();
+        expect(listed.map((m) => m.digest).sort()).toEqual(
+          [index.digest, image.manifest.digest, other.manifest.digest].sort(),
+        );
+        const storedIndex = listed.find((m) => m.digest === index.digest)!;
+        expect(storedIndex.children).toEqual([image.manifest.digest]);
+        expect(Buffer.from(storedIndex.raw).equals(Buffer.from(index.raw))).toBe(true);
+        expect(listed.find((m) => m.digest === other.manifest.digest)?.blobs).toEqual(
+          other.manifest.blobs,
+        );
+      });
+
+      it('deletes tags and digest refs and answers what was removed', async () => {
+        const image = imageFixture('p');
+        await addBlobs(catalog, image, 1);
+        await catalog.commitImage(commitOf(image, 'latest', 5));
+        const digest = image.manifest.digest;
+        expect(await catalog.deleteTag(REPO, 'latest')).toEqual({
+          repository: REPO,
+          tag: 'latest',
+          manifest: digest,
+          source: digest,
+          updatedAt: 5,
+          checkedAt: 5,
+        });
+        expect(await catalog.deleteTag(REPO, 'latest')).toBeUndefined();
+        expect(await catalog.getTag(REPO, 'latest')).toBeUndefined();
+        expect(await catalog.deleteDigestRef(REPO, digest)).toEqual({
+          repository: REPO,
+          digest,
+          manifest: digest,
+          createdAt: 5,
+        });
+        expect(await catalog.deleteDigestRef(REPO, digest)).toBeUndefined();
+        expect(await catalog.listDigestRefs()).toEqual([]);
+        // The manifest itself stays until it is deleted on its own.
+        expect(await catalog.getManifest(digest)).toBeDefined();
+      });
+
+      it('deletes a manifest only while no tag, digest ref or pin refers to it', async () => {
+        const image = imageFixture('q');
+        const index = indexFixture([image.manifest]);
+        const digest = image.manifest.digest;
+        await addBlobs(catalog, image, 1);
+        const base = { manifests: [index, image.manifest], blobs: [], now: 2 };
+        await catalog.commitImage(base);
+        // Each kind of reference alone keeps both the image manifest and, where named, the index.
+        const cases: [string, () => Promise<unknown>, () => Promise<unknown>, Digest[]][] = [
+          [
+            'tag (manifest)',
+            () => catalog.commitImage({ ...base, tag: { ...tagOn(digest), source: digest } }),
+            () => catalog.deleteTag(REPO, 't'),
+            [digest],
+          ],
+          [
+            'tag (source)',
+            () => catalog.commitImage({ ...base, tag: { ...tagOn(digest), source: index.digest } }),
+            () => catalog.deleteTag(REPO, 't'),
+            [digest, index.digest],
+          ],
+          [
+            'digest ref',
+            () =>
+              catalog.commitImage({
+                ...base,
+                digestRef: { repository: REPO, digest: index.digest, manifest: digest },
+              }),
+            () => catalog.deleteDigestRef(REPO, index.digest),
+            [digest, index.digest],
+          ],
+          [
+            'pin',
+            () => catalog.putPin({ name: 'sha256:x', manifest: digest, note: '', createdAt: 1 }),
+            () => catalog.deletePin('sha256:x'),
+            [digest],
+          ],
+          [
+            'expired pin',
+            () =>
+              catalog.putPin({
+                name: 'old',
+                manifest: digest,
+                note: '',
+                createdAt: 1,
+                expiresAt: 2,
+              }),
+            () => catalog.deletePin('old'),
+            [digest],
+          ],
+        ];
+        for (const [name, add, remove, held] of cases) {
+          await add();
+          for (const d of held) {
+            expect(await catalog.deleteManifestIfUnreferenced(d), `${name}: ${d}`).toBe(false);
+            expect(await catalog.getManifest(d), name).toBeDefined();
+          }
+          await remove();
+        }
+        expect(await catalog.deleteManifestIfUnreferenced(index.digest)).toBe(true);
+        expect(await catalog.deleteManifestIfUnreferenced(digest)).toBe(true);
+        expect(await catalog.deleteManifestIfUnreferenced(digest)).toBe(false);
+        expect(await catalog.listManifests()).toEqual([]);
+        expect(await catalog.listImages()).toEqual([]);
+        // Blob records are the collector's business, not the removal's.
+        expect(await catalog.getBlob(image.config)).toMatchObject({ state: 'live' });
+      });
+
+      it('lets a re-tag after a removal store the manifest again', async () => {
+        const image = imageFixture('r');
+        await addBlobs(catalog, image, 1);
+        await catalog.commitImage(commitOf(image, 'latest', 2));
+        await catalog.deleteTag(REPO, 'latest');
+        await catalog.deleteDigestRef(REPO, image.manifest.digest);
+        expect(await catalog.deleteManifestIfUnreferenced(image.manifest.digest)).toBe(true);
+        await catalog.commitImage(commitOf(image, 'latest', 3));
+        expect(await catalog.getManifest(image.manifest.digest)).toMatchObject({
+          lastUsedAt: 3,
+        });
+      });
+    });
+
+    describe('pins', () => {
+      it('upserts by name, lists by name and deletes', async () => {
+        const a = sha256('pinned-a');
+        const b = sha256('pinned-b');
+        expect(await catalog.listPins()).toEqual([]);
+        await catalog.putPin({
+          name: 'docker.io/library/nginx:1',
+          manifest: a,
+          note: 'ci',
+          createdAt: 1,
+        });
+        await catalog.putPin({
+          name: 'docker.io/library/alpine:3',
+          manifest: b,
+          note: 'release',
+          createdAt: 2,
+          expiresAt: 100,
+        });
+        expect(await catalog.listPins()).toEqual([
+          {
+            name: 'docker.io/library/alpine:3',
+            manifest: b,
+            note: 'release',
+            createdAt: 2,
+            expiresAt: 100,
+          },
+          { name: 'docker.io/library/nginx:1', manifest: a, note: 'ci', createdAt: 1 },
+        ]);
+        await catalog.putPin({
+          name: 'docker.io/library/alpine:3',
+          manifest: a,
+          note: 'moved',
+          createdAt: 3,
+        });
+        const moved = {
+          name: 'docker.io/library/alpine:3',
+          manifest: a,
+          note: 'moved',
+          createdAt: 3,
+        };
+        expect((await catalog.listPins())[0]).toEqual(moved);
+        expect(await catalog.deletePin('docker.io/library/alpine:3')).toEqual(moved);
+        expect(await catalog.deletePin('docker.io/library/alpine:3')).toBeUndefined();
+        expect((await catalog.listPins()).map((p) => p.name)).toEqual([
+          'docker.io/library/nginx:1',
+        ]);
+      });
+    });
+
+    describe('garbage collection transitions', () => {
+      it('lists blob records with their state and generation', async () => {
+        await catalog.addBlob({ digest: sha256('b'), size: 2, unpackedSize: 3 }, 1);
+        await catalog.addBlob({ digest: sha256('a'), size: 1 }, 1);
+        await catalog.touchBlob(sha256('a'), 4);
+        const listed = await catalog.listBlobs();
+        expect(listed.map((b) => b.digest).sort()).toEqual([sha256('a'), sha256('b')].sort());
+        expect(listed.find((b) => b.digest === sha256('b'))).toEqual({
+          digest: sha256('b'),
+          size: 2,
+          unpackedSize: 3,
+          state: 'live',
+          generation: 1,
+          touchedAt: 1,
+        });
+        expect(listed.find((b) => b.digest === sha256('a'))).toMatchObject({
+          generation: 2,
+          touchedAt: 4,
+        });
+      });
+
+      it('loses to a writer that touched the blob after the generation was observed', async () => {
+        const digest = sha256('raced');
+        await catalog.addBlob({ digest, size: 1 }, 1);
+        const observed = (await catalog.getBlob(digest))!.generation;
+        expect(await catalog.touchBlob(digest, 2)).toBe('live');
+        expect(await catalog.beginBlobDeletion(digest, observed)).toBe(false);
+        expect(await catalog.getBlob(digest)).toMatchObject({ state: 'live' });
+        expect(await catalog.beginBlobDeletion(sha256('absent'), 1)).toBe(false);
+        expect(await catalog.getBlob(sha256('absent'))).toBeUndefined();
+      });
+
+      it('treats a deleting blob as absent for writers until the deletion finished', async () => {
+        const image = imageFixture('gc');
+        await addBlobs(catalog, image, 1);
+        const victim = image.layers[1]!;
+        expect(await catalog.beginBlobDeletion(victim, 1)).toBe(true);
+        // Only one collector can win the transition.
+        expect(await catalog.beginBlobDeletion(victim, 1)).toBe(false);
+
+        expect(await catalog.touchBlob(victim, 5)).toBe('deleting');
+        expect(await catalog.addBlob({ digest: victim, size: 100 }, 5)).toBe('deleting');
+        const failure = catalog.commitImage(commitOf(image, 'latest', 5));
+        await expect(failure).rejects.toBeInstanceOf(BlobNotLiveError);
+        await expect(failure).rejects.toMatchObject({ digests: [victim] });
+        expect(await catalog.listTags()).toEqual([]);
+        expect(await catalog.getManifest(image.manifest.digest)).toBeUndefined();
+        expect(await catalog.getBlob(image.config)).toMatchObject({ generation: 1, touchedAt: 1 });
+        expect(await catalog.getBlob(victim)).toMatchObject({ state: 'deleting', generation: 1 });
+
+        await catalog.finishBlobDeletion(victim);
+        expect(await catalog.getBlob(victim)).toBeUndefined();
+        expect(await catalog.touchBlob(victim, 6)).toBe('absent');
+        expect(await catalog.addBlob({ digest: victim, size: 100 }, 7)).toBe('live');
+        expect(await catalog.getBlob(victim)).toMatchObject({ state: 'live', touchedAt: 7 });
+        await catalog.commitImage(commitOf(image, 'latest', 8));
+        expect(await catalog.getTag(REPO, 'latest')).toBeDefined();
+      });
+
+      it('never repeats an old generation when a deleted blob is recorded again', async () => {
+        // A collector may hold a snapshot from the record's previous life. If a re-created
+        // record counted up through the same generations, that collector's conditional
+        // transition would win against a writer that re-added and committed the blob (ABA).
+        const digest = sha256('reborn');
+        await catalog.addBlob({ digest, size: 1 }, 1);
+        await catalog.touchBlob(digest, 2);
+        await catalog.touchBlob(digest, 3);
+        const first = await catalog.getBlob(digest);
+        const observed = [first!.generation - 2, first!.generation - 1, first!.generation];
+        expect(await catalog.beginBlobDeletion(digest, first!.generation)).toBe(true);
+        await catalog.finishBlobDeletion(digest);
+
+        expect(await catalog.addBlob({ digest, size: 1 }, 4)).toBe('live');
+        for (let touch = 0; touch < 4; touch++) {
+          for (const stale of observed) {
+            expect(await catalog.beginBlobDeletion(digest, stale)).toBe(false);
+          }
+          await catalog.touchBlob(digest, 5 + touch);
+        }
+        expect(await catalog.getBlob(digest)).toMatchObject({ state: 'live' });
+        // The same for a record that was an orphan claim.
+        const orphan = sha256('reborn-orphan');
+        await catalog.addBlob({ digest: orphan, size: 1 }, 1);
+        const orphanGeneration = (await catalog.getBlob(orphan))!.generation;
+        await catalog.beginBlobDeletion(orphan, orphanGeneration);
+        await catalog.finishBlobDeletion(orphan);
+        expect(await catalog.claimOrphanBlob(orphan, 1, 2)).toBe(true);
+        await catalog.finishBlobDeletion(orphan);
+        await catalog.addBlob({ digest: orphan, size: 1 }, 3);
+        expect(await catalog.beginBlobDeletion(orphan, orphanGeneration)).toBe(false);
+      });
+
+      it('never drops a live record when finishing a deletion', async () => {
+        const digest = sha256('live');
+        await catalog.addBlob({ digest, size: 1 }, 1);
+        await catalog.finishBlobDeletion(digest);
+        expect(await catalog.getBlob(digest)).toMatchObject({ state: 'live' });
+        await catalog.finishBlobDeletion(sha256('never-recorded'));
+      });
+
+      it('claims an orphan file only while no record exists', async () => {
+        const orphan = sha256('orphan');
+        const recorded = sha256('recorded');
+        await catalog.addBlob({ digest: recorded, size: 1 }, 1);
+        expect(await catalog.claimOrphanBlob(recorded, 1, 2)).toBe(false);
+        expect(await catalog.getBlob(recorded)).toMatchObject({ state: 'live', generation: 1 });
+
+        expect(await catalog.claimOrphanBlob(orphan, 9, 3)).toBe(true);
+        expect(await catalog.getBlob(orphan)).toMatchObject({
+          digest: orphan,
+          size: 9,
+          state: 'deleting',
+          touchedAt: 3,
+        });
+        expect(await catalog.claimOrphanBlob(orphan, 9, 4)).toBe(false);
+        // A writer that finished writing the same bytes now waits for the collector.
+        expect(await catalog.addBlob({ digest: orphan, size: 9 }, 5)).toBe('deleting');
+        expect(await catalog.touchBlob(orphan, 5)).toBe('deleting');
+        await catalog.finishBlobDeletion(orphan);
+        expect(await catalog.getBlob(orphan)).toBeUndefined();
+        expect(await catalog.addBlob({ digest: orphan, size: 9 }, 6)).toBe('live');
+      });
+
+      it('lets exactly one of many concurrent collectors win a transition', async () => {
+        const digest = sha256('contested');
+        await catalog.addBlob({ digest, size: 1 }, 1);
+        const wins = await Promise.all(
+          Array.from({ length: 8 }, () => catalog.beginBlobDeletion(digest, 1)),
+        );
+        expect(wins.filter(Boolean)).toHaveLength(1);
+        const claims = await Promise.all(
+          Array.from({ length: 8 }, () => catalog.claimOrphanBlob(sha256('file'), 1, 1)),
+        );
+        expect(claims.filter(Boolean)).toHaveLength(1);
+      });
+    });
+
+    describe('GC reports', () => {
+      it('lists the newest first, up to the limit', async () => {
+        expect(await catalog.listGcReports(10)).toEqual([]);
+        await catalog.putGcReport(gcReport('a', 10));
+        await catalog.putGcReport({ ...gcReport('b', 20), trigger: 'prune', errors: ['x: boom'] });
+        await catalog.putGcReport(gcReport('c', 30));
+        expect((await catalog.listGcReports(10)).map((r) => r.id)).toEqual(['c', 'b', 'a']);
+        expect(await catalog.listGcReports(1)).toEqual([gcReport('c', 30)]);
+        expect((await catalog.listGcReports(2))[1]).toEqual({
+          ...gcReport('b', 20),
+          trigger: 'prune',
+          errors: ['x: boom'],
+        });
+        expect(await catalog.listGcReports(0)).toEqual([]);
+      });
+
+      it('keeps only the latest 100', async () => {
+        for (let i = 0; i < 105; i++) await catalog.putGcReport(gcReport(`r${i}`, 1000 + i));
+        const reports = await catalog.listGcReports(1000);
+        expect(reports).toHaveLength(100);
+        expect(reports[0]?.id).toBe('r104');
+        expect(reports.at(-1)?.id).toBe('r5');
+      });
+    });
   });
+}
+
+function tagOn(manifest: Digest) {
+  return { repository: REPO, tag: 't', manifest, source: manifest };
 }
