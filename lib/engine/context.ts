@@ -3,6 +3,7 @@ import type { Catalog } from '../ports/catalog.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { Upstream } from '../ports/upstream.ts';
 import type { PullService } from '../pull.ts';
+import type { MaintenanceSettings } from '../retention.ts';
 
 /** Everything a route may use; built once by the composition root. */
 export interface EngineContext {
@@ -14,4 +15,6 @@ export interface EngineContext {
   /** Registries on the allow-list, for /cache/registries. */
   registries: ReadonlyMap<string, URL>;
   version: string;
+  /** GC grace window and retention policy, for /cache/gc and /cache/retention. */
+  maintenance: MaintenanceSettings;
 }

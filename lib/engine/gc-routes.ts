@@ -1,0 +1,64 @@
+/** Garbage collection and retention on demand, and the last collection reports. */
+import { parseDuration } from '../duration.ts';
+import { InvalidArgumentError } from '../errors.ts';
+import { collectGarbage } from '../gc.ts';
+import { applyRetention, parseByteSize, type RetentionSettings } from '../retention.ts';
+import type { EngineContext } from './context.ts';
+import { json } from './http.ts';
+import { boolQuery, collectFreed } from './removal-routes.ts';
+import type { Route } from './router.ts';
+
+const DEFAULT_REPORTS = 20;
+const MAX_REPORTS = 100;
+
+export const gcRoutes: Route[] = [
+  {
+    // POST /cache/gc?dryRun=1&grace=0s: a full mark-and-sweep now; the report is the answer.
+    method: 'POST',
+    pattern: /^\/cache\/gc$/,
+    handler: async (request, _params, context) => {
+      const graceText = request.query.get('grace');
+      const graceMs = graceText ? parseDuration(graceText) : context.maintenance.gcGraceMs;
+      const report = await collectGarbage(context, {
+        graceMs,
+        dryRun: boolQuery(request.query, 'dryRun'),
+        trigger: 'manual',
+      });
+      return json(200, report);
+    },
+  },
+  {
+    method: 'GET',
+    pattern: /^\/cache\/gc$/,
+    handler: async (request, _params, context) => {
+      const text = request.query.get('limit');
+      const limit = text === null ? DEFAULT_REPORTS : Number(text);
+      if (!Number.isInteger(limit) || limit < 1 || limit > MAX_REPORTS) {
+        throw new InvalidArgumentError(`limit must be a whole number from 1 to ${MAX_REPORTS}`);
+      }
+      return json(200, await context.catalog.listGcReports(limit));
+    },
+  },
+  {
+    // POST /cache/retention[?maxBytes=50GB&maxAge=30d]: the configured policy, or the one given.
+    method: 'POST',
+    pattern: /^\/cache\/retention$/,
+    handler: async (request, _params, context) => {
+      const settings = retentionSettings(request.query, context);
+      return json(200, await applyRetention(context, settings, collectFreed(context)));
+    },
+  },
+];
+
+function retentionSettings(query: URLSearchParams, context: EngineContext): RetentionSettings {
+  const { maxBytes, maxAgeMs } = context.maintenance;
+  const bytesText = query.get('maxBytes');
+  const ageText = query.get('maxAge');
+  const settings: RetentionSettings = {
+    ...(maxBytes !== undefined && { maxBytes }),
+    ...(maxAgeMs !== undefined && { maxAgeMs }),
+  };
+  if (bytesText) settings.maxBytes = parseByteSize(bytesText);
+  if (ageText) settings.maxAgeMs = parseDuration(ageText);
+  return settings;
+}

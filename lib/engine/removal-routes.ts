@@ -1,0 +1,103 @@
+/**
+ * The rest of the image life cycle in Docker's words: `docker tag`, `docker rmi` and
+ * `docker image prune`, plus the cache's pins (what Docker has no word for lives under /cache).
+ */
+import { collectBlobs } from '../gc.ts';
+import { listPinViews, pinImage, unpinImage } from '../pins.ts';
+import { pruneImages } from '../prune.ts';
+import { removeImage } from '../removal/remove-image.ts';
+import { tagImage } from '../removal/tag-image.ts';
+import type { EngineContext } from './context.ts';
+import { json } from './http.ts';
+import type { Route } from './router.ts';
+
+/** moby's httputils.BoolValue: anything but "", "0", "no", "false" and "none" is true. */
+export function boolQuery(query: URLSearchParams, name: string): boolean {
+  const value = (query.get(name) ?? '').trim().toLowerCase();
+  return !['', '0', 'no', 'false', 'none'].includes(value);
+}
+
+/** Runs the collector, grace zero, over exactly the blobs a removal freed. */
+export function collectFreed(context: EngineContext) {
+  return (digests: Parameters<typeof collectBlobs>[1]) =>
+    collectBlobs(context, digests, { trigger: 'prune' });
+}
+
+export const removalRoutes: Route[] = [
+  {
+    method: 'POST',
+    pattern: /^\/images\/prune$/,
+    handler: async (request, _params, context) =>
+      json(
+        200,
+        await pruneImages(
+          context.catalog,
+          request.query.get('filters'),
+          collectFreed(context),
+          context.clock.now(),
+        ),
+      ),
+  },
+  {
+    method: 'POST',
+    pattern: /^\/images\/(.+)\/tag$/,
+    handler: async (request, [name], context) => {
+      await tagImage(
+        context.catalog,
+        name!,
+        {
+          repo: request.query.get('repo') ?? undefined,
+          tag: request.query.get('tag') ?? undefined,
+        },
+        context.clock.now(),
+      );
+      return { status: 201 };
+    },
+  },
+  {
+    method: 'DELETE',
+    pattern: /^\/images\/(.+)$/,
+    handler: async (request, [name], context) => {
+      const outcome = await removeImage(context.catalog, name!, {
+        force: boolQuery(request.query, 'force'),
+        now: context.clock.now(),
+      });
+      if (!boolQuery(request.query, 'noprune') && outcome.freed.length > 0) {
+        await collectFreed(context)(outcome.freed);
+      }
+      return json(200, outcome.items);
+    },
+  },
+  {
+    method: 'GET',
+    pattern: /^\/cache\/pins$/,
+    handler: async (_request, _params, context) =>
+      json(200, await listPinViews(context.catalog, context.clock.now())),
+  },
+  {
+    method: 'PUT',
+    pattern: /^\/cache\/pins\/(.+)$/,
+    handler: async (request, [name], context) => {
+      const now = context.clock.now();
+      const { pin, created } = await pinImage(
+        context.catalog,
+        name!,
+        {
+          note: request.query.get('note') ?? undefined,
+          expires: request.query.get('expires') || undefined,
+        },
+        now,
+      );
+      const view = (await listPinViews(context.catalog, now)).find((p) => p.Name === pin.name);
+      return json(created ? 201 : 200, view);
+    },
+  },
+  {
+    method: 'DELETE',
+    pattern: /^\/cache\/pins\/(.+)$/,
+    handler: async (_request, [name], context) => {
+      await unpinImage(context.catalog, name!);
+      return { status: 204 };
+    },
+  },
+];
