@@ -1,0 +1,387 @@
+/**
+ * Save benchmark: `docker save` by the cache (HTTP GET of /images/{name}/get streamed to a
+ * file) vs `skopeo copy docker://... docker-archive:...` from the local registry the cache
+ * pulled the same image from.
+ *
+ *   npm run bench:save                               # 1 GiB image in 8 layers, 3 runs each
+ *   npm run bench:save -- --size-mib 64 --runs 1     # quick smoke run
+ *
+ * Flags:
+ *   --size-mib N     file content of the image in MiB (default 1024)
+ *   --layers N       layer count (default 8)
+ *   --runs N         runs per tool (default 3)
+ *   --seed S         generator seed (default "bench")
+ *   --gzip-level N   gzip level of the generated layers (default 1)
+ *   --tools LIST     comma list of image-cache,skopeo (default both)
+ *   --timeout-s N    give up on a single save after N s (default 60 + size-mib / 2)
+ *
+ * Setup (not timed): docker-registry with temp storage; the image generated (or reused from
+ * .bench/, shared with bench:pull) and pushed as library/bench:1; one
+ * `node bin/image-cache.js serve` child (pid = the server) with an empty data dir pulls it.
+ * Then the server's peak RSS is reset (`/proc/<pid>/clear_refs`), so the reported peak is
+ * what saving took; the lifetime peak (pull included) is shown beside it.
+ *
+ * Runs alternate (image-cache, skopeo, image-cache, ...):
+ *   image-cache  GET /images/bench:1/get with undici, piped to a file in a fresh temp folder;
+ *                timed from the request until the file is closed. The file must be exactly
+ *                Content-Length long; the first run's tar listing is checked against the image.
+ *   skopeo       `skopeo copy --src-tls-verify=false docker://<registry>/library/bench:1
+ *                docker-archive:<file>:bench:1`, under /usr/bin/time for peak RSS and CPU.
+ *                Note skopeo's docker-archive writer stores layers uncompressed (it gunzips
+ *                them), while the cache writes them as stored; both read the same bytes.
+ * The OS page cache is not dropped; alternating keeps that fair. MB/s = compressed image bytes
+ * (manifest + config + layers) / median seconds, MB = 10^6 bytes.
+ */
+import { spawn } from 'node:child_process';
+import { createWriteStream, existsSync } from 'node:fs';
+import { readFile, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { parseArgs } from 'node:util';
+import { request } from 'undici';
+import { startRegistry } from '../test/support/registry-server.ts';
+import { tempDir } from '../test/support/tmp.ts';
+import {
+  type BenchImage,
+  benchImage,
+  cpuSeconds,
+  execFileP,
+  log,
+  MiB,
+  machineLines,
+  median,
+  pad,
+  positiveInt,
+  pushBenchImage,
+  resetPeakRss,
+  type ServerChild,
+  seconds,
+  startServerChild,
+  statusField,
+  waitExit,
+} from './support.ts';
+
+const REPOSITORY = 'library/bench';
+const TAG = '1';
+const RSS_TARGET_BYTES = 200 * 1000 * 1000;
+const TIME_BIN = '/usr/bin/time';
+
+type Tool = 'image-cache' | 'skopeo';
+
+interface Options {
+  sizeMiB: number;
+  layers: number;
+  runs: number;
+  seed: string;
+  gzipLevel: number;
+  tools: Tool[];
+  timeoutMs: number;
+}
+
+interface RunResult {
+  ms: number;
+  bytes: number;
+  rssBytes?: number;
+  cpuSeconds?: number;
+}
+
+function parseOptions(argv: string[]): Options {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      'size-mib': { type: 'string', default: '1024' },
+      layers: { type: 'string', default: '8' },
+      runs: { type: 'string', default: '3' },
+      seed: { type: 'string', default: 'bench' },
+      'gzip-level': { type: 'string', default: '1' },
+      tools: { type: 'string', default: 'image-cache,skopeo' },
+      'timeout-s': { type: 'string' },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  const tools = values.tools.split(',').map((t) => t.trim());
+  for (const tool of tools) {
+    if (tool !== 'image-cache' && tool !== 'skopeo') throw new Error(`unknown tool: ${tool}`);
+  }
+  const gzipLevel = Number(values['gzip-level']);
+  if (!Number.isInteger(gzipLevel) || gzipLevel < 0 || gzipLevel > 9) {
+    throw new Error('--gzip-level must be 0..9');
+  }
+  const sizeMiB = positiveInt(values['size-mib'], '--size-mib');
+  const timeoutS =
+    values['timeout-s'] === undefined
+      ? 60 + Math.ceil(sizeMiB / 2)
+      : positiveInt(values['timeout-s'], '--timeout-s');
+  return {
+    sizeMiB,
+    layers: positiveInt(values.layers, '--layers'),
+    runs: positiveInt(values.runs, '--runs'),
+    seed: values.seed,
+    gzipLevel,
+    tools: tools as Tool[],
+    timeoutMs: timeoutS * 1000,
+  };
+}
+
+async function pullIntoCache(server: ServerChild): Promise<void> {
+  const query = new URLSearchParams({ fromImage: `docker.io/${REPOSITORY}`, tag: TAG });
+  const started = performance.now();
+  const response = await request(`${server.url}/images/create?${query}`, {
+    method: 'POST',
+    headersTimeout: 0,
+    bodyTimeout: 0,
+  });
+  const body = await response.body.text();
+  const failed = body
+    .split('\n')
+    .filter((l) => l.trim())
+    .map((l) => JSON.parse(l) as { error?: string })
+    .find((m) => m.error);
+  if (response.statusCode !== 200 || failed) {
+    throw new Error(`pull failed (HTTP ${response.statusCode}): ${failed?.error ?? body}`);
+  }
+  log(`pulled into the cache in ${seconds(performance.now() - started)} s (not timed)`);
+}
+
+async function runImageCache(
+  server: ServerChild,
+  file: string,
+  timeoutMs: number,
+): Promise<RunResult> {
+  const cpuBefore = await cpuSeconds(server.pid);
+  const started = performance.now();
+  const response = await request(`${server.url}/images/bench:${TAG}/get`, {
+    headersTimeout: 0,
+    bodyTimeout: 0,
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  if (response.statusCode !== 200) {
+    throw new Error(`save answered HTTP ${response.statusCode}: ${await response.body.text()}`);
+  }
+  await pipeline(response.body, createWriteStream(file));
+  const ms = performance.now() - started;
+  const length = Number(response.headers['content-length']);
+  const { size } = await stat(file);
+  if (size !== length) throw new Error(`saved ${size} bytes, Content-Length said ${length}`);
+  return {
+    ms,
+    bytes: size,
+    rssBytes: await statusField(server.pid, 'VmHWM'),
+    cpuSeconds: (await cpuSeconds(server.pid)) - cpuBefore,
+  };
+}
+
+/** The tar lists every blob of the image with its size, plus the Docker metadata files. */
+async function checkTarListing(file: string, image: BenchImage): Promise<void> {
+  const { stdout } = await execFileP('tar', ['-tvf', file], { maxBuffer: 16 * MiB });
+  const sizes = new Map<string, number>();
+  for (const line of stdout.trim().split('\n')) {
+    const parts = line.trim().split(/\s+/);
+    sizes.set(parts.at(-1)!, Number(parts[2]));
+  }
+  for (const name of ['oci-layout', 'index.json', 'manifest.json', 'repositories']) {
+    if (!sizes.has(name)) throw new Error(`saved tar lacks ${name}`);
+  }
+  const blobs = [
+    { digest: image.manifest.digest, size: image.manifest.bytes.length },
+    ...image.blobs,
+  ];
+  for (const blob of blobs) {
+    const name = `blobs/sha256/${blob.digest.slice(7)}`;
+    if (sizes.get(name) !== blob.size) throw new Error(`saved tar: ${name} missing or wrong size`);
+  }
+}
+
+async function runSkopeo(
+  registryHost: string,
+  file: string,
+  timeoutMs: number,
+): Promise<RunResult> {
+  const args = ['copy', '--src-tls-verify=false'];
+  if (!existsSync('/etc/containers/policy.json')) args.unshift('--insecure-policy');
+  args.push(`docker://${registryHost}/${REPOSITORY}:${TAG}`, `docker-archive:${file}:bench:${TAG}`);
+  const useTime = existsSync(TIME_BIN);
+  const timeFile = `${file}.time`;
+  const [command, argv] = useTime
+    ? [TIME_BIN, ['-f', '%M %U %S', '-o', timeFile, 'skopeo', ...args]]
+    : ['skopeo', args];
+  let output = '';
+  const started = performance.now();
+  const child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const collect = (chunk: Buffer) => {
+    output = (output + chunk.toString()).slice(-16 * 1024);
+  };
+  child.stdout!.on('data', collect);
+  child.stderr!.on('data', collect);
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  const { code, signal } = await waitExit(child).finally(() => clearTimeout(timer));
+  const ms = performance.now() - started;
+  if (code !== 0)
+    throw new Error(`skopeo copy failed (code ${code}, signal ${signal}):\n${output}`);
+  const { size } = await stat(file);
+  if (!useTime) return { ms, bytes: size };
+  const [maxKb, user, sys] = (await readFile(timeFile, 'utf8')).trim().split(/\s+/).map(Number);
+  return { ms, bytes: size, rssBytes: maxKb! * 1024, cpuSeconds: user! + sys! };
+}
+
+function printReport(
+  options: Options,
+  image: BenchImage,
+  results: Map<Tool, RunResult[]>,
+  machine: string[],
+  server: { pullPeak: number; lifetimePeak: number; peakReset: boolean },
+): void {
+  const imageBytes = image.blobs.reduce((sum, b) => sum + b.size, 0) + image.manifest.bytes.length;
+  const out: string[] = ['', '== image save benchmark =='];
+  out.push(...machine);
+  out.push(
+    `image: docker.io/${REPOSITORY}:${TAG}, ${image.layers.length} gzip layers (level ${options.gzipLevel}), ` +
+      `${(image.fileBytes / MiB).toFixed(0)} MiB of files, ${(imageBytes / MiB).toFixed(1)} MiB compressed`,
+  );
+  out.push(`runs per tool: ${options.runs}, alternating; page cache not dropped`);
+  out.push('', 'per run:');
+  for (const [tool, runs] of results) {
+    runs.forEach((run, i) => {
+      const rss = run.rssBytes === undefined ? 'n/a' : `${(run.rssBytes / MiB).toFixed(1)} MiB`;
+      const cpu = run.cpuSeconds === undefined ? 'n/a' : `${run.cpuSeconds.toFixed(2)} s`;
+      out.push(
+        `  ${pad(tool, 12)} #${i + 1}  ${seconds(run.ms)} s  ` +
+          `tar ${(run.bytes / MiB).toFixed(1)} MiB  rss ${rss}  cpu ${cpu}`,
+      );
+    });
+  }
+  out.push('');
+  const header = `${pad('tool', 12)} ${pad('runs', 5, true)} ${pad('median s', 9, true)} ${pad('MB/s', 8, true)} ${pad('peak RSS MiB', 13, true)} ${pad('median CPU s', 13, true)}`;
+  out.push(header, '-'.repeat(header.length));
+  const medians = new Map<Tool, number>();
+  const peaks = new Map<Tool, number | undefined>();
+  for (const [tool, runs] of results) {
+    const m = median(runs.map((r) => r.ms));
+    medians.set(tool, m);
+    const rss = runs.map((r) => r.rssBytes).filter((v): v is number => v !== undefined);
+    const peak = rss.length ? Math.max(...rss) : undefined;
+    peaks.set(tool, peak);
+    const cpu = runs.map((r) => r.cpuSeconds).filter((v): v is number => v !== undefined);
+    out.push(
+      `${pad(tool, 12)} ${pad(String(runs.length), 5, true)} ${pad(seconds(m), 9, true)} ` +
+        `${pad((imageBytes / 1e6 / (m / 1000)).toFixed(1), 8, true)} ` +
+        `${pad(peak === undefined ? 'n/a' : (peak / MiB).toFixed(1), 13, true)} ` +
+        `${pad(cpu.length ? median(cpu).toFixed(2) : 'n/a', 13, true)}`,
+    );
+  }
+  out.push('');
+  if (results.has('image-cache')) {
+    out.push(
+      `server peak RSS: during saves ${(peaks.get('image-cache')! / MiB).toFixed(1)} MiB` +
+        `${server.peakReset ? '' : ' (peak could not be reset: includes the pull)'}; ` +
+        `after the pull ${(server.pullPeak / MiB).toFixed(1)} MiB; ` +
+        `lifetime ${(server.lifetimePeak / MiB).toFixed(1)} MiB`,
+    );
+  }
+  const ic = medians.get('image-cache');
+  const sk = medians.get('skopeo');
+  if (ic !== undefined && sk !== undefined) {
+    const ratio = ic / sk;
+    out.push(`ratio image-cache/skopeo (median time): ${ratio.toFixed(2)}`);
+    out.push(
+      `${ratio <= 1 ? 'PASS' : 'FAIL'}: image-cache no slower than skopeo ` +
+        `(${seconds(ic)} s vs ${seconds(sk)} s)`,
+    );
+  } else {
+    out.push('SKIP: image-cache no slower than skopeo (needs both tools)');
+  }
+  const icPeak = peaks.get('image-cache');
+  if (icPeak !== undefined) {
+    const worst = Math.max(icPeak, server.lifetimePeak);
+    out.push(
+      `${worst < RSS_TARGET_BYTES ? 'PASS' : 'FAIL'}: server peak RSS < 200 MB ` +
+        `(lifetime peak ${(worst / 1e6).toFixed(1)} MB = ${(worst / MiB).toFixed(1)} MiB)`,
+    );
+  }
+  process.stdout.write(`${out.join('\n')}\n`);
+}
+
+async function main(): Promise<void> {
+  const options = parseOptions(process.argv.slice(2));
+  if (options.tools.includes('skopeo')) {
+    await execFileP('skopeo', ['--version']).catch(() => {
+      throw new Error('skopeo is not installed (apt-get install skopeo)');
+    });
+  }
+  const machine = await machineLines();
+  const image = await benchImage(options);
+
+  const cleanups: (() => Promise<void>)[] = [];
+  const cleanup = async () => {
+    for (const fn of cleanups.splice(0).reverse()) await fn().catch(() => undefined);
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    log(`${signal}: cleaning up`);
+    void cleanup().finally(() => process.exit(1));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  try {
+    log('starting docker-registry ...');
+    const registry = await startRegistry();
+    cleanups.push(() => registry.stop());
+    await pushBenchImage(registry, image, REPOSITORY, TAG);
+
+    const data = await tempDir('bench-save-data');
+    cleanups.push(() => data.cleanup());
+    const server = await startServerChild({
+      dataDir: data.path,
+      registries: `docker.io=${registry.url}`,
+    });
+    cleanups.push(() => server.stop());
+    await pullIntoCache(server);
+    const pullPeak = await statusField(server.pid, 'VmHWM');
+    const peakReset = await resetPeakRss(server.pid);
+
+    const outDir = await tempDir('bench-save-out');
+    cleanups.push(() => outDir.cleanup());
+    const results = new Map<Tool, RunResult[]>(options.tools.map((t) => [t, []]));
+    let lifetimePeak = pullPeak;
+    for (let run = 1; run <= options.runs; run++) {
+      for (const tool of options.tools) {
+        log(`run ${run}/${options.runs}: ${tool} ...`);
+        const file = join(outDir.path, `${tool}-${run}.tar`);
+        const result =
+          tool === 'image-cache'
+            ? await runImageCache(server, file, options.timeoutMs).catch((error: Error) => {
+                throw new Error(`${error.message}\n--- server output ---\n${server.output()}`);
+              })
+            : await runSkopeo(registry.host, file, options.timeoutMs);
+        if (tool === 'image-cache') {
+          lifetimePeak = Math.max(lifetimePeak, result.rssBytes ?? 0);
+          if (run === 1) await checkTarListing(file, image);
+        }
+        await rm(file, { force: true });
+        log(
+          `  ${seconds(result.ms)} s, ${(result.bytes / MiB).toFixed(1)} MiB` +
+            (result.rssBytes === undefined
+              ? ''
+              : `, peak RSS ${(result.rssBytes / MiB).toFixed(1)} MiB`),
+        );
+        results.get(tool)!.push(result);
+      }
+    }
+    printReport(options, image, results, machine, { pullPeak, lifetimePeak, peakReset });
+  } finally {
+    await cleanup();
+  }
+}
+
+main().then(
+  () => {
+    process.exitCode = 0;
+  },
+  (error: unknown) => {
+    process.stderr.write(
+      `bench:save failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,96 @@
+/** `image-cache save`: `docker save` over GET /images/get, streamed to a file or stdout. */
+import { randomBytes } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { rename, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { Readable, Transform, type TransformCallback, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { flagBoolean, flagString, parseArgs, UsageError } from '../args.ts';
+import type { CliContext, Command } from '../context.ts';
+import { ProgressBar } from '../progress-bar.ts';
+
+const usage = `Usage:  image-cache save [OPTIONS] IMAGE [IMAGE...]
+
+Save one or more images to a tar archive (streamed to STDOUT by default)
+
+Options:
+  -o, --output string   Write to a file, instead of STDOUT
+`;
+
+export const TTY_REFUSAL = 'cowardly refusing to save to a terminal. Use the -o flag or redirect';
+
+export const save: Command = {
+  usage,
+  async run(argv: string[], ctx: CliContext): Promise<number> {
+    const args = parseArgs(argv, {
+      output: { type: 'string', short: 'o' },
+      help: { type: 'boolean', short: 'h' },
+    });
+    if (flagBoolean(args, 'help')) {
+      ctx.stdout.write(usage);
+      return 0;
+    }
+    if (args.positionals.length === 0) throw new UsageError('"save" requires at least 1 argument.');
+    const output = flagString(args, 'output');
+    if (output === '') throw new UsageError('the -o flag needs a file name');
+    if (output === undefined && ctx.stdout.isTTY) {
+      ctx.stderr.write(`${TTY_REFUSAL}\n`);
+      return 1;
+    }
+    if (output === undefined && !(ctx.stdout instanceof Writable)) {
+      throw new Error('standard output cannot take binary data here: use -o FILE');
+    }
+
+    const response = await ctx.client().request('/images/get', {
+      query: { names: args.positionals },
+    });
+    const length = Number.parseInt(response.headers.get('content-length') ?? '', 10);
+    const total = Number.isSafeInteger(length) && length >= 0 ? length : undefined;
+    const bar = new ProgressBar(ctx.stderr, { label: 'Saving', total, now: ctx.now });
+    let received = 0;
+    const counter = new Transform({
+      transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) {
+        received += chunk.length;
+        bar.update(received);
+        callback(null, chunk);
+      },
+      flush(callback: TransformCallback) {
+        // A server that died mid-stream shows as a short body; never leave a partial tarball.
+        if (total !== undefined && received !== total) {
+          callback(new Error(`the tarball was cut short: got ${received} of ${total} bytes`));
+        } else callback();
+      },
+    });
+    const body = response.body
+      ? Readable.fromWeb(response.body as WebReadableStream<Uint8Array>)
+      : Readable.from([]);
+
+    try {
+      if (output === undefined) {
+        await pipeline(body, counter, ctx.stdout as unknown as Writable, { end: false });
+      } else {
+        await writeAtomically(output, (file) => pipeline(body, counter, file));
+      }
+    } catch (error) {
+      bar.clear();
+      const reason = error instanceof Error ? error.message : String(error);
+      ctx.stderr.write(`Error: failed to save image: ${reason}\n`);
+      return 1;
+    }
+    bar.done();
+    return 0;
+  },
+};
+
+/** Writes to a temp file beside `path` and renames it into place only when complete. */
+async function writeAtomically(path: string, write: (file: Writable) => Promise<void>) {
+  const temp = join(dirname(path), `.${basename(path)}.${randomBytes(4).toString('hex')}.tmp`);
+  try {
+    await write(createWriteStream(temp, { flags: 'wx', mode: 0o644 }));
+    await rename(temp, path);
+  } catch (error) {
+    await rm(temp, { force: true });
+    throw error;
+  }
+}

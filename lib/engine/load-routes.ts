@@ -1,0 +1,52 @@
+import { InvalidArgumentError } from '../errors.ts';
+import { loadArchive } from '../load/load.ts';
+import { loadLimitsFromEnv, PayloadTooLargeError } from '../load/tar-reader.ts';
+import { errorResponse, type HttpResponse } from './http.ts';
+import type { Route } from './router.ts';
+
+/**
+ * `POST /images/load` (docker load). The status is held until the whole archive was read and
+ * checked, so every failure (hostile or broken tarball) is a 4xx with `{"message"}` and nothing
+ * tagged; success answers with Docker's `{"stream": "Loaded image: ..."}` lines.
+ */
+export const loadRoutes: Route[] = [
+  {
+    method: 'POST',
+    pattern: /^\/images\/load$/,
+    handler: async (request, _params, context): Promise<HttpResponse> => {
+      const limits = loadLimitsFromEnv(process.env);
+      const body = request.body;
+      if (!body) throw new InvalidArgumentError('the request has no body: send a tar archive');
+      const declared = Number(request.headers['content-length'] ?? Number.NaN);
+      if (Number.isFinite(declared) && declared > limits.maxBodyBytes) {
+        // Reading a body we refuse would only waste the bandwidth; close after answering.
+        return {
+          ...errorResponse(new PayloadTooLargeError(limits.maxBodyBytes)),
+          headers: closeHeaders,
+        };
+      }
+      try {
+        const result = await loadArchive(
+          body,
+          { catalog: context.catalog, blobs: context.blobs, clock: context.clock },
+          { limits },
+        );
+        const lines = result.messages.map((m) => `${JSON.stringify({ stream: `${m}\n` })}\r\n`);
+        return {
+          status: 200,
+          headers: { 'Content-Type': 'application/json' },
+          body: lines.join(''),
+        };
+      } catch (error) {
+        if (error instanceof PayloadTooLargeError) {
+          return { ...errorResponse(error), headers: closeHeaders };
+        }
+        // Let the client finish sending so it reads our answer instead of a reset.
+        if (!body.readableEnded) body.resume();
+        throw error;
+      }
+    },
+  },
+];
+
+const closeHeaders = { 'Content-Type': 'application/json', Connection: 'close' };

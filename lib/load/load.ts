@@ -1,0 +1,463 @@
+/**
+ * `docker load` for the cache. One pass over the archive stores every file that may be a blob
+ * (hashed while it streams; `blobs/sha256/<hex>` must hash to its name) and keeps only the small
+ * JSON members in memory; then the images are resolved and checked completely (formats.ts);
+ * only then is anything tagged. A rejected load tags nothing: the blobs it stored are referenced
+ * by no manifest, so the collector reclaims them after its grace window.
+ */
+import { createHash } from 'node:crypto';
+import { type Readable, Transform, type TransformCallback, type Writable } from 'node:stream';
+import { type Digest, isDigest } from '../digest.ts';
+import {
+  BlobNotLiveError,
+  DigestMismatchError,
+  ImageCacheError,
+  InvalidArgumentError,
+} from '../errors.ts';
+import { configLabels } from '../image-config.ts';
+import { MAX_JSON_BYTES } from '../media-types.ts';
+import type { BlobStore } from '../ports/blob-store.ts';
+import type { Catalog, ImageSummary, ManifestRecord } from '../ports/catalog.ts';
+import type { Clock } from '../ports/clock.ts';
+import { familiarString, repositoryName } from '../reference.ts';
+import {
+  type ArchiveFormat,
+  type ArchiveIndex,
+  type PlannedImage,
+  planImages,
+  type StoredMember,
+} from './formats.ts';
+import { LayerProbe } from './layer-probe.ts';
+import { type ArchiveStats, archiveError, type LoadLimits, readArchive } from './tar-reader.ts';
+
+export interface LoadDeps {
+  catalog: Catalog;
+  blobs: BlobStore;
+  clock: Clock;
+  /** How long to wait for the collector to finish deleting a blob the load needs. */
+  deletionWaitMs?: number;
+}
+
+export interface LoadedImage {
+  id: Digest;
+  manifest: Digest;
+  tags: string[];
+}
+
+export interface LoadResult {
+  format: ArchiveFormat;
+  images: LoadedImage[];
+  /** What Docker prints: `Loaded image: nginx:latest` or `Loaded image ID: sha256:...`. */
+  messages: string[];
+  stats: ArchiveStats;
+}
+
+export interface LoadOptions {
+  limits: LoadLimits;
+  /** Bytes of the body read so far, for progress reporting. */
+  onProgress?: (bytes: number) => void;
+}
+
+/** Members kept in memory; everything else streams to the BlobStore or is discarded. */
+const BUFFERED_MEMBERS = new Set(['manifest.json', 'index.json', 'oci-layout', 'repositories']);
+/** Classic per-layer metadata (`<id>/json`, `<id>/VERSION`): not needed to rebuild the image. */
+const LEGACY_METADATA = /^[^/]+\/(json|VERSION)$/;
+const BLOB_PATH = /^blobs\/sha256\/([a-f0-9]{64})$/;
+const COMMIT_ATTEMPTS = 3;
+const MAX_IN_FLIGHT = 4;
+const COALESCE_BYTES = 256 * 1024;
+
+export async function loadArchive(
+  body: Readable,
+  deps: LoadDeps,
+  options: LoadOptions,
+): Promise<LoadResult> {
+  const stats: ArchiveStats = { compression: 'none', bodyBytes: 0, tarBytes: 0 };
+  const scan = new ArchiveScan(deps);
+  try {
+    for await (const entry of readArchive(body, options.limits, stats)) {
+      if (entry.kind === 'link') scan.addLink(entry.path, entry.target);
+      else await scan.addFile(entry.path, entry.size, entry.stream);
+      options.onProgress?.(stats.bodyBytes);
+    }
+    await scan.settle();
+  } catch (error) {
+    await scan.settle().catch(() => {});
+    // A blob write fails with a vague stream error when the archive itself broke underneath.
+    throw stats.error ?? (error instanceof ImageCacheError ? error : archiveError(error));
+  }
+  const { format, images } = await planImages(scan.index());
+  const loaded: LoadedImage[] = [];
+  const messages: string[] = [];
+  for (const image of images) {
+    loaded.push(await commit(deps, scan, image));
+    const last = loaded.at(-1)!;
+    if (last.tags.length === 0) messages.push(`Loaded image ID: ${last.id}`);
+    for (const tag of last.tags) messages.push(`Loaded image: ${tag}`);
+  }
+  return { format, images: loaded, messages, stats };
+}
+
+/** What one pass over the archive learned; blobs are recorded live as soon as they are stored. */
+class ArchiveScan {
+  readonly #deps: LoadDeps;
+  readonly #files = new Map<string, StoredMember>();
+  readonly #json = new Map<string, Buffer>();
+  readonly #links = new Map<string, string>();
+  /** Discarded members by path, with their digest, to tell agreeing duplicates from others. */
+  readonly #discarded = new Map<string, Digest>();
+  /** Paths of regular files seen, stored or still in flight. */
+  readonly #fileNames = new Set<string>();
+  readonly #inFlight = new Set<Promise<void>>();
+  #failure: unknown;
+
+  constructor(deps: LoadDeps) {
+    this.#deps = deps;
+  }
+
+  index(): ArchiveIndex {
+    return {
+      files: this.#files,
+      json: this.#json,
+      links: this.#links,
+      readSmall: (digest, label) => this.#readSmall(digest, label),
+    };
+  }
+
+  addLink(path: string, target: string): void {
+    if (target === path) throw new InvalidArgumentError(`link ${path} points to itself`);
+    const previous = this.#links.get(path);
+    if (previous !== undefined && previous !== target) this.#duplicate(path);
+    if (this.#fileNames.has(path) || this.#json.has(path) || this.#discarded.has(path)) {
+      this.#duplicate(path);
+    }
+    this.#links.set(path, target);
+  }
+
+  async addFile(path: string, size: number, stream: Readable): Promise<void> {
+    if (this.#links.has(path)) this.#duplicate(path);
+    if (BUFFERED_MEMBERS.has(path)) {
+      const bytes = await readCapped(stream, size, path);
+      const previous = this.#json.get(path);
+      if (previous && !previous.equals(bytes)) this.#duplicate(path);
+      this.#json.set(path, bytes);
+      return;
+    }
+    if (LEGACY_METADATA.test(path)) {
+      const digest = await hashAndDiscard(stream);
+      const previous = this.#discarded.get(path);
+      if (previous && previous !== digest) this.#duplicate(path);
+      this.#discarded.set(path, digest);
+      return;
+    }
+    this.#fileNames.add(path);
+    // The next entry may stream in while this one is fsynced and recorded: wait only until
+    // the entry was read, keeping a few stores in flight.
+    const consumed = new Promise<void>((resolve) => {
+      stream.once('end', resolve);
+      stream.once('close', resolve);
+      stream.once('error', () => resolve());
+    });
+    const task = this.#store(path, stream).then((stored) => {
+      const previous = this.#files.get(path);
+      if (previous && previous.digest !== stored.digest) this.#duplicate(path);
+      this.#files.set(path, stored);
+    });
+    this.#inFlight.add(task);
+    task.then(
+      () => this.#inFlight.delete(task),
+      (error: unknown) => {
+        this.#inFlight.delete(task);
+        this.#failure ??= error;
+      },
+    );
+    await Promise.race([consumed, task.catch(() => {})]);
+    this.#throwIfFailed();
+    while (this.#inFlight.size >= MAX_IN_FLIGHT) {
+      await Promise.race([...this.#inFlight].map((t) => t.catch(() => {})));
+      this.#throwIfFailed();
+    }
+  }
+
+  /** Waits for every store in flight; the first failure wins. */
+  async settle(): Promise<void> {
+    await Promise.allSettled([...this.#inFlight]);
+    this.#throwIfFailed();
+  }
+
+  #throwIfFailed(): void {
+    if (this.#failure !== undefined) throw this.#failure;
+  }
+
+  #duplicate(path: string): never {
+    throw new InvalidArgumentError(
+      `archive has ${path} more than once with different content; refusing an ambiguous archive`,
+    );
+  }
+
+  async #store(path: string, stream: Readable): Promise<StoredMember> {
+    const { blobs, clock } = this.#deps;
+    const named = BLOB_PATH.exec(path)?.[1];
+    const expected = named ? { digest: `sha256:${named}` as Digest } : undefined;
+    const probe = new LayerProbe();
+    const tee = new TeeStream(probe);
+    stream.on('error', (error) => tee.destroy(error));
+    stream.pipe(tee);
+    let written: { digest: Digest; size: number };
+    try {
+      written = await blobs.write(tee, expected);
+    } catch (error) {
+      if (error instanceof DigestMismatchError) {
+        throw new DigestMismatchError(
+          `archive member ${path} does not hash to the digest its name says: ${error.message}`,
+        );
+      }
+      throw error;
+    }
+    const member: StoredMember = { digest: written.digest, size: written.size };
+    try {
+      const layer = await probe.result;
+      // An uncompressed layer is its own diff: the digest the store computed is the diff_id.
+      member.layer = {
+        ...layer,
+        ...(layer.compression === 'none' ? { diffId: written.digest } : {}),
+      };
+    } catch (error) {
+      member.layerError = (error as Error).message;
+    }
+    await this.record(member, clock.now());
+    return member;
+  }
+
+  /**
+   * Records a stored blob as live. When the collector holds the digest, wait for its deletion to
+   * finish: if our bytes survived it (our rename came after its delete) record them again,
+   * otherwise the archive is gone and the load must be sent again.
+   */
+  async record(member: StoredMember, now: number): Promise<void> {
+    const { catalog, blobs } = this.#deps;
+    for (let attempt = 1; attempt <= COMMIT_ATTEMPTS; attempt++) {
+      const state = await catalog.addBlob(
+        { digest: member.digest, size: member.size, unpackedSize: member.layer?.fileBytes },
+        now,
+      );
+      if (state === 'live') return;
+      await this.#waitForDeletion(member.digest);
+      if (!(await blobs.stat(member.digest))) break;
+    }
+    throw new ImageCacheError(
+      'BLOB_NOT_LIVE',
+      `blob ${member.digest} was garbage collected while the archive was loading; load it again`,
+    );
+  }
+
+  memberByDigest(digest: Digest): StoredMember | undefined {
+    for (const member of this.#files.values()) if (member.digest === digest) return member;
+    return undefined;
+  }
+
+  async #waitForDeletion(digest: Digest): Promise<void> {
+    const deadline = Date.now() + (this.#deps.deletionWaitMs ?? 60_000);
+    let delay = 20;
+    while (Date.now() < deadline) {
+      const record = await this.#deps.catalog.getBlob(digest);
+      if (record?.state !== 'deleting') return;
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 500);
+    }
+    throw new ImageCacheError(
+      'BLOB_NOT_LIVE',
+      `blob ${digest} is still being deleted by the garbage collector; try again later`,
+    );
+  }
+
+  async #readSmall(digest: Digest, label: string): Promise<Buffer> {
+    const stat = await this.#deps.blobs.stat(digest);
+    if (!stat) throw new InvalidArgumentError(`${label} is not in the archive`);
+    if (stat.size > MAX_JSON_BYTES) {
+      throw new InvalidArgumentError(`${label} is larger than ${MAX_JSON_BYTES} bytes`);
+    }
+    const stream = await this.#deps.blobs.read(digest);
+    return readCapped(stream, stat.size, label);
+  }
+}
+
+/** Stores manifests and tags for one checked image, retrying when the collector interferes. */
+async function commit(
+  deps: LoadDeps,
+  scan: ArchiveScan,
+  image: PlannedImage,
+): Promise<LoadedImage> {
+  const { catalog, clock } = deps;
+  const now = clock.now();
+  const summary: ImageSummary = {
+    configDigest: image.config.digest,
+    ...(image.config.json.created ? { created: image.config.json.created } : {}),
+    os: image.config.json.os,
+    architecture: image.config.json.architecture,
+    ...(image.config.json.variant ? { variant: image.config.json.variant } : {}),
+    size: image.layers.reduce((sum, l) => sum + (l.fileBytes ?? l.size), 0),
+    labels: configLabels(image.config.json),
+  };
+  const blobs = [image.config.digest, ...image.layers.map((l) => l.digest)];
+  const manifest: ManifestRecord = {
+    digest: image.manifest.digest,
+    mediaType: image.manifest.mediaType,
+    raw: image.manifest.raw,
+    blobs,
+    children: [],
+    image: summary,
+    createdAt: now,
+    lastUsedAt: now,
+  };
+  const manifests: ManifestRecord[] = image.index
+    ? [
+        {
+          digest: image.index.digest,
+          mediaType: image.index.mediaType,
+          raw: image.index.raw,
+          blobs: [],
+          children: image.index.children,
+          createdAt: now,
+          lastUsedAt: now,
+        },
+        manifest,
+      ]
+    : [manifest];
+  const names = image.tags.length > 0 ? image.tags : [undefined];
+  const seenRepos = new Set<string>();
+  for (const ref of names) {
+    const repository = ref ? repositoryName(ref) : undefined;
+    const withDigest =
+      repository !== undefined && image.manifestFromArchive && !seenRepos.has(repository);
+    if (repository) seenRepos.add(repository);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await catalog.commitImage({
+          manifests,
+          blobs,
+          ...(ref && repository
+            ? {
+                tag: {
+                  repository,
+                  tag: ref.tag ?? 'latest',
+                  manifest: manifest.digest,
+                  source: image.source,
+                  ...(image.platform ? { platform: image.platform } : {}),
+                },
+              }
+            : {}),
+          ...(withDigest
+            ? { digestRef: { repository, digest: image.source, manifest: manifest.digest } }
+            : {}),
+          now: clock.now(),
+        });
+        break;
+      } catch (error) {
+        if (!(error instanceof BlobNotLiveError) || attempt >= COMMIT_ATTEMPTS) throw error;
+        for (const digest of error.digests) {
+          const member = isDigest(digest) ? scan.memberByDigest(digest) : undefined;
+          if (!member) throw error;
+          await scan.record(member, clock.now());
+        }
+      }
+    }
+  }
+  return {
+    id: image.config.digest,
+    manifest: manifest.digest,
+    tags: image.tags.map((t) => familiarString(t)),
+  };
+}
+
+async function readCapped(stream: Readable, size: number, label: string): Promise<Buffer> {
+  if (size > MAX_JSON_BYTES) {
+    stream.resume();
+    throw new InvalidArgumentError(
+      `${label} is ${size} bytes, more than the ${MAX_JSON_BYTES} bytes allowed for JSON`,
+    );
+  }
+  const chunks: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of stream) {
+    length += (chunk as Buffer).length;
+    if (length > MAX_JSON_BYTES) {
+      throw new InvalidArgumentError(`${label} is more than ${MAX_JSON_BYTES} bytes`);
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+async function hashAndDiscard(stream: Readable): Promise<Digest> {
+  const hash = createHash('sha256');
+  for await (const chunk of stream) hash.update(chunk as Buffer);
+  return `sha256:${hash.digest('hex')}` as Digest;
+}
+
+/**
+ * Passes an entry through to the BlobStore while a copy feeds the layer probe, honouring the
+ * copy's backpressure. Small chunks (a socket delivers 16-64 KiB) are gathered into 256 KiB
+ * pieces first: every chunk costs a file write round trip through the thread pool, and at
+ * socket-sized chunks those round trips, not hashing or disk, bound the load. The probe never
+ * fails the store: an unreadable layer just has no statistics.
+ */
+class TeeStream extends Transform {
+  #copy: Writable | undefined;
+  #pending: Buffer[] = [];
+  #pendingBytes = 0;
+
+  constructor(copy: Writable) {
+    super({ highWaterMark: COALESCE_BYTES });
+    this.#copy = copy;
+    copy.on('error', () => {
+      this.#copy = undefined;
+    });
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    this.#pending.push(chunk);
+    this.#pendingBytes += chunk.length;
+    if (this.#pendingBytes < COALESCE_BYTES) {
+      callback();
+      return;
+    }
+    this.#emit(callback);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    const end = (error?: Error | null, data?: Buffer) => {
+      if (data) this.push(data);
+      this.#copy?.end();
+      callback(error);
+    };
+    if (this.#pendingBytes === 0) end();
+    else this.#emit(end);
+  }
+
+  #emit(callback: (error?: Error | null, data?: Buffer) => void): void {
+    const piece =
+      this.#pending.length === 1
+        ? this.#pending[0]!
+        : Buffer.concat(this.#pending, this.#pendingBytes);
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    const copy = this.#copy;
+    if (copy && !copy.write(piece)) {
+      const resume = () => {
+        copy.off('drain', resume);
+        copy.off('error', resume);
+        callback(null, piece);
+      };
+      copy.on('drain', resume);
+      copy.on('error', resume);
+      return;
+    }
+    callback(null, piece);
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    if (error) this.#copy?.destroy();
+    callback(error);
+  }
+}

@@ -1,0 +1,427 @@
+/**
+ * Safe iteration over an uploaded archive: counts and caps the bytes received (413) and, for a
+ * gzip-wrapped tar, the bytes it expands to (gzip bombs), and turns every tar entry into either
+ * a regular file with a stream, an in-archive link, or a refusal. Names are normalised once
+ * here, so nothing downstream ever sees `..`, an absolute path, a device or a fifo.
+ */
+import {
+  pipeline,
+  type Readable,
+  Transform,
+  type TransformCallback,
+  type Writable,
+} from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import tar from 'tar-stream';
+import { ImageCacheError, InvalidArgumentError } from '../errors.ts';
+
+export interface LoadLimits {
+  /** Bytes of the request body (compressed or not); more is a 413. */
+  maxBodyBytes: number;
+  /** Bytes of tar after gunzip; more is a 400 (gzip bomb). */
+  maxExpandedBytes: number;
+  /** Expanded / compressed beyond this, past `ratioFloorBytes`, is a 400 (gzip bomb). */
+  maxRatio: number;
+  ratioFloorBytes: number;
+  /** Tar entries; every one costs a little bookkeeping. */
+  maxEntries: number;
+}
+
+const GiB = 1024 * 1024 * 1024;
+const COALESCE_BYTES = 256 * 1024;
+
+export const DEFAULT_LOAD_LIMITS: LoadLimits = {
+  maxBodyBytes: 64 * GiB,
+  maxExpandedBytes: 64 * GiB,
+  // gzip tops out near 1032:1; image tarballs (mostly already compressed or binary data) rarely
+  // pass 10:1, and text-heavy uncompressed layers stay well below 100:1.
+  maxRatio: 200,
+  ratioFloorBytes: GiB,
+  maxEntries: 200_000,
+};
+
+const LIMIT_VARS = {
+  maxBodyBytes: 'IMAGE_CACHE_MAX_LOAD_BYTES',
+  maxExpandedBytes: 'IMAGE_CACHE_MAX_LOAD_EXPANDED_BYTES',
+  maxRatio: 'IMAGE_CACHE_MAX_LOAD_RATIO',
+} as const;
+
+let cachedEnvKey: string | undefined;
+let cachedLimits: LoadLimits = DEFAULT_LOAD_LIMITS;
+
+/**
+ * IMAGE_CACHE_MAX_LOAD_BYTES (body, default 64 GiB; the expanded cap follows it unless
+ * IMAGE_CACHE_MAX_LOAD_EXPANDED_BYTES is set) and IMAGE_CACHE_MAX_LOAD_RATIO (default 200).
+ */
+export function loadLimitsFromEnv(env: NodeJS.ProcessEnv): LoadLimits {
+  const key = Object.values(LIMIT_VARS)
+    .map((name) => env[name] ?? '')
+    .join('|');
+  if (key === cachedEnvKey) return cachedLimits;
+  const number = (name: string, fallback: number): number => {
+    const raw = env[name]?.trim();
+    if (!raw) return fallback;
+    const value = Number(raw);
+    if (!Number.isSafeInteger(value) || value <= 0) {
+      throw new ImageCacheError(
+        'INTERNAL',
+        `${name} must be a positive integer, got ${JSON.stringify(raw)}`,
+      );
+    }
+    return value;
+  };
+  const maxBodyBytes = number(LIMIT_VARS.maxBodyBytes, DEFAULT_LOAD_LIMITS.maxBodyBytes);
+  const explicitExpanded = env[LIMIT_VARS.maxExpandedBytes]?.trim();
+  cachedLimits = {
+    ...DEFAULT_LOAD_LIMITS,
+    maxBodyBytes,
+    maxExpandedBytes: explicitExpanded
+      ? number(LIMIT_VARS.maxExpandedBytes, DEFAULT_LOAD_LIMITS.maxExpandedBytes)
+      : Math.max(maxBodyBytes, DEFAULT_LOAD_LIMITS.maxExpandedBytes),
+    maxRatio: number(LIMIT_VARS.maxRatio, DEFAULT_LOAD_LIMITS.maxRatio),
+  };
+  cachedEnvKey = key;
+  return cachedLimits;
+}
+
+export class PayloadTooLargeError extends ImageCacheError {
+  constructor(limit: number) {
+    super('PAYLOAD_TOO_LARGE', `request body larger than the ${limit} bytes a load accepts`);
+  }
+}
+
+export type ArchiveEntry =
+  | { kind: 'file'; path: string; size: number; stream: Readable }
+  /** A symlink or hard link; `target` is the archive path it names, already checked. */
+  | { kind: 'link'; path: string; target: string };
+
+export interface ArchiveStats {
+  compression: 'gzip' | 'none';
+  bodyBytes: number;
+  tarBytes: number;
+  /** Set when the archive stream itself failed (body limit, truncation, bad gzip or tar). */
+  error?: Error;
+}
+
+/** `./a//b/` -> `a/b`; refuses absolute names and any `..` component. */
+export function normalizeArchivePath(name: string, what = 'entry'): string {
+  if (name.includes('\0')) throw new InvalidArgumentError(`archive ${what} name contains NUL`);
+  if (name.startsWith('/') || /^[a-zA-Z]:[\\/]/.test(name)) {
+    throw new InvalidArgumentError(
+      `archive ${what} ${JSON.stringify(name)} has an absolute path; refusing to load`,
+    );
+  }
+  const parts = name.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.some((p) => p === '..')) {
+    throw new InvalidArgumentError(
+      `archive ${what} ${JSON.stringify(name)} contains "..": path traversal is refused`,
+    );
+  }
+  return parts.join('/');
+}
+
+/** A symlink's target, resolved against the link's folder; it must stay inside the archive. */
+function resolveSymlink(path: string, linkname: string): string {
+  if (linkname.startsWith('/')) {
+    throw new InvalidArgumentError(
+      `symlink ${path} points to the absolute path ${JSON.stringify(linkname)}, outside the archive`,
+    );
+  }
+  const parts = path.split('/').slice(0, -1);
+  for (const part of linkname.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') {
+      if (parts.length === 0) {
+        throw new InvalidArgumentError(
+          `symlink ${path} points to ${JSON.stringify(linkname)}, outside the archive`,
+        );
+      }
+      parts.pop();
+    } else parts.push(part);
+  }
+  return parts.join('/');
+}
+
+function hardlinkTarget(path: string, linkname: string): string {
+  try {
+    return normalizeArchivePath(linkname, 'hard link target');
+  } catch {
+    throw new InvalidArgumentError(
+      `hard link ${path} points to ${JSON.stringify(linkname)}, outside the archive`,
+    );
+  }
+}
+
+/**
+ * Counts the body's bytes, fails past the limit, and gathers socket-sized chunks (16-64 KiB)
+ * into 256 KiB pieces: every later stage (tar parsing, hashing, file writes through the thread
+ * pool) pays per chunk, and at socket-sized chunks that overhead, not the work, bounds a load.
+ */
+class Counter extends Transform {
+  bytes = 0;
+  readonly #limit: number;
+  readonly #tooMany: () => Error;
+  #pending: Buffer[] = [];
+  #pendingBytes = 0;
+  constructor(limit: number, tooMany: () => Error) {
+    super({ highWaterMark: COALESCE_BYTES });
+    this.#limit = limit;
+    this.#tooMany = tooMany;
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    this.bytes += chunk.length;
+    if (this.bytes > this.#limit) {
+      callback(this.#tooMany());
+      return;
+    }
+    this.#pending.push(chunk);
+    this.#pendingBytes += chunk.length;
+    if (this.#pendingBytes >= COALESCE_BYTES) this.#release();
+    callback();
+  }
+  override _flush(callback: TransformCallback): void {
+    if (this.#pendingBytes > 0) this.#release();
+    callback();
+  }
+  #release(): void {
+    const piece =
+      this.#pending.length === 1
+        ? this.#pending[0]!
+        : Buffer.concat(this.#pending, this.#pendingBytes);
+    this.#pending = [];
+    this.#pendingBytes = 0;
+    this.push(piece);
+  }
+}
+
+/** Caps what a gzip stream expands to, absolutely and relative to the compressed bytes seen. */
+class ExpansionGuard {
+  bytes = 0;
+  error: Error | undefined;
+  readonly #limits: LoadLimits;
+  readonly #compressed: Counter;
+  constructor(limits: LoadLimits, compressed: Counter) {
+    this.#limits = limits;
+    this.#compressed = compressed;
+  }
+  check(length: number): void {
+    this.bytes += length;
+    const { maxExpandedBytes, maxRatio, ratioFloorBytes } = this.#limits;
+    if (this.bytes > maxExpandedBytes) {
+      this.error = new InvalidArgumentError(
+        `compressed archive expands beyond ${maxExpandedBytes} bytes; refusing (gzip bomb?)`,
+      );
+    } else if (this.bytes > ratioFloorBytes && this.bytes > maxRatio * this.#compressed.bytes) {
+      this.error = new InvalidArgumentError(
+        `compressed archive expands more than ${maxRatio}:1; refusing (gzip bomb?)`,
+      );
+    }
+  }
+}
+
+/**
+ * Decides by magic number: a plain tar passes through untouched (no extra hop per chunk), gzip
+ * is expanded through a guarded gunzip, other compressions are refused by name.
+ */
+class Decompressor extends Transform {
+  compression: 'gzip' | 'none' | undefined;
+  readonly #limits: LoadLimits;
+  readonly #compressed: Counter;
+  #head: Buffer[] = [];
+  #headLength = 0;
+  #gunzip: ReturnType<typeof createGunzip> | undefined;
+  guard: ExpansionGuard | undefined;
+
+  constructor(limits: LoadLimits, compressed: Counter) {
+    super({ highWaterMark: COALESCE_BYTES });
+    this.#limits = limits;
+    this.#compressed = compressed;
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
+    if (this.compression === 'none') {
+      callback(null, chunk);
+      return;
+    }
+    if (this.compression === undefined) {
+      this.#head.push(chunk);
+      this.#headLength += chunk.length;
+      if (this.#headLength < 6) {
+        callback();
+        return;
+      }
+      chunk = Buffer.concat(this.#head);
+      this.#head = [];
+      try {
+        this.#decide(chunk);
+      } catch (error) {
+        callback(error as Error);
+        return;
+      }
+      if (this.compression === 'none') {
+        callback(null, chunk);
+        return;
+      }
+    }
+    if (this.#gunzip!.write(chunk)) callback();
+    else this.#gunzip!.once('drain', () => callback());
+  }
+
+  override _read(size: number): void {
+    this.#gunzip?.resume();
+    super._read(size);
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (this.compression === undefined) {
+      const head = Buffer.concat(this.#head);
+      try {
+        this.#decide(head);
+      } catch (error) {
+        callback(error as Error);
+        return;
+      }
+      if (this.compression === 'none') {
+        callback(null, head.length > 0 ? head : undefined);
+        return;
+      }
+      this.#gunzip!.write(head);
+    }
+    if (!this.#gunzip) {
+      callback();
+      return;
+    }
+    this.#gunzip.once('end', () => callback());
+    this.#gunzip.end();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.#gunzip?.destroy();
+    callback(error);
+  }
+
+  #decide(head: Buffer): void {
+    const magic = (...bytes: number[]) => bytes.every((b, i) => head[i] === b);
+    if (magic(0x28, 0xb5, 0x2f, 0xfd) || magic(0x42, 0x5a, 0x68) || magic(0xfd, 0x37, 0x7a)) {
+      throw new InvalidArgumentError(
+        'archive is compressed with zstd, bzip2 or xz, which this server cannot read: send it uncompressed or gzip-compressed',
+      );
+    }
+    if (!magic(0x1f, 0x8b)) {
+      this.compression = 'none';
+      return;
+    }
+    this.compression = 'gzip';
+    const gunzip = createGunzip({ chunkSize: 256 * 1024 });
+    const guard = new ExpansionGuard(this.#limits, this.#compressed);
+    this.#gunzip = gunzip;
+    this.guard = guard;
+    gunzip.on('data', (data: Buffer) => {
+      guard.check(data.length);
+      if (guard.error) {
+        this.destroy(guard.error);
+        return;
+      }
+      if (!this.push(data)) gunzip.pause();
+    });
+    gunzip.on('error', (error) =>
+      this.destroy(
+        new InvalidArgumentError(`archive is not valid gzip or was cut short: ${error.message}`),
+      ),
+    );
+  }
+}
+
+/**
+ * Iterates the archive's entries. Each file entry's stream must be consumed (or resumed) before
+ * the next entry arrives. Directories and pax headers are skipped; devices, fifos and unknown
+ * types are refused. `stats` is filled as the archive streams.
+ */
+export async function* readArchive(
+  body: Readable,
+  limits: LoadLimits,
+  stats: ArchiveStats = { compression: 'none', bodyBytes: 0, tarBytes: 0 },
+): AsyncGenerator<ArchiveEntry> {
+  const counter = new Counter(
+    limits.maxBodyBytes,
+    () => new PayloadTooLargeError(limits.maxBodyBytes),
+  );
+  const decompressor = new Decompressor(limits, counter);
+  const extract = tar.extract();
+  let streamError: Error | undefined;
+  // The body is piped, not part of the pipeline: a refused archive must not destroy the request
+  // (and its socket) before the answer was written; the route drains what is left instead.
+  body.on('error', (error) => counter.destroy(error));
+  body.pipe(counter);
+  pipeline(counter, decompressor, extract as unknown as Writable, (error) => {
+    // Once the consumer stopped (its own error, or done), closing the streams is no failure.
+    if (error && !closing) {
+      streamError = error;
+      stats.error = archiveError(error);
+    }
+  });
+  let entries = 0;
+  let closing = false;
+  try {
+    for await (const entry of extract) {
+      stats.bodyBytes = counter.bytes;
+      stats.compression = decompressor.compression ?? 'none';
+      const header = entry.header;
+      if (++entries > limits.maxEntries) {
+        throw new InvalidArgumentError(`archive has more than ${limits.maxEntries} entries`);
+      }
+      const type: string | null = header.type;
+      if (type === 'directory' || type === 'pax-global-header') {
+        entry.resume();
+        continue;
+      }
+      const path = normalizeArchivePath(header.name);
+      if (path === '') throw new InvalidArgumentError('archive entry with an empty name');
+      if (type === 'file' || type === 'contiguous-file') {
+        yield { kind: 'file', path, size: header.size ?? 0, stream: entry as unknown as Readable };
+        continue;
+      }
+      if (type === 'symlink') {
+        entry.resume();
+        yield { kind: 'link', path, target: resolveSymlink(path, header.linkname ?? '') };
+        continue;
+      }
+      if (type === 'link') {
+        entry.resume();
+        yield { kind: 'link', path, target: hardlinkTarget(path, header.linkname ?? '') };
+        continue;
+      }
+      const what =
+        type === 'character-device' || type === 'block-device'
+          ? 'a device'
+          : type === 'fifo'
+            ? 'a fifo'
+            : `of unsupported type ${JSON.stringify(type)}`;
+      throw new InvalidArgumentError(`archive entry ${path} is ${what}; refusing to load`);
+    }
+  } catch (error) {
+    throw archiveError(streamError ?? error);
+  } finally {
+    closing = streamError === undefined;
+    body.unpipe(counter);
+    extract.destroy();
+    stats.bodyBytes = counter.bytes;
+    stats.tarBytes = decompressor.guard?.bytes ?? counter.bytes;
+  }
+  // The pipeline settles just after extract finished; its error (if any) wins.
+  await new Promise((r) => setImmediate(r));
+  if (streamError) throw archiveError(streamError);
+}
+
+/** The error to report for a failure of the archive stream, worded for the client. */
+export function archiveError(error: unknown): Error {
+  if (error instanceof ImageCacheError) return error;
+  const message = (error as Error)?.message ?? String(error);
+  if (/Unexpected end of data|premature close|aborted/i.test(message)) {
+    return new InvalidArgumentError(`archive is truncated: ${message}`);
+  }
+  if (/Invalid tar header|unknown format|Invalid header|Header exceeds/i.test(message)) {
+    return new InvalidArgumentError(`input is not a valid tar archive: ${message}`);
+  }
+  return new InvalidArgumentError(`cannot read the archive: ${message}`);
+}
