@@ -1,0 +1,166 @@
+/**
+ * The DynamoDB catalog's one table: the single place that derives keys (like distribution's
+ * paths.go), plus `createTable` for local emulators and first deployments.
+ *
+ * Table: string partition key `pk`, string sort key `sk`, on-demand billing, no GSI. TTL on
+ * `ttl` (epoch seconds): blob tombstones carry it (and job records will).
+ *
+ * | item                | pk                     | sk                          | access pattern                                   |
+ * |---------------------|------------------------|-----------------------------|--------------------------------------------------|
+ * | tag                 | REPO#<repository>      | TAG#<tag>                   | GetItem; a repository's tags: Query begins_with  |
+ * | digest ref          | REPO#<repository>      | DIGEST#<digest>             | GetItem; a repository's refs: Query begins_with  |
+ * | manifest            | MANIFEST#<digest>      | MANIFEST                    | GetItem; lastUsedAt (last-used time) lives here  |
+ * | manifest raw chunk  | MANIFEST#<digest>      | RAW#<incarnation>#<nnnn>    | Query, only when the manifest says rawChunks > 0 |
+ * | reference counter   | MANIFEST#<digest>      | REFS                        | ConditionCheck refs = 0 before deleting          |
+ * | image lookup        | IMAGES                 | CONFIG#<config hex>#<digest>| Query begins_with CONFIG#<prefix>: image ID      |
+ * | image lookup        | IMAGES                 | DIGEST#<manifest hex>       | Query begins_with DIGEST#<prefix>; listImages    |
+ * | blob record         | BLOB#<digest>          | BLOB                        | GetItem; every GC transition is conditional here |
+ * |   (deleted: tombstone, state gone, kind blob-tombstone, keeps its generation until TTL)      |
+ * | pin                 | PINS                   | PIN#<name>                  | Query the partition (sorted by name)             |
+ * | GC report           | GC_REPORTS             | REPORT#<seq, 16 digits>     | Query newest first, Limit n                      |
+ * | GC report sequence  | GC_REPORTS             | SEQ                         | UpdateItem ADD seq 1                             |
+ *
+ * Listings of whole entity types (listTags, listDigestRefs, listManifests, listBlobs) are
+ * parallel Scans with ConsistentRead and a filter on `kind`; they pay for the table once per
+ * call, which is what a mark-and-sweep over every blob costs anyway (100k blob records of
+ * ~200 bytes are ~20 MB: about 20 Scan pages, spread over the segments).
+ *
+ * Why no GSI: a GSI read is eventually consistent, and the catalog answers questions whose
+ * staleness breaks invariants (is a manifest referenced? which manifests exist when GC marks?).
+ * The image lookup therefore lives in the base table as small items written in the same
+ * transaction as the manifest and deleted in the same transaction as it, read with
+ * ConsistentRead: `docker image inspect <id>` right after a pull finds it.
+ *
+ * Why the counter item: deleteManifestIfUnreferenced must be atomic without scanning every tag.
+ * Each tag (slots `manifest` and `source`), digest ref (`manifest` and `digest`) and pin
+ * (`manifest`) adds one to the counter of each digest it names, in the same transaction that
+ * writes it, and subtracts when it moves or goes. The counter is its own item, not an attribute
+ * of the manifest, because a tag may name a digest that is stored only later (an index pulled
+ * after the tag recorded it as `source`); ADD creates it on first use and an absent counter means
+ * zero. Deletion is then one transaction: delete the manifest (if unchanged) and the counter
+ * (if zero).
+ *
+ * Why chunks: items are capped at 400 KB and manifests at 4 MiB. A raw manifest whose item would
+ * pass INLINE_ITEM_LIMIT is split into RAW chunk items written before the manifest item, under a
+ * random incarnation id the manifest item records; readers only follow the chunks of the
+ * incarnation the manifest item names, so a re-store racing a delete never reads half of one and
+ * half of another. A transaction is limited to 4 MB in total too, which is why chunks are not
+ * part of the commit transaction.
+ */
+import {
+  CreateTableCommand,
+  DescribeTableCommand,
+  type DynamoDBClient,
+  ResourceInUseException,
+  UpdateTimeToLiveCommand,
+} from '@aws-sdk/client-dynamodb';
+import { type Digest, digestHex } from '../../digest.ts';
+
+/** Largest transaction DynamoDB accepts, in actions. */
+export const MAX_TRANSACTION_ACTIONS = 100;
+/** Above this estimated item size, a manifest's raw bytes go to chunk items (limit: 400 KB). */
+export const INLINE_ITEM_LIMIT = 350_000;
+/** Bytes of raw manifest per chunk item. */
+export const RAW_CHUNK_BYTES = 300_000;
+/** Inline raw bytes one commit transaction may carry before its manifests are chunked (4 MB). */
+export const TRANSACTION_INLINE_BUDGET = 3_000_000;
+/** GC reports kept; older ones are dropped as new ones arrive. */
+export const GC_REPORTS_KEPT = 100;
+/** The attribute DynamoDB's TTL deletes by (epoch seconds). */
+export const TTL_ATTRIBUTE = 'ttl';
+
+export type ItemKind =
+  | 'tag'
+  | 'ref'
+  | 'manifest'
+  | 'raw'
+  | 'refs'
+  | 'image'
+  | 'blob'
+  | 'pin'
+  | 'gc';
+
+export interface Key {
+  pk: string;
+  sk: string;
+}
+
+export const keys = {
+  tag: (repository: string, tag: string): Key => ({ pk: `REPO#${repository}`, sk: `TAG#${tag}` }),
+  digestRef: (repository: string, digest: Digest): Key => ({
+    pk: `REPO#${repository}`,
+    sk: `DIGEST#${digest}`,
+  }),
+  manifest: (digest: Digest): Key => ({ pk: `MANIFEST#${digest}`, sk: 'MANIFEST' }),
+  refs: (digest: Digest): Key => ({ pk: `MANIFEST#${digest}`, sk: 'REFS' }),
+  rawChunk: (digest: Digest, incarnation: string, index: number): Key => ({
+    pk: `MANIFEST#${digest}`,
+    sk: `${rawChunkPrefix(incarnation)}${String(index).padStart(4, '0')}`,
+  }),
+  imageByConfig: (config: Digest, manifest: Digest): Key => ({
+    pk: IMAGES_PK,
+    sk: `CONFIG#${digestHex(config)}#${manifest}`,
+  }),
+  imageByDigest: (manifest: Digest): Key => ({
+    pk: IMAGES_PK,
+    sk: `DIGEST#${digestHex(manifest)}`,
+  }),
+  blob: (digest: Digest): Key => ({ pk: `BLOB#${digest}`, sk: 'BLOB' }),
+  pin: (name: string): Key => ({ pk: PINS_PK, sk: `PIN#${name}` }),
+  gcReport: (seq: number): Key => ({
+    pk: GC_REPORTS_PK,
+    sk: `${GC_REPORT_PREFIX}${String(seq).padStart(16, '0')}`,
+  }),
+  gcSequence: (): Key => ({ pk: GC_REPORTS_PK, sk: 'SEQ' }),
+};
+
+export const IMAGES_PK = 'IMAGES';
+export const PINS_PK = 'PINS';
+export const GC_REPORTS_PK = 'GC_REPORTS';
+export const GC_REPORT_PREFIX = 'REPORT#';
+
+export function rawChunkPrefix(incarnation: string): string {
+  return `RAW#${incarnation}#`;
+}
+
+/**
+ * Creates the table (on-demand, TTL on `ttl`) and waits until it is active. Only called when the
+ * operator asks (`--create-resources`, local emulators); an existing table is left as it is.
+ */
+export async function createTable(client: DynamoDBClient, tableName: string): Promise<void> {
+  try {
+    await client.send(
+      new CreateTableCommand({
+        TableName: tableName,
+        BillingMode: 'PAY_PER_REQUEST',
+        AttributeDefinitions: [
+          { AttributeName: 'pk', AttributeType: 'S' },
+          { AttributeName: 'sk', AttributeType: 'S' },
+        ],
+        KeySchema: [
+          { AttributeName: 'pk', KeyType: 'HASH' },
+          { AttributeName: 'sk', KeyType: 'RANGE' },
+        ],
+      }),
+    );
+  } catch (error) {
+    if (!(error instanceof ResourceInUseException)) throw error;
+  }
+  for (let attempt = 0; ; attempt++) {
+    const { Table } = await client.send(new DescribeTableCommand({ TableName: tableName }));
+    if (Table?.TableStatus === 'ACTIVE') break;
+    if (attempt >= 120) throw new Error(`table ${tableName} did not become active`);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  try {
+    await client.send(
+      new UpdateTimeToLiveCommand({
+        TableName: tableName,
+        TimeToLiveSpecification: { AttributeName: TTL_ATTRIBUTE, Enabled: true },
+      }),
+    );
+  } catch (error) {
+    // Enabling TTL twice is refused; the setting is what we wanted either way.
+    if (!/already enabled/i.test((error as Error).message)) throw error;
+  }
+}

@@ -1,0 +1,335 @@
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import {
+  DeleteObjectCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import type { Digest } from '../digest.ts';
+import { ImageCacheError, InvalidArgumentError } from '../errors.ts';
+import type { BlobStore, ByteRange, ListedBlob, StoredBlob } from '../ports/blob-store.ts';
+import { VerifyingStream } from '../verify.ts';
+import { s3ClientFromEnvironment } from './s3/client.ts';
+import { copyWithinBucket } from './s3/copy.ts';
+import { isMissingKey, s3Call } from './s3/errors.ts';
+import { type S3Keys, s3Keys } from './s3/keys.ts';
+import { type UploadedObject, uploadFromStream } from './s3/multipart.ts';
+import {
+  choosePartSize,
+  DEFAULT_PART_SIZING,
+  MAX_COPY_OBJECT_SIZE,
+  MiB,
+  type PartSizing,
+  validatePartSize,
+  validatePartSizing,
+} from './s3/part-size.ts';
+
+export type { S3ClientSettings } from './s3/client.ts';
+
+/**
+ * An optional capability (not every BlobStore has one): a URL that lets a client fetch a
+ * blob's bytes straight from storage, e.g. large tarballs past the Lambda response limits.
+ */
+export interface PresignedBlobUrls {
+  /**
+   * A URL anyone holding it can GET the blob from for `expiresSeconds` (1 s to 7 days). It
+   * does not check that the blob exists: fetching an absent one answers 404.
+   */
+  presignedGetUrl(digest: Digest, expiresSeconds: number): Promise<string>;
+}
+
+export interface S3BlobStoreOptions {
+  client: S3Client;
+  bucket: string;
+  /** Keys live under `<prefix>/blobs/sha256/` and `<prefix>/staging/`; default the bucket root. */
+  prefix?: string;
+  /** Floor of the part size, and the largest body sent as one PutObject; default 8 MiB. */
+  partSize?: number;
+  /** Part size when the length is not known in advance; default 16 MiB (156 GiB at most). */
+  unknownSizePartSize?: number;
+  /**
+   * UploadPart requests in flight per write; a write holds (this + 1) part buffers. Default 1:
+   * one part uploads while the next fills, so 2 parts (16 MiB) at most, as invariant 4 wants
+   * memory flat and small; raise it for throughput where uploads are slower than the source.
+   */
+  uploadConcurrency?: number;
+  /** MaxKeys of each ListObjectsV2 page; default 1000. */
+  listPageSize?: number;
+  /** Staged objects up to this size are copied with one CopyObject; default (and max) 5 GiB. */
+  maxSingleCopySize?: number;
+  /** Smallest UploadPartCopy range above that; default 512 MiB. */
+  copyPartSize?: number;
+}
+
+/** DeleteObjects takes at most this many keys per request. */
+const DELETE_BATCH = 1000;
+const MAX_PRESIGN_SECONDS = 7 * 24 * 3600;
+
+/**
+ * Blobs as S3 objects at `blobs/sha256/<hex>` (invariant 1: bytes are hashed while they
+ * stream, and nothing is committed at a blob's key before its size and digest matched; see
+ * uploadFromStream). Writes with a known digest go straight to the blob's key: an unfinished
+ * multipart upload is invisible, and it is aborted on a mismatch. Writes without one that fit
+ * in one part are hashed before their single PutObject and so go straight there too; larger
+ * ones are uploaded to a staging key, copied into place server-side once their digest is
+ * known, and the staging object is removed. Equal content makes every write idempotent, so no
+ * conditional write (If-None-Match) is needed for correctness.
+ */
+export class S3BlobStore implements BlobStore, PresignedBlobUrls {
+  /** An S3Client from the SDK's standard settings (region, credentials, AWS_ENDPOINT_URL_S3). */
+  static clientFromEnvironment = s3ClientFromEnvironment;
+
+  readonly client: S3Client;
+  readonly bucket: string;
+  readonly keys: S3Keys;
+  readonly #sizing: PartSizing;
+  readonly #uploadConcurrency: number;
+  readonly #listPageSize: number;
+  readonly #maxSingleCopySize: number;
+  readonly #copyPartSize: number;
+
+  constructor(options: S3BlobStoreOptions) {
+    if (!options.bucket) throw new InvalidArgumentError('S3 bucket name is required');
+    this.client = options.client;
+    this.bucket = options.bucket;
+    this.keys = s3Keys(options.prefix);
+    this.#sizing = validatePartSizing({
+      partSize: options.partSize ?? DEFAULT_PART_SIZING.partSize,
+      unknownSizePartSize: options.unknownSizePartSize ?? DEFAULT_PART_SIZING.unknownSizePartSize,
+    });
+    this.#uploadConcurrency = positiveInteger(options.uploadConcurrency ?? 1, 'uploadConcurrency');
+    this.#listPageSize = positiveInteger(options.listPageSize ?? 1000, 'listPageSize');
+    this.#maxSingleCopySize = Math.min(
+      MAX_COPY_OBJECT_SIZE,
+      positiveInteger(options.maxSingleCopySize ?? MAX_COPY_OBJECT_SIZE, 'maxSingleCopySize'),
+    );
+    this.#copyPartSize = validatePartSize(options.copyPartSize ?? 512 * MiB, 'copyPartSize');
+  }
+
+  async stat(digest: Digest): Promise<StoredBlob | undefined> {
+    const key = this.keys.blob(digest);
+    try {
+      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      return { digest, size: head.ContentLength ?? 0 };
+    } catch (error) {
+      if (isMissingKey(error)) return undefined;
+      return s3Call(Promise.reject(error), 'HeadObject', key);
+    }
+  }
+
+  async read(digest: Digest, range?: ByteRange): Promise<Readable> {
+    const key = this.keys.blob(digest);
+    // Shapes S3 would reject or misread are refused here; a start past the end is left to S3,
+    // which answers InvalidRange (translated to InvalidArgumentError), as the filesystem does.
+    if (range) checkRangeShape(range, digest);
+    const header = range ? `bytes=${range.start}-${range.end ?? ''}` : undefined;
+    const out = await s3Call(
+      this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: header })),
+      'GetObject',
+      key,
+    );
+    const body = out.Body;
+    if (!(body instanceof Readable)) {
+      throw new ImageCacheError('INTERNAL', `S3 GetObject ${key}: the body is not a Node stream`);
+    }
+    // A server that ignores Range answers 200 with the whole object: never hand that out as
+    // the requested slice.
+    if (range && !out.ContentRange?.startsWith(`bytes ${range.start}-`)) {
+      body.destroy();
+      throw new ImageCacheError(
+        'INTERNAL',
+        `S3 GetObject ${key}: asked for ${header}, got Content-Range ${out.ContentRange ?? '(none)'}`,
+      );
+    }
+    return body;
+  }
+
+  async write(
+    body: Readable,
+    expected: { digest?: Digest; size?: number } = {},
+  ): Promise<StoredBlob> {
+    const verifier = new VerifyingStream(expected, `blob ${expected.digest ?? '(unnamed)'}`);
+    const known = expected.digest;
+    let uploaded: UploadedObject;
+    try {
+      const partSize = choosePartSize(expected.size, this.#sizing);
+      // The upload consumes the verifier's output itself, rather than as pipeline()'s last
+      // stage, because pipeline() settles on the first stream error without waiting for its
+      // destination: the write would report failure while parts were still uploading and the
+      // abort not yet sent. Here both are awaited, and the upload aborts before either settles.
+      const piping = pipeline(body, verifier);
+      const uploading = uploadFromStream(verifier, {
+        client: this.client,
+        bucket: this.bucket,
+        partSize,
+        concurrency: this.#uploadConcurrency,
+        singleKey: () => this.keys.blob(verifier.digest),
+        multipartKey: () => (known ? this.keys.blob(known) : this.keys.staging()),
+      });
+      const [piped, upload] = await Promise.allSettled([piping, uploading]);
+      // The upload's own failure (S3) explains more than the premature close it caused.
+      if (upload.status === 'rejected') throw upload.reason;
+      if (piped.status === 'rejected') throw piped.reason;
+      uploaded = upload.value;
+    } catch (error) {
+      // Releases the source (e.g. an upstream socket) when the failure came from our side.
+      body.destroy();
+      throw error;
+    }
+    const digest = verifier.digest;
+    const size = verifier.size;
+    const finalKey = this.keys.blob(digest);
+    if (uploaded.key !== finalKey) {
+      try {
+        await copyWithinBucket(uploaded.key, finalKey, size, {
+          client: this.client,
+          bucket: this.bucket,
+          maxSingleCopySize: this.#maxSingleCopySize,
+          copyPartSize: this.#copyPartSize,
+          concurrency: 4,
+        });
+      } finally {
+        // Left over only if this fails too; cleanStaging (or a lifecycle rule) sweeps it.
+        await this.#deleteKeys([uploaded.key]).catch(() => undefined);
+      }
+    }
+    return { digest, size };
+  }
+
+  async delete(digest: Digest): Promise<void> {
+    const key = this.keys.blob(digest);
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+    } catch (error) {
+      if (isMissingKey(error)) return;
+      await s3Call(Promise.reject(error), 'DeleteObject', key);
+    }
+  }
+
+  /** Deletes many blobs with DeleteObjects, 1,000 per request; absent ones are fine. */
+  async deleteMany(digests: Iterable<Digest>): Promise<void> {
+    const keys = [...new Set(Array.from(digests, (digest) => this.keys.blob(digest)))];
+    await this.#deleteKeys(keys);
+  }
+
+  async *list(): AsyncIterable<ListedBlob> {
+    for await (const object of this.#listObjects(this.keys.blobsPrefix)) {
+      const digest = this.keys.digestOf(object.key);
+      if (digest) yield { digest, size: object.size, modifiedAt: object.modifiedAt };
+    }
+  }
+
+  async presignedGetUrl(digest: Digest, expiresSeconds: number): Promise<string> {
+    if (
+      !Number.isSafeInteger(expiresSeconds) ||
+      expiresSeconds < 1 ||
+      expiresSeconds > MAX_PRESIGN_SECONDS
+    ) {
+      throw new InvalidArgumentError(
+        `presigned URL lifetime must be 1 to ${MAX_PRESIGN_SECONDS} seconds, got ${expiresSeconds}`,
+      );
+    }
+    const key = this.keys.blob(digest);
+    return s3Call(
+      getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: key }), {
+        expiresIn: expiresSeconds,
+      }),
+      'presign GetObject',
+      key,
+    );
+  }
+
+  /**
+   * Removes staging objects idle for `olderThanMs`: what a writer that crashed between
+   * completing its upload and copying it into place left behind. Answers how many went.
+   * Unfinished multipart uploads are not objects; the bucket's AbortIncompleteMultipartUpload
+   * lifecycle rule removes those.
+   */
+  async cleanStaging(olderThanMs: number, now = Date.now()): Promise<number> {
+    const stale: string[] = [];
+    for await (const object of this.#listObjects(this.keys.stagingPrefix)) {
+      if (object.modifiedAt < now - olderThanMs) stale.push(object.key);
+    }
+    await this.#deleteKeys(stale);
+    return stale.length;
+  }
+
+  async *#listObjects(
+    prefix: string,
+  ): AsyncIterable<{ key: string; size: number; modifiedAt: number }> {
+    let token: string | undefined;
+    do {
+      const page = await s3Call(
+        this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: prefix,
+            MaxKeys: this.#listPageSize,
+            ContinuationToken: token,
+          }),
+        ),
+        'ListObjectsV2',
+        prefix,
+      );
+      for (const object of page.Contents ?? []) {
+        if (object.Key === undefined) continue;
+        yield {
+          key: object.Key,
+          size: object.Size ?? 0,
+          modifiedAt: object.LastModified?.getTime() ?? 0,
+        };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  async #deleteKeys(keys: readonly string[]): Promise<void> {
+    for (let i = 0; i < keys.length; i += DELETE_BATCH) {
+      const batch = keys.slice(i, i + DELETE_BATCH);
+      const out = await s3Call(
+        this.client.send(
+          new DeleteObjectsCommand({
+            Bucket: this.bucket,
+            Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true },
+          }),
+        ),
+        'DeleteObjects',
+        batch[0] ?? '',
+      );
+      // Per-key failures come back in a 200 answer, not as a thrown error.
+      const errors = (out.Errors ?? []).filter((e) => e.Code !== 'NoSuchKey');
+      if (errors.length > 0) {
+        const sample = errors
+          .slice(0, 3)
+          .map((e) => `${e.Key}: ${e.Code}`)
+          .join(', ');
+        throw new ImageCacheError(
+          'INTERNAL',
+          `S3 DeleteObjects: ${errors.length} of ${batch.length} keys failed (${sample})`,
+        );
+      }
+    }
+  }
+}
+
+function checkRangeShape(range: ByteRange, digest: Digest): void {
+  const { start, end } = range;
+  const valid =
+    Number.isSafeInteger(start) &&
+    start >= 0 &&
+    (end === undefined || (Number.isSafeInteger(end) && end >= start));
+  if (!valid) {
+    throw new InvalidArgumentError(`invalid byte range ${start}-${end ?? ''} for ${digest}`);
+  }
+}
+
+function positiveInteger(value: number, name: string): number {
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new InvalidArgumentError(`S3 ${name} must be a positive integer, got ${value}`);
+  }
+  return value;
+}
