@@ -8,6 +8,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseDuration } from './duration.ts';
 import { isRegistryHost, normalizeRegistry } from './reference.ts';
+import { parseByteSize } from './retention.ts';
 
 export class ConfigError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
@@ -40,6 +41,29 @@ export interface ServeConfig {
   tagTtlMs: number;
   /** Layer downloads running at once per pull. */
   concurrency: number;
+  /** Time between scheduled GC + retention runs; 0 turns the schedule off. */
+  gcIntervalMs: number;
+  /** Unreferenced blobs touched more recently than this survive a (scheduled or manual) GC. */
+  gcGraceMs: number;
+  /** Storage budget for the blobs of all images; retention evicts LRU images above it. */
+  maxBytes?: number;
+  /** Images not pulled or saved for longer than this are evicted by retention. */
+  maxAgeMs?: number;
+  /** Where blobs and the catalog live: files + SQLite (default), or S3 + DynamoDB. */
+  backend: 'embedded' | 'aws';
+  /** Set exactly when backend is 'aws'. */
+  aws?: AwsBackendConfig;
+}
+
+/**
+ * The AWS backend's resources. Region, credentials and endpoints (AWS_ENDPOINT_URL_S3,
+ * AWS_ENDPOINT_URL_DYNAMODB) come from the SDK's standard settings, not from here.
+ */
+export interface AwsBackendConfig {
+  bucket: string;
+  table: string;
+  /** Create the bucket and table when missing (local emulators); never on by default. */
+  createResources: boolean;
 }
 
 const REGISTRIES_VAR = 'IMAGE_CACHE_REGISTRIES';
@@ -59,6 +83,8 @@ const SERVE_DEFAULTS = {
   data: './data',
   tagTtl: '5m',
   concurrency: 4,
+  gcInterval: '6h',
+  gcGrace: '1h',
 } as const;
 const MAX_CONCURRENCY = 64;
 
@@ -147,8 +173,9 @@ export function loadAuthFile(path?: string): CredentialMap {
  */
 export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeConfig {
   let values: Record<string, string | undefined>;
+  let createResources = false;
   try {
-    ({ values } = parseArgs({
+    const { values: flags } = parseArgs({
       args: argv,
       options: {
         host: { type: 'string' },
@@ -156,10 +183,19 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
         data: { type: 'string' },
         'tag-ttl': { type: 'string' },
         concurrency: { type: 'string' },
+        'gc-interval': { type: 'string' },
+        'gc-grace': { type: 'string' },
+        'max-bytes': { type: 'string' },
+        'max-age': { type: 'string' },
+        backend: { type: 'string' },
+        'create-resources': { type: 'boolean' },
       },
       strict: true,
       allowPositionals: false,
-    }));
+    });
+    const { 'create-resources': create, ...strings } = flags;
+    createResources = create === true;
+    values = strings as Record<string, string | undefined>;
   } catch (error) {
     throw new ConfigError(`serve: ${(error as Error).message}`, { cause: error });
   }
@@ -179,6 +215,38 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
     throw new ConfigError(`${ttlSetting}: ${(error as Error).message}`);
   }
 
+  const setting = (flag: string, variable: string) => {
+    const fromFlag = values[flag];
+    if (fromFlag !== undefined) return { name: `--${flag}`, text: fromFlag };
+    const fromEnv = nonEmpty(env[variable]);
+    return fromEnv === undefined ? undefined : { name: variable, text: fromEnv };
+  };
+  const duration = (found: { name: string; text: string } | undefined, fallback?: string) => {
+    const text = found?.text ?? fallback;
+    if (text === undefined) return undefined;
+    try {
+      return parseDuration(text);
+    } catch (error) {
+      throw new ConfigError(`${found?.name}: ${(error as Error).message}`);
+    }
+  };
+  const gcIntervalMs = duration(
+    setting('gc-interval', 'IMAGE_CACHE_GC_INTERVAL'),
+    SERVE_DEFAULTS.gcInterval,
+  )!;
+  const gcGraceMs = duration(setting('gc-grace', 'IMAGE_CACHE_GC_GRACE'), SERVE_DEFAULTS.gcGrace)!;
+  // 0 means "no limit" for both: a zero budget or age would evict every unpinned image.
+  const maxAgeMs = duration(setting('max-age', 'IMAGE_CACHE_MAX_AGE')) || undefined;
+  const maxBytesSetting = setting('max-bytes', 'IMAGE_CACHE_MAX_BYTES');
+  let maxBytes: number | undefined;
+  if (maxBytesSetting) {
+    try {
+      maxBytes = parseByteSize(maxBytesSetting.text) || undefined;
+    } catch (error) {
+      throw new ConfigError(`${maxBytesSetting.name}: ${(error as Error).message}`);
+    }
+  }
+
   const concurrencySetting =
     values.concurrency !== undefined ? '--concurrency' : 'IMAGE_CACHE_CONCURRENCY';
   const concurrencyText = values.concurrency ?? nonEmpty(env.IMAGE_CACHE_CONCURRENCY);
@@ -195,7 +263,55 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
       concurrencyText === undefined
         ? SERVE_DEFAULTS.concurrency
         : integerIn(concurrencyText, concurrencySetting, 1, MAX_CONCURRENCY),
+    gcIntervalMs,
+    gcGraceMs,
+    ...(maxBytes !== undefined && { maxBytes }),
+    ...(maxAgeMs !== undefined && { maxAgeMs }),
+    ...backendSettings(values.backend, env, createResources),
   };
+}
+
+const BACKEND_VAR = 'IMAGE_CACHE_BACKEND';
+const BUCKET_VAR = 'IMAGE_CACHE_BUCKET';
+const TABLE_VAR = 'IMAGE_CACHE_TABLE';
+
+/** `--backend` (or IMAGE_CACHE_BACKEND): embedded by default; aws needs a bucket and a table. */
+function backendSettings(
+  flag: string | undefined,
+  env: NodeJS.ProcessEnv,
+  createResources: boolean,
+): Pick<ServeConfig, 'backend' | 'aws'> {
+  const setting = flag !== undefined ? '--backend' : BACKEND_VAR;
+  const backend = (flag ?? nonEmpty(env[BACKEND_VAR]) ?? 'embedded').trim();
+  if (backend !== 'embedded' && backend !== 'aws') {
+    throw new ConfigError(`${setting}: ${JSON.stringify(backend)} must be embedded or aws`);
+  }
+  if (backend === 'embedded') {
+    if (createResources) {
+      throw new ConfigError('--create-resources only applies to --backend aws');
+    }
+    return { backend };
+  }
+  const bucket = nonEmpty(env[BUCKET_VAR])?.trim();
+  const table = nonEmpty(env[TABLE_VAR])?.trim();
+  if (!bucket || !table) {
+    const missing = [!bucket && BUCKET_VAR, !table && TABLE_VAR].filter(Boolean).join(' and ');
+    throw new ConfigError(
+      `--backend aws needs ${missing}: the S3 bucket and DynamoDB table to use`,
+    );
+  }
+  // S3's rules for bucket names (the DNS-compatible ones every region accepts).
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket) || bucket.includes('..')) {
+    throw new ConfigError(
+      `${BUCKET_VAR}: ${JSON.stringify(bucket)} is not a valid S3 bucket name (3-63 lowercase letters, digits, dots and hyphens)`,
+    );
+  }
+  if (!/^[A-Za-z0-9_.-]{3,255}$/.test(table)) {
+    throw new ConfigError(
+      `${TABLE_VAR}: ${JSON.stringify(table)} is not a valid DynamoDB table name (3-255 letters, digits, _ . -)`,
+    );
+  }
+  return { backend, aws: { bucket, table, createResources } };
 }
 
 function registryName(raw: string, setting: string): string {

@@ -2,10 +2,13 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { composeEmbedded } from './composition.ts';
+import { composeAws, composeEmbedded } from './composition.ts';
 import type { ServeConfig } from './config.ts';
 import type { HttpRequest, HttpResponse } from './engine/http.ts';
+import { collectFreed } from './engine/removal-routes.ts';
 import { createRouter, type Router } from './engine/router.ts';
+import { type GcSchedule, startGcSchedule } from './gc.ts';
+import { runMaintenance } from './retention.ts';
 
 export interface RunningServer {
   url: string;
@@ -13,9 +16,12 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** Starts the embedded-default server: filesystem blobs, SQLite catalog, Node's HTTP server. */
+/**
+ * Starts the server on Node's HTTP server: filesystem blobs and SQLite by default, S3 and
+ * DynamoDB with `--backend aws`.
+ */
 export async function startServer(config: ServeConfig): Promise<RunningServer> {
-  const composition = composeEmbedded(config);
+  const composition = config.backend === 'aws' ? await composeAws(config) : composeEmbedded(config);
   const router = createRouter(composition.context);
   const server = createServer((req, res) => {
     void serveRequest(router, req, res);
@@ -28,6 +34,17 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
     server.listen(config.port, config.host, resolve);
   });
   const { port } = server.address() as AddressInfo;
+  const { context } = composition;
+  // GC and retention on a timer (the AWS stack uses EventBridge instead); 0 turns it off.
+  const schedule: GcSchedule | undefined =
+    config.gcIntervalMs > 0
+      ? startGcSchedule({
+          intervalMs: config.gcIntervalMs,
+          run: () => runMaintenance(context, context.maintenance, collectFreed(context)),
+          onError: (error) => console.error('scheduled garbage collection failed:', error),
+        })
+      : undefined;
+
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   return {
     url: `http://${host}:${port}`,
@@ -37,6 +54,7 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
         server.close(() => resolve());
         server.closeAllConnections();
       });
+      await schedule?.stop();
       await composition.close();
     },
   };

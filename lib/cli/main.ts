@@ -5,11 +5,18 @@
  */
 import { ImageCacheError } from '../errors.ts';
 import { UsageError } from './args.ts';
+import { gc } from './commands/gc.ts';
 import { history } from './commands/history.ts';
 import { images } from './commands/images.ts';
 import { inspect } from './commands/inspect.ts';
+import { load } from './commands/load.ts';
+import { pin, pins, unpin } from './commands/pin.ts';
+import { prune } from './commands/prune.ts';
 import { pull } from './commands/pull.ts';
+import { rmi } from './commands/rmi.ts';
+import { save } from './commands/save.ts';
 import { serve } from './commands/serve.ts';
+import { tag } from './commands/tag.ts';
 import type { CliContext, Command } from './context.ts';
 import { ApiClient, ApiError, ConnectionError, clientOptionsFromEnv, DEFAULT_URL } from './http.ts';
 
@@ -23,6 +30,15 @@ Commands:
   images      List images (aliases: ls, image ls)
   history     Show the history of an image
   inspect     Display detailed information on one or more images
+  tag         Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+  rmi         Remove one or more images (alias: rm)
+  prune       Remove unused images (-a: all that are not pinned)
+  pin         Pin an image so that prune and retention keep it
+  unpin       Remove a pin
+  pins        List pins
+  gc          Delete blobs no image needs, and print the report
+  save        Save one or more images to a tar archive
+  load        Load an image from a tar archive or STDIN
 
 Environment:
   IMAGE_CACHE_URL     Server address (default ${DEFAULT_URL})
@@ -39,6 +55,16 @@ const COMMANDS: Record<string, Command> = {
   list: images,
   history,
   inspect,
+  save,
+  load,
+  tag,
+  rmi,
+  rm: rmi,
+  prune,
+  pin,
+  unpin,
+  pins,
+  gc,
 };
 
 /** `image-cache image ls` and friends: the docker management-command spelling. */
@@ -48,6 +74,11 @@ const IMAGE_SUBCOMMANDS: Record<string, Command> = {
   pull,
   history,
   inspect,
+  save,
+  load,
+  tag,
+  rm: rmi,
+  prune,
 };
 
 function resolve(argv: readonly string[]): { command?: Command; rest: string[]; verb: string } {

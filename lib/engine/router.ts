@@ -2,8 +2,12 @@ import { NotFoundError } from '../errors.ts';
 import { splitVersion } from './api-version.ts';
 import { cacheRoutes } from './cache-routes.ts';
 import type { EngineContext } from './context.ts';
+import { gcRoutes } from './gc-routes.ts';
 import { errorResponse, type HttpRequest, type HttpResponse } from './http.ts';
 import { imageRoutes } from './image-routes.ts';
+import { loadRoutes } from './load-routes.ts';
+import { removalRoutes } from './removal-routes.ts';
+import { saveRoutes } from './save-routes.ts';
 import { systemRoutes } from './system-routes.ts';
 
 export type RouteHandler = (
@@ -25,7 +29,15 @@ export interface Route {
  * anchor on their suffix.
  */
 export function createRouter(context: EngineContext) {
-  const routes: Route[] = [...systemRoutes, ...imageRoutes, ...cacheRoutes];
+  const routes: Route[] = [
+    ...systemRoutes,
+    ...saveRoutes,
+    ...loadRoutes,
+    ...imageRoutes,
+    ...removalRoutes,
+    ...cacheRoutes,
+    ...gcRoutes,
+  ];
   return async function handle(request: HttpRequest): Promise<HttpResponse> {
     try {
       const { version, path } = splitVersion(request.path);
