@@ -24,6 +24,11 @@ const TOOLS = [
     usedBy: 'tests that read saved tarballs and check pushed images with skopeo',
   },
   {
+    binary: '/usr/bin/java',
+    pkg: 'default-jre-headless',
+    usedBy: 'DynamoDB Local (the DynamoCatalog conformance suite)',
+  },
+  {
     binary: '/usr/sbin/dockerd',
     pkg: 'docker.io',
     usedBy: 'docker CLI / dockerd compatibility tests (docker load, docker save, docker image ls)',
