@@ -94,10 +94,10 @@ export class PullService {
 
     let commitError: unknown;
     for (let attempt = 1; attempt <= COMMIT_ATTEMPTS; attempt++) {
-      const summary = await this.#ensureContent(repo, resolved, emit, attempt === 1);
-      const image: ManifestRecord = { ...resolved.image, image: summary };
-      const records = [...resolved.records.slice(0, -1), image];
       try {
+        const summary = await this.#ensureContent(repo, resolved, emit, attempt === 1);
+        const image: ManifestRecord = { ...resolved.image, image: summary };
+        const records = [...resolved.records.slice(0, -1), image];
         await this.#deps.catalog.commitImage({
           manifests: records,
           blobs: image.blobs,
@@ -293,7 +293,7 @@ export class PullService {
   ) {
     const { parsed } = resolved;
     await this.#fetcher.ensure(repo, parsed.config, { isLayer: false });
-    const configBytes = await readAll(await this.#deps.blobs.read(parsed.config.digest));
+    const configBytes = await this.#readConfig(parsed.config.digest);
     const config = parseImageConfig(configBytes);
     const layerSizes = await this.#ensureLayers(
       repo,
@@ -311,6 +311,16 @@ export class PullService {
       size: layerSizes.reduce((a, b) => a + b, 0),
       labels: configLabels(config),
     };
+  }
+
+  /** The collector may take the config between ensure and read: then fetch it again. */
+  async #readConfig(digest: Digest): Promise<Uint8Array> {
+    try {
+      return await readAll(await this.#deps.blobs.read(digest));
+    } catch (error) {
+      if (error instanceof NotFoundError) throw new BlobNotLiveError([digest]);
+      throw error;
+    }
   }
 
   async #ensureLayers(
