@@ -236,6 +236,36 @@ describe('pull against a misbehaving upstream', () => {
     ).toEqual([]);
   });
 
+  it('reports the rate limit the registry announced on /cache/registries', async () => {
+    const limited = await harness.registry({
+      rateLimit: { limit: 100, remaining: 42, windowSeconds: 21600, source: '203.0.113.9' },
+    });
+    const config = parseServeArgs(['--data', dataDir], {
+      IMAGE_CACHE_REGISTRIES: `docker.io=${limited.url.origin}`,
+    });
+    const upstream = harness.upstream(limited, { registries: config.registries, clock });
+    const other = composeEmbedded(config, { clock, upstream });
+    try {
+      const image = await generateImage({ seed: 'quota', layers: 1 });
+      serve(image, limited, 'library/quota', '1');
+      await other.context.pulls.pull(parsePullParams('quota:1'));
+      const response = await createRouter(other.context)({
+        method: 'GET',
+        path: '/cache/registries',
+        query: new URLSearchParams(),
+        headers: {},
+      });
+      const [docker] = JSON.parse(String(response.body));
+      expect(docker).toMatchObject({
+        Name: 'docker.io',
+        RateLimit: { limit: 100, windowSeconds: 21600, source: '203.0.113.9' },
+      });
+      expect(docker.RateLimit.remaining).toBeLessThanOrEqual(42);
+    } finally {
+      await other.close();
+    }
+  });
+
   it('answers 502 when the upstream keeps failing', async () => {
     registry.inject(registry.manifestPath('library/down', '1'), {
       kind: 'status',
