@@ -7,6 +7,7 @@ import type { Catalog } from './ports/catalog.ts';
 import type { Clock } from './ports/clock.ts';
 import type { Upstream, UpstreamRepository } from './ports/upstream.ts';
 import { Broadcast, SingleFlight } from './single-flight.ts';
+import { waitForDeletion } from './wait-for-deletion.ts';
 
 export type BlobProgress =
   | { phase: 'downloading'; current: number; total: number }
@@ -59,7 +60,7 @@ export class BlobFetcher {
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
       const state = await catalog.touchBlob(blob.digest, clock.now());
       if (state === 'deleting') {
-        await this.#waitForDeletion(blob.digest);
+        await waitForDeletion(this.#deps.catalog, blob.digest, this.#deps.deletionWaitMs);
         continue;
       }
       if (state === 'live') {
@@ -136,26 +137,11 @@ export class BlobFetcher {
     );
     if (state === 'deleting') {
       // The collector claimed the digest while we wrote: our bytes may be gone with it.
-      await this.#waitForDeletion(blob.digest);
+      await waitForDeletion(this.#deps.catalog, blob.digest, this.#deps.deletionWaitMs);
       return 'retry';
     }
     progress.emit({ phase: 'stored' });
     return { existed: false, unpackedSize: layer?.fileBytes, diffId: layer?.diffId };
-  }
-
-  async #waitForDeletion(digest: Digest): Promise<void> {
-    const deadline = Date.now() + (this.#deps.deletionWaitMs ?? 60_000);
-    let delay = 20;
-    while (Date.now() < deadline) {
-      const record = await this.#deps.catalog.getBlob(digest);
-      if (record?.state !== 'deleting') return;
-      await new Promise((r) => setTimeout(r, delay));
-      delay = Math.min(delay * 2, 500);
-    }
-    throw new ImageCacheError(
-      'BLOB_NOT_LIVE',
-      `blob ${digest} is still being deleted by the garbage collector; try again later`,
-    );
   }
 }
 

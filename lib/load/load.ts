@@ -20,6 +20,7 @@ import type { BlobStore } from '../ports/blob-store.ts';
 import type { Catalog, ImageSummary, ManifestRecord } from '../ports/catalog.ts';
 import type { Clock } from '../ports/clock.ts';
 import { familiarString, repositoryName } from '../reference.ts';
+import { waitForDeletion } from '../wait-for-deletion.ts';
 import {
   type ArchiveFormat,
   type ArchiveIndex,
@@ -242,7 +243,7 @@ class ArchiveScan {
         now,
       );
       if (state === 'live') return;
-      await this.#waitForDeletion(member.digest);
+      await waitForDeletion(this.#deps.catalog, member.digest, this.#deps.deletionWaitMs);
       if (!(await blobs.stat(member.digest))) break;
     }
     throw new ImageCacheError(
@@ -254,21 +255,6 @@ class ArchiveScan {
   memberByDigest(digest: Digest): StoredMember | undefined {
     for (const member of this.#files.values()) if (member.digest === digest) return member;
     return undefined;
-  }
-
-  async #waitForDeletion(digest: Digest): Promise<void> {
-    const deadline = Date.now() + (this.#deps.deletionWaitMs ?? 60_000);
-    let delay = 20;
-    while (Date.now() < deadline) {
-      const record = await this.#deps.catalog.getBlob(digest);
-      if (record?.state !== 'deleting') return;
-      await new Promise((r) => setTimeout(r, delay));
-      delay = Math.min(delay * 2, 500);
-    }
-    throw new ImageCacheError(
-      'BLOB_NOT_LIVE',
-      `blob ${digest} is still being deleted by the garbage collector; try again later`,
-    );
   }
 
   async #readSmall(digest: Digest, label: string): Promise<Buffer> {
