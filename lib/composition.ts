@@ -1,6 +1,7 @@
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
+import packageJson from '../package.json' with { type: 'json' };
 import { FsBlobStore } from './adapters/fs-blob-store.ts';
 import { SqliteCatalog } from './adapters/sqlite-catalog.ts';
 import type { ServeConfig } from './config.ts';
@@ -23,35 +24,10 @@ export function composeEmbedded(
   overrides: { clock?: Clock; upstream?: Upstream } = {},
 ): Composition {
   mkdirSync(config.dataDir, { recursive: true });
-  const clock = overrides.clock ?? systemClock;
   const blobs = new FsBlobStore(config.dataDir);
   const catalog = new SqliteCatalog(join(config.dataDir, 'catalog.db'));
-  const upstream =
-    overrides.upstream ??
-    new HttpUpstream({ registries: config.registries, credentials: config.credentials, clock });
-  const pulls = new PullService({
-    catalog,
-    blobs,
-    upstream,
-    clock,
-    tagTtlMs: config.tagTtlMs,
-    concurrency: config.concurrency,
-  });
   return {
-    context: {
-      catalog,
-      blobs,
-      upstream,
-      pulls,
-      clock,
-      registries: config.registries,
-      version: packageVersion(),
-      maintenance: {
-        gcGraceMs: config.gcGraceMs,
-        ...(config.maxBytes !== undefined && { maxBytes: config.maxBytes }),
-        ...(config.maxAgeMs !== undefined && { maxAgeMs: config.maxAgeMs }),
-      },
-    },
+    context: engineContext(config, blobs, catalog, overrides),
     close: async () => {
       catalog.close();
     },
@@ -144,7 +120,7 @@ async function createBucketIfMissing(client: S3Client, bucket: string): Promise<
   }
 }
 
+// Imported rather than read from disk: a bundled Lambda handler has no package.json beside it.
 function packageVersion(): string {
-  const path = new URL('../package.json', import.meta.url);
-  return (JSON.parse(readFileSync(path, 'utf8')) as { version: string }).version;
+  return packageJson.version;
 }
