@@ -1,0 +1,411 @@
+/**
+ * The synthesized CloudFormation template of infra/: security settings, the shape of every
+ * resource, and the IAM actions each function gets. One synth for the whole file (bundling both
+ * functions with esbuild), then a smoke run of the bundled api handler itself.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { App } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ImageCacheStack } from '../infra/image-cache-stack.ts';
+import { TTL_ATTRIBUTE } from '../lib/adapters/dynamo/schema.ts';
+import { s3Keys } from '../lib/adapters/s3/keys.ts';
+
+type Resource = {
+  Type: string;
+  Properties: Record<string, unknown>;
+  Metadata?: Record<string, unknown>;
+};
+
+let outdir: string;
+let template: Template;
+let resources: Record<string, Resource>;
+
+beforeAll(() => {
+  outdir = mkdtempSync(join(tmpdir(), 'image-cache-cdk-'));
+  const app = new App({ outdir, context: { 'aws:cdk:enable-asset-metadata': true } });
+  const stack = new ImageCacheStack(app, 'ImageCacheTest', {
+    env: { account: '123456789012', region: 'eu-west-1' },
+    registries: 'docker.io=https://registry-1.docker.io',
+    maxAge: '30d',
+    alarmEmail: 'ops@example.com',
+  });
+  template = Template.fromStack(stack);
+  resources = template.toJSON().Resources as Record<string, Resource>;
+}, 120_000);
+
+afterAll(() => {
+  rmSync(outdir, { recursive: true, force: true });
+});
+
+function only(type: string): [string, Resource] {
+  const found = Object.entries(resources).filter(([, r]) => r.Type === type);
+  expect(found).toHaveLength(1);
+  return found[0]!;
+}
+
+/** The Lambda function whose logical id starts with `prefix` (Api, Prune). */
+function fn(prefix: string): [string, Resource] {
+  const found = Object.entries(resources).filter(
+    ([id, r]) => r.Type === 'AWS::Lambda::Function' && id.startsWith(prefix),
+  );
+  expect(found).toHaveLength(1);
+  return found[0]!;
+}
+
+type Statement = { Effect: string; Action: string | string[]; Resource: unknown };
+
+/** Every statement of the inline policies attached to a function's role. */
+function statementsOf(prefix: string): Statement[] {
+  const [, lambda] = fn(prefix);
+  const roleId = (lambda.Properties.Role as { 'Fn::GetAtt': [string, string] })['Fn::GetAtt'][0];
+  return Object.values(resources)
+    .filter((r) => r.Type === 'AWS::IAM::Policy')
+    .filter((r) => (r.Properties.Roles as { Ref: string }[]).some((role) => role.Ref === roleId))
+    .flatMap((r) => (r.Properties.PolicyDocument as { Statement: Statement[] }).Statement);
+}
+
+function actionsOf(prefix: string): Set<string> {
+  return new Set(statementsOf(prefix).flatMap((s) => [s.Action].flat()));
+}
+
+const CATALOG = [
+  'dynamodb:BatchGetItem',
+  'dynamodb:BatchWriteItem',
+  'dynamodb:ConditionCheckItem',
+  'dynamodb:DeleteItem',
+  'dynamodb:GetItem',
+  'dynamodb:PutItem',
+  'dynamodb:Query',
+  'dynamodb:Scan',
+  'dynamodb:UpdateItem',
+];
+
+describe('bucket', () => {
+  it('blocks public access, encrypts, and keeps ownership with the bucket owner', () => {
+    template.hasResourceProperties('AWS::S3::Bucket', {
+      PublicAccessBlockConfiguration: {
+        BlockPublicAcls: true,
+        BlockPublicPolicy: true,
+        IgnorePublicAcls: true,
+        RestrictPublicBuckets: true,
+      },
+      BucketEncryption: {
+        ServerSideEncryptionConfiguration: [
+          { ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } },
+        ],
+      },
+      OwnershipControls: { Rules: [{ ObjectOwnership: 'BucketOwnerEnforced' }] },
+    });
+  });
+
+  it('denies every request without TLS, and TLS below 1.2', () => {
+    const [, policy] = only('AWS::S3::BucketPolicy');
+    const statements = (
+      policy.Properties.PolicyDocument as { Statement: Record<string, unknown>[] }
+    ).Statement;
+    expect(statements).toContainEqual(
+      expect.objectContaining({
+        Effect: 'Deny',
+        Action: 's3:*',
+        Principal: { AWS: '*' },
+        Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+      }),
+    );
+    expect(statements).toContainEqual(
+      expect.objectContaining({
+        Effect: 'Deny',
+        Action: 's3:*',
+        Condition: { NumericLessThan: { 's3:TlsVersion': 1.2 } },
+      }),
+    );
+    expect(statements.every((s) => s.Effect === 'Deny')).toBe(true);
+  });
+
+  it('aborts unfinished multipart uploads and expires staging and exports', () => {
+    const [, bucket] = only('AWS::S3::Bucket');
+    const rules = (bucket.Properties.LifecycleConfiguration as { Rules: Record<string, unknown>[] })
+      .Rules;
+    expect(rules).toHaveLength(3);
+    expect(rules).toContainEqual(
+      expect.objectContaining({
+        AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 },
+        Status: 'Enabled',
+      }),
+    );
+    expect(rules.find((r) => r.AbortIncompleteMultipartUpload)?.Prefix).toBeUndefined();
+    expect(rules).toContainEqual(
+      expect.objectContaining({
+        Prefix: s3Keys().stagingPrefix,
+        ExpirationInDays: 1,
+        Status: 'Enabled',
+      }),
+    );
+    expect(rules).toContainEqual(
+      expect.objectContaining({ Prefix: 'exports/', ExpirationInDays: 7, Status: 'Enabled' }),
+    );
+    // Nothing may ever expire committed blobs behind the catalog's back.
+    expect(rules.some((r) => r.Prefix === undefined && r.ExpirationInDays !== undefined)).toBe(
+      false,
+    );
+    expect(rules.some((r) => String(r.Prefix ?? '').startsWith('blobs'))).toBe(false);
+  });
+
+  it('is kept when the stack is deleted', () => {
+    const [, bucket] = only('AWS::S3::Bucket') as [string, Resource & { DeletionPolicy?: string }];
+    expect(bucket.DeletionPolicy).toBe('Retain');
+  });
+});
+
+describe('table', () => {
+  it('has the catalog key schema, on-demand billing, PITR and the TTL the catalog writes', () => {
+    template.hasResourceProperties('AWS::DynamoDB::Table', {
+      KeySchema: [
+        { AttributeName: 'pk', KeyType: 'HASH' },
+        { AttributeName: 'sk', KeyType: 'RANGE' },
+      ],
+      AttributeDefinitions: [
+        { AttributeName: 'pk', AttributeType: 'S' },
+        { AttributeName: 'sk', AttributeType: 'S' },
+      ],
+      BillingMode: 'PAY_PER_REQUEST',
+      PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+      TimeToLiveSpecification: { AttributeName: TTL_ATTRIBUTE, Enabled: true },
+    });
+    const [, table] = only('AWS::DynamoDB::Table');
+    expect(table.Properties.GlobalSecondaryIndexes).toBeUndefined();
+  });
+});
+
+describe('functions', () => {
+  it.each(['Api', 'Prune'])('%s runs Node 24 on arm64 with the aws backend', (prefix) => {
+    const [, lambda] = fn(prefix);
+    expect(lambda.Properties).toMatchObject({
+      Runtime: 'nodejs24.x',
+      Architectures: ['arm64'],
+      Handler: 'index.handler',
+      Environment: {
+        Variables: {
+          IMAGE_CACHE_BACKEND: 'aws',
+          IMAGE_CACHE_BUCKET: { Ref: expect.stringMatching(/^Blobs/) },
+          IMAGE_CACHE_TABLE: { Ref: expect.stringMatching(/^Catalog/) },
+          IMAGE_CACHE_REGISTRIES: 'docker.io=https://registry-1.docker.io',
+          IMAGE_CACHE_MAX_AGE: '30d',
+          NODE_OPTIONS: '--enable-source-maps',
+        },
+      },
+    });
+  });
+
+  it('gives the api room past the front door and prune the full 15 minutes', () => {
+    expect(fn('Api')[1].Properties.Timeout).toBe(300);
+    expect(fn('Prune')[1].Properties.Timeout).toBe(900);
+  });
+
+  it('logs each function to its own group kept for a month', () => {
+    const groups = Object.entries(resources).filter(([, r]) => r.Type === 'AWS::Logs::LogGroup');
+    expect(groups).toHaveLength(2);
+    for (const [, group] of groups) expect(group.Properties.RetentionInDays).toBe(30);
+    for (const prefix of ['Api', 'Prune']) {
+      const logging = fn(prefix)[1].Properties.LoggingConfig as { LogGroup: { Ref: string } };
+      expect(logging.LogGroup.Ref.startsWith(`${prefix}Logs`)).toBe(true);
+    }
+  });
+
+  it('bundles each handler as a minified ES module with a source map', () => {
+    for (const prefix of ['Api', 'Prune']) {
+      const asset = fn(prefix)[1].Metadata?.['aws:asset:path'] as string;
+      const bundle = statSync(join(outdir, asset, 'index.mjs'));
+      expect(bundle.size).toBeGreaterThan(10_000);
+      // Minified: the SDK and core together stay well under what a plain bundle weighs.
+      expect(bundle.size).toBeLessThan(5 * 2 ** 20);
+      expect(statSync(join(outdir, asset, 'index.mjs.map')).isFile()).toBe(true);
+    }
+  });
+
+  it('the bundled api handler loads in Node and answers the docker CLI ping', async () => {
+    const asset = fn('Api')[1].Metadata?.['aws:asset:path'] as string;
+    const script = `
+      const { handler } = await import(${JSON.stringify(join(outdir, asset, 'index.mjs'))});
+      const event = (method, rawPath) => ({
+        version: '2.0', routeKey: '$default', rawPath, rawQueryString: '', headers: {},
+        isBase64Encoded: false, requestContext: { http: { method, path: rawPath } },
+      });
+      const ping = await handler(event('HEAD', '/_ping'));
+      const version = await handler(event('GET', '/v1.47/version'));
+      process.stdout.write(JSON.stringify({ ping, version }));`;
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--input-type=module', '-e', script],
+      {
+        timeout: 30_000,
+        env: {
+          PATH: process.env.PATH,
+          AWS_REGION: 'eu-west-1',
+          IMAGE_CACHE_BACKEND: 'aws',
+          IMAGE_CACHE_BUCKET: 'image-cache-test',
+          IMAGE_CACHE_TABLE: 'image-cache-test',
+        },
+      },
+    );
+    const { ping, version } = JSON.parse(stdout) as Record<
+      string,
+      { statusCode: number; body: string }
+    >;
+    expect(ping?.statusCode).toBe(200);
+    expect(version?.statusCode).toBe(200);
+    expect(JSON.parse(version!.body)).toMatchObject({ Version: expect.any(String) });
+  });
+});
+
+describe('least privilege', () => {
+  it('lets the api read, write and delete blobs and staging objects, and use the catalog', () => {
+    const actions = actionsOf('Api');
+    expect([...actions].sort()).toEqual(
+      [
+        's3:AbortMultipartUpload',
+        's3:DeleteObject',
+        's3:GetObject',
+        's3:ListBucket',
+        's3:PutObject',
+        ...CATALOG,
+      ].sort(),
+    );
+  });
+
+  it('lets prune only read, list and delete blobs: it never writes an object', () => {
+    const actions = actionsOf('Prune');
+    expect([...actions].sort()).toEqual(
+      ['s3:DeleteObject', 's3:GetObject', 's3:ListBucket', ...CATALOG].sort(),
+    );
+    const objectStatement = statementsOf('Prune').find((s) =>
+      [s.Action].flat().includes('s3:DeleteObject'),
+    );
+    const resource = JSON.stringify(objectStatement?.Resource);
+    expect(resource).toContain(`/${s3Keys().blobsPrefix}*`);
+    expect(resource).not.toContain('staging');
+  });
+
+  it('grants no wildcards, no table or bucket management, and no other resources', () => {
+    for (const prefix of ['Api', 'Prune']) {
+      for (const statement of statementsOf(prefix)) {
+        expect(statement.Effect).toBe('Allow');
+        for (const action of [statement.Action].flat()) expect(action).not.toContain('*');
+        const resource = JSON.stringify(statement.Resource);
+        expect(resource).not.toBe('"*"');
+        expect(resource).toMatch(/Blobs|Catalog/);
+      }
+      const actions = actionsOf(prefix);
+      for (const forbidden of [
+        'dynamodb:CreateTable',
+        'dynamodb:DeleteTable',
+        'dynamodb:UpdateTimeToLive',
+        'dynamodb:DescribeTable',
+        's3:PutBucketPolicy',
+        's3:DeleteBucket',
+        's3:PutLifecycleConfiguration',
+      ]) {
+        expect(actions.has(forbidden)).toBe(false);
+      }
+    }
+  });
+
+  it('lets only API Gateway invoke the api, and only the schedule invoke prune', () => {
+    const permissions = Object.values(resources).filter(
+      (r) => r.Type === 'AWS::Lambda::Permission',
+    );
+    const [apiId] = fn('Api');
+    const [pruneId] = fn('Prune');
+    const target = (p: Resource) => JSON.stringify(p.Properties.FunctionName);
+    for (const p of permissions) {
+      if (target(p).includes(apiId)) {
+        expect(p.Properties.Principal).toBe('apigateway.amazonaws.com');
+      } else {
+        expect(target(p)).toContain(pruneId);
+        expect(p.Properties.Principal).toBe('events.amazonaws.com');
+      }
+    }
+    expect(permissions.some((p) => target(p).includes(pruneId))).toBe(true);
+  });
+});
+
+describe('front door and schedule', () => {
+  it('routes every method and path to the api at the root of a $default stage', () => {
+    template.hasResourceProperties('AWS::ApiGatewayV2::Api', { ProtocolType: 'HTTP' });
+    template.resourceCountIs('AWS::ApiGatewayV2::Route', 1);
+    template.hasResourceProperties('AWS::ApiGatewayV2::Route', { RouteKey: '$default' });
+    template.hasResourceProperties('AWS::ApiGatewayV2::Integration', {
+      IntegrationType: 'AWS_PROXY',
+      PayloadFormatVersion: '2.0',
+      IntegrationUri: { 'Fn::GetAtt': [fn('Api')[0], 'Arn'] },
+    });
+    template.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
+      StageName: '$default',
+      AutoDeploy: true,
+      DefaultRouteSettings: { ThrottlingBurstLimit: 200, ThrottlingRateLimit: 100 },
+    });
+  });
+
+  it('runs prune every 6 hours, once per event (the next run is the retry)', () => {
+    template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
+      FunctionName: { Ref: fn('Prune')[0] },
+      MaximumRetryAttempts: 0,
+    });
+    template.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: 'rate(6 hours)',
+      State: 'ENABLED',
+      Targets: [
+        Match.objectLike({
+          Arn: { 'Fn::GetAtt': [fn('Prune')[0], 'Arn'] },
+          RetryPolicy: { MaximumRetryAttempts: 1 },
+        }),
+      ],
+    });
+  });
+});
+
+describe('alarms and outputs', () => {
+  it('alarms on errors and throttles of each function, to the alarm topic', () => {
+    const alarms = Object.values(resources).filter((r) => r.Type === 'AWS::CloudWatch::Alarm');
+    expect(alarms).toHaveLength(4);
+    const [topicId] = only('AWS::SNS::Topic');
+    const seen = new Set<string>();
+    for (const alarm of alarms) {
+      const p = alarm.Properties;
+      expect(p.Namespace).toBe('AWS/Lambda');
+      expect(p.Threshold).toBe(1);
+      expect(p.ComparisonOperator).toBe('GreaterThanOrEqualToThreshold');
+      expect(p.TreatMissingData).toBe('notBreaching');
+      expect(p.AlarmActions).toEqual([{ Ref: topicId }]);
+      const [dimension] = p.Dimensions as { Name: string; Value: { Ref: string } }[];
+      expect(dimension?.Name).toBe('FunctionName');
+      seen.add(`${dimension?.Value.Ref.replace(/[0-9A-F]{8}$/, '')}:${p.MetricName}`);
+    }
+    expect([...seen].sort()).toEqual([
+      'Api:Errors',
+      'Api:Throttles',
+      'Prune:Errors',
+      'Prune:Throttles',
+    ]);
+    template.hasResourceProperties('AWS::SNS::Subscription', {
+      Protocol: 'email',
+      Endpoint: 'ops@example.com',
+    });
+  });
+
+  it('outputs the endpoint, the DOCKER_HOST and the resource names', () => {
+    const outputs = template.toJSON().Outputs as Record<string, { Value: unknown }>;
+    expect(Object.keys(outputs).sort()).toEqual(
+      ['AlarmTopicArn', 'BucketName', 'DockerHost', 'Endpoint', 'TableName'].sort(),
+    );
+    const [apiId] = only('AWS::ApiGatewayV2::Api');
+    expect(JSON.stringify(outputs.Endpoint?.Value)).toContain(apiId);
+    const dockerHost = JSON.stringify(outputs.DockerHost?.Value);
+    expect(dockerHost).toContain('tcp://');
+    expect(dockerHost).toContain(':443');
+  });
+});
