@@ -4,6 +4,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import packageJson from '../package.json' with { type: 'json' };
 import { FsBlobStore } from './adapters/fs-blob-store.ts';
 import { SqliteCatalog } from './adapters/sqlite-catalog.ts';
+import { TokenAuthenticator } from './auth/access.ts';
 import type { ServeConfig } from './config.ts';
 import type { EngineContext } from './engine/context.ts';
 import type { BlobStore } from './ports/blob-store.ts';
@@ -106,6 +107,7 @@ function engineContext(
       ...(config.maxBytes !== undefined && { maxBytes: config.maxBytes }),
       ...(config.maxAgeMs !== undefined && { maxAgeMs: config.maxAgeMs }),
     },
+    ...(config.requireAuth && { auth: new TokenAuthenticator(catalog, clock) }),
   };
 }
 

@@ -4,6 +4,7 @@
  * serves a single request instead of on the first pull.
  */
 import { readFileSync } from 'node:fs';
+import { isIPv4, isIPv6 } from 'node:net';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseDuration } from './duration.ts';
@@ -53,6 +54,8 @@ export interface ServeConfig {
   backend: 'embedded' | 'aws';
   /** Set exactly when backend is 'aws'. */
   aws?: AwsBackendConfig;
+  /** Bearer tokens on every route but /_ping and /version (`--require-auth`); always on in Lambda. */
+  requireAuth?: boolean;
 }
 
 /**
@@ -174,6 +177,7 @@ export function loadAuthFile(path?: string): CredentialMap {
 export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeConfig {
   let values: Record<string, string | undefined>;
   let createResources = false;
+  let requireAuthFlag = false;
   try {
     const { values: flags } = parseArgs({
       args: argv,
@@ -189,12 +193,14 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
         'max-age': { type: 'string' },
         backend: { type: 'string' },
         'create-resources': { type: 'boolean' },
+        'require-auth': { type: 'boolean' },
       },
       strict: true,
       allowPositionals: false,
     });
-    const { 'create-resources': create, ...strings } = flags;
+    const { 'create-resources': create, 'require-auth': requireAuth, ...strings } = flags;
     createResources = create === true;
+    requireAuthFlag = requireAuth === true;
     values = strings as Record<string, string | undefined>;
   } catch (error) {
     throw new ConfigError(`serve: ${(error as Error).message}`, { cause: error });
@@ -202,6 +208,14 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
 
   const host = values.host ?? SERVE_DEFAULTS.host;
   if (host.trim() === '') throw new ConfigError('--host must not be empty');
+  const requireAuth = requireAuthFlag || envFlag(env, REQUIRE_AUTH_VAR);
+  if (!requireAuth && !isLoopbackHost(host)) {
+    throw new ConfigError(
+      `--host ${host} accepts connections from other machines, which needs access control: ` +
+        `add --require-auth (or ${REQUIRE_AUTH_VAR}=1) and create tokens with 'image-cache token create', ` +
+        'or listen on 127.0.0.1',
+    );
+  }
 
   const dataArg = values.data ?? SERVE_DEFAULTS.data;
   if (dataArg.trim() === '') throw new ConfigError('--data must not be empty');
@@ -268,7 +282,33 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
     ...(maxBytes !== undefined && { maxBytes }),
     ...(maxAgeMs !== undefined && { maxAgeMs }),
     ...backendSettings(values.backend, env, createResources),
+    requireAuth,
   };
+}
+
+const REQUIRE_AUTH_VAR = 'IMAGE_CACHE_REQUIRE_AUTH';
+
+/** 1/true/yes turn a switch on; anything else that is set is a mistake worth naming. */
+function envFlag(env: NodeJS.ProcessEnv, variable: string): boolean {
+  const text = nonEmpty(env[variable])?.trim().toLowerCase();
+  if (text === undefined || ['0', 'false', 'no'].includes(text)) return false;
+  if (['1', 'true', 'yes'].includes(text)) return true;
+  throw new ConfigError(`${variable}: ${JSON.stringify(env[variable])} must be 1 or 0`);
+}
+
+/** Addresses only this machine can reach: 127.0.0.0/8, ::1 and the name localhost. */
+export function isLoopbackHost(host: string): boolean {
+  const bare = host
+    .trim()
+    .toLowerCase()
+    .replace(/^\[(.*)\]$/, '$1');
+  if (bare === 'localhost') return true;
+  if (isIPv4(bare)) return bare.startsWith('127.');
+  if (isIPv6(bare)) {
+    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(bare);
+    return mapped ? mapped[1]!.startsWith('127.') : bare === '::1' || /^(0+:){7}0*1$/.test(bare);
+  }
+  return false;
 }
 
 const BACKEND_VAR = 'IMAGE_CACHE_BACKEND';

@@ -246,6 +246,7 @@ describe('parseServeArgs', () => {
       [
         '--host',
         '0.0.0.0',
+        '--require-auth',
         '--port',
         '8080',
         '--data',
@@ -283,7 +284,7 @@ describe('parseServeArgs', () => {
       { tagTtlMs: 7 * 86_400_000, concurrency: 2 },
     ],
     ['empty env means default', [], { IMAGE_CACHE_TAG_TTL: '', IMAGE_CACHE_CONCURRENCY: ' ' }, {}],
-    ['IPv6 host', ['--host', '::'], {}, { host: '::' }],
+    ['IPv6 host', ['--host', '::'], { IMAGE_CACHE_REQUIRE_AUTH: '1' }, { host: '::' }],
   ];
   it.each(valid)('%s', (_name, argv, env, expected) => {
     const config = parseServeArgs(argv, env);

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { SqliteCatalog } from '../lib/adapters/sqlite-catalog.ts';
+import { SCHEMA_VERSION, SqliteCatalog } from '../lib/adapters/sqlite-catalog.ts';
 import { sha256 } from '../lib/digest.ts';
 import {
   addBlobs,
@@ -59,7 +59,7 @@ describe('SqliteCatalog specifics', () => {
     openCatalog();
     const raw = new Database(file, { readonly: true });
     try {
-      expect(raw.pragma('user_version', { simple: true })).toBe(2);
+      expect(raw.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
       expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
     } finally {
       raw.close();
@@ -75,7 +75,7 @@ describe('SqliteCatalog specifics', () => {
     v1.close();
     open.pop();
     const raw = new Database(file);
-    raw.exec(`DROP TABLE pins; DROP TABLE gc_reports;
+    raw.exec(`DROP TABLE pins; DROP TABLE gc_reports; DROP TABLE tokens;
       DROP TRIGGER blobs_generation_floor; DROP TABLE blob_generation_floor;
       DROP INDEX tags_manifest; DROP INDEX tags_source;
       DROP INDEX digest_refs_manifest; DROP INDEX digest_refs_digest;`);
@@ -91,9 +91,12 @@ describe('SqliteCatalog specifics', () => {
     expect(await upgraded.deleteManifestIfUnreferenced(image.manifest.digest)).toBe(false);
     await upgraded.putGcReport(gcReport('first', 1));
     expect(await upgraded.listGcReports(5)).toHaveLength(1);
+    const hash = 'f'.repeat(64);
+    await upgraded.putToken({ id: 'f'.repeat(12), hash, name: 't', scope: 'read', createdAt: 1 });
+    expect(await upgraded.getTokenByHash(hash)).toMatchObject({ name: 't' });
     const check = new Database(file, { readonly: true });
     try {
-      expect(check.pragma('user_version', { simple: true })).toBe(2);
+      expect(check.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
     } finally {
       check.close();
     }

@@ -1,5 +1,6 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { Digest } from '../digest.ts';
+import { ConflictError } from '../errors.ts';
 import type { RepositoryName } from '../model.ts';
 import type {
   BlobRecord,
@@ -10,6 +11,7 @@ import type {
   ManifestRecord,
   PinRecord,
   TagRecord,
+  TokenRecord,
 } from '../ports/catalog.ts';
 import { commitImage, touchExpression } from './dynamo/commit.ts';
 import {
@@ -24,8 +26,10 @@ import {
   toBlob,
   toDigestRef,
   toGcReport,
+  tokenItem,
   toPin,
   toTag,
+  toToken,
 } from './dynamo/items.ts';
 import { assembleManifest, groupChunks, readManifest, readManifests } from './dynamo/manifests.ts';
 import { deleteManifestIfUnreferenced, writeReferrer } from './dynamo/references.ts';
@@ -38,6 +42,7 @@ import {
   IMAGES_PK,
   keys,
   PINS_PK,
+  TOKENS_PK,
   TTL_ATTRIBUTE,
 } from './dynamo/schema.ts';
 import { Table } from './dynamo/table.ts';
@@ -396,6 +401,47 @@ export class DynamoCatalog implements Catalog {
     if (count === 0) return [];
     const items = await this.#reportItems(undefined, Math.min(count, GC_REPORTS_KEPT));
     return items.slice(0, count).map(toGcReport);
+  }
+
+  // --- API tokens: one item each in the TOKENS partition, keyed by the token's hash
+
+  async putToken(token: TokenRecord): Promise<void> {
+    const outcome = await this.#table.put(tokenItem(token), {
+      ConditionExpression: 'attribute_not_exists(pk)',
+    });
+    if (!outcome.ok) throw new ConflictError(`a token with id ${token.id} already exists`);
+  }
+
+  async getTokenByHash(hash: string): Promise<TokenRecord | undefined> {
+    const item = await this.#table.get(keys.token(hash));
+    return item && toToken(item);
+  }
+
+  async listTokens(): Promise<TokenRecord[]> {
+    const items = await this.#table.query({
+      KeyConditionExpression: 'pk = :pk',
+      ExpressionAttributeValues: { ':pk': av.s(TOKENS_PK) },
+    });
+    return items.map(toToken).sort((a, b) => compare(a.name, b.name) || compare(a.id, b.id));
+  }
+
+  async deleteToken(id: string): Promise<TokenRecord | undefined> {
+    // A team has a handful of tokens: finding the id in the partition is one small Query.
+    const found = (await this.listTokens()).find((t) => t.id === id);
+    if (!found) return undefined;
+    const outcome = await this.#table.delete(keys.token(found.hash), {
+      ConditionExpression: 'attribute_exists(pk)',
+    });
+    return outcome.ok && outcome.attributes ? toToken(outcome.attributes) : undefined;
+  }
+
+  async touchToken(hash: string, now: number): Promise<void> {
+    // Conditional, so a use racing a revoke cannot write the token back as a bare item.
+    await this.#table.update(keys.token(hash), 'SET #lastUsedAt = :now', {
+      ConditionExpression: 'attribute_exists(pk)',
+      ExpressionAttributeNames: { '#lastUsedAt': 'lastUsedAt' },
+      ExpressionAttributeValues: { ':now': av.n(now) },
+    });
   }
 
   /** Newest first. */

@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
+import type { Scope } from '../auth/scopes.ts';
 import type { Digest } from '../digest.ts';
-import { BlobNotLiveError, NotFoundError } from '../errors.ts';
+import { BlobNotLiveError, ConflictError, NotFoundError } from '../errors.ts';
 import type { RepositoryName } from '../model.ts';
 import type {
   BlobRecord,
@@ -13,6 +14,7 @@ import type {
   ManifestRecord,
   PinRecord,
   TagRecord,
+  TokenRecord,
 } from '../ports/catalog.ts';
 
 /**
@@ -88,7 +90,19 @@ const MIGRATIONS: readonly string[] = [
    CREATE TRIGGER blobs_generation_floor AFTER DELETE ON blobs BEGIN
      UPDATE blob_generation_floor SET value = MAX(value, OLD.generation) WHERE id = 1;
    END;`,
+  // 3: API tokens, keyed by the hash of the token (the token itself is never stored).
+  `CREATE TABLE tokens (
+     hash TEXT PRIMARY KEY,
+     id TEXT NOT NULL UNIQUE,
+     name TEXT NOT NULL,
+     scope TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     last_used_at INTEGER
+   ) WITHOUT ROWID;`,
 ];
+
+/** The schema version this build writes (PRAGMA user_version). */
+export const SCHEMA_VERSION = MIGRATIONS.length;
 
 /** GC reports kept; older ones are dropped as new ones arrive. */
 const GC_REPORTS_KEPT = 100;
@@ -136,6 +150,15 @@ interface PinRow {
   note: string;
   created_at: number;
   expires_at: number | null;
+}
+
+interface TokenRow {
+  hash: string;
+  id: string;
+  name: string;
+  scope: Scope;
+  created_at: number;
+  last_used_at: number | null;
 }
 
 interface BlobRow {
@@ -538,6 +561,47 @@ export class SqliteCatalog implements Catalog {
     ).all(Math.max(0, Math.trunc(limit)));
     return rows.map((row) => JSON.parse(row.report) as GcReport);
   }
+
+  // --- API tokens
+
+  async putToken(token: TokenRecord): Promise<void> {
+    try {
+      this.#sql(
+        `INSERT INTO tokens (hash, id, name, scope, created_at, last_used_at)
+         VALUES (?, ?, ?, ?, ?, ?)`,
+      ).run(
+        token.hash,
+        token.id,
+        token.name,
+        token.scope,
+        ms(token.createdAt),
+        token.lastUsedAt === undefined ? null : ms(token.lastUsedAt),
+      );
+    } catch (error) {
+      if ((error as { code?: string }).code?.startsWith('SQLITE_CONSTRAINT')) {
+        throw new ConflictError(`a token with id ${token.id} already exists`);
+      }
+      throw error;
+    }
+  }
+
+  async getTokenByHash(hash: string): Promise<TokenRecord | undefined> {
+    const row = this.#sql<TokenRow>('SELECT * FROM tokens WHERE hash = ?').get(hash);
+    return row && toToken(row);
+  }
+
+  async listTokens(): Promise<TokenRecord[]> {
+    return this.#sql<TokenRow>('SELECT * FROM tokens ORDER BY name, id').all().map(toToken);
+  }
+
+  async deleteToken(id: string): Promise<TokenRecord | undefined> {
+    const row = this.#sql<TokenRow>('DELETE FROM tokens WHERE id = ? RETURNING *').get(id);
+    return row && toToken(row);
+  }
+
+  async touchToken(hash: string, now: number): Promise<void> {
+    this.#sql('UPDATE tokens SET last_used_at = ? WHERE hash = ?').run(ms(now), hash);
+  }
 }
 
 /** Timestamps are integer milliseconds; a fractional Date value must not become a REAL. */
@@ -596,5 +660,16 @@ function toPin(row: PinRow): PinRecord {
     note: row.note,
     createdAt: row.created_at,
     ...(row.expires_at !== null && { expiresAt: row.expires_at }),
+  };
+}
+
+function toToken(row: TokenRow): TokenRecord {
+  return {
+    id: row.id,
+    hash: row.hash,
+    name: row.name,
+    scope: row.scope,
+    createdAt: row.created_at,
+    ...(row.last_used_at !== null && { lastUsedAt: row.last_used_at }),
   };
 }

@@ -17,6 +17,7 @@ import { rmi } from './commands/rmi.ts';
 import { save } from './commands/save.ts';
 import { serve } from './commands/serve.ts';
 import { tag } from './commands/tag.ts';
+import { token } from './commands/token.ts';
 import type { CliContext, Command } from './context.ts';
 import { ApiClient, ApiError, ConnectionError, clientOptionsFromEnv, DEFAULT_URL } from './http.ts';
 
@@ -39,6 +40,7 @@ Commands:
   gc          Delete blobs no image needs, and print the report
   save        Save one or more images to a tar archive
   load        Load an image from a tar archive or STDIN
+  token       Create, list and revoke API tokens (on the server's storage)
 
 Environment:
   IMAGE_CACHE_URL     Server address (default ${DEFAULT_URL})
@@ -65,6 +67,7 @@ const COMMANDS: Record<string, Command> = {
   unpin,
   pins,
   gc,
+  token,
 };
 
 /** `image-cache image ls` and friends: the docker management-command spelling. */

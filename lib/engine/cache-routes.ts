@@ -1,3 +1,4 @@
+import { ROUTE_SCOPES } from '../auth/scopes.ts';
 import { json } from './http.ts';
 import type { Route } from './router.ts';
 
@@ -7,6 +8,7 @@ export const cacheRoutes: Route[] = [
     // The allow-list and the rate limits each registry last reported (Docker Hub's pull quota).
     method: 'GET',
     pattern: /^\/cache\/registries$/,
+    scope: ROUTE_SCOPES['GET /cache/registries'],
     handler: (_request, _params, context) =>
       json(
         200,

@@ -1,3 +1,4 @@
+import type { TokenAuthenticator } from '../auth/access.ts';
 import type { BlobStore } from '../ports/blob-store.ts';
 import type { Catalog } from '../ports/catalog.ts';
 import type { Clock } from '../ports/clock.ts';
@@ -17,4 +18,6 @@ export interface EngineContext {
   version: string;
   /** GC grace window and retention policy, for /cache/gc and /cache/retention. */
   maintenance: MaintenanceSettings;
+  /** Bearer-token checks before every route; absent when access control is off (loopback dev). */
+  auth?: TokenAuthenticator;
 }

@@ -1,4 +1,5 @@
 /** Garbage collection and retention on demand, and the last collection reports. */
+import { ROUTE_SCOPES } from '../auth/scopes.ts';
 import { parseDuration } from '../duration.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { collectGarbage } from '../gc.ts';
@@ -16,6 +17,7 @@ export const gcRoutes: Route[] = [
     // POST /cache/gc?dryRun=1&grace=0s: a full mark-and-sweep now; the report is the answer.
     method: 'POST',
     pattern: /^\/cache\/gc$/,
+    scope: ROUTE_SCOPES['POST /cache/gc'],
     handler: async (request, _params, context) => {
       const graceText = request.query.get('grace');
       const graceMs = graceText ? parseDuration(graceText) : context.maintenance.gcGraceMs;
@@ -30,6 +32,7 @@ export const gcRoutes: Route[] = [
   {
     method: 'GET',
     pattern: /^\/cache\/gc$/,
+    scope: ROUTE_SCOPES['GET /cache/gc'],
     handler: async (request, _params, context) => {
       const text = request.query.get('limit');
       const limit = text === null ? DEFAULT_REPORTS : Number(text);
@@ -43,6 +46,7 @@ export const gcRoutes: Route[] = [
     // POST /cache/retention[?maxBytes=50GB&maxAge=30d]: the configured policy, or the one given.
     method: 'POST',
     pattern: /^\/cache\/retention$/,
+    scope: ROUTE_SCOPES['POST /cache/retention'],
     handler: async (request, _params, context) => {
       const settings = retentionSettings(request.query, context);
       return json(200, await applyRetention(context, settings, collectFreed(context)));

@@ -1,3 +1,4 @@
+import { ROUTE_SCOPES } from '../auth/scopes.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { parseFilters } from '../filters.ts';
 import { listImageViews, resolveImage } from '../images.ts';
@@ -12,6 +13,7 @@ export const imageRoutes: Route[] = [
   {
     method: 'POST',
     pattern: /^\/images\/create$/,
+    scope: ROUTE_SCOPES['POST /images/create'],
     handler: (request, _params, context) => {
       const query = request.query;
       if (query.get('fromSrc')) {
@@ -28,6 +30,7 @@ export const imageRoutes: Route[] = [
   {
     method: 'GET',
     pattern: /^\/images\/json$/,
+    scope: ROUTE_SCOPES['GET /images/json'],
     handler: async (request, _params, context) => {
       const filters = parseFilters(request.query.get('filters'), IMAGE_LIST_FILTERS);
       const views = await listImageViews(context.catalog);
@@ -41,6 +44,7 @@ export const imageRoutes: Route[] = [
   {
     method: 'GET',
     pattern: /^\/images\/(.+)\/json$/,
+    scope: ROUTE_SCOPES['GET /images/{name}/json'],
     handler: async (_request, [name], context) => {
       const view = await resolveImage(context.catalog, name!);
       return json(200, await imageInspect(view, context.blobs));
@@ -49,6 +53,7 @@ export const imageRoutes: Route[] = [
   {
     method: 'GET',
     pattern: /^\/images\/(.+)\/history$/,
+    scope: ROUTE_SCOPES['GET /images/{name}/history'],
     handler: async (_request, [name], context) => {
       const view = await resolveImage(context.catalog, name!);
       return json(200, await imageHistory(view, context.blobs, context.catalog));

@@ -1,3 +1,4 @@
+import { ROUTE_SCOPES } from '../auth/scopes.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { loadArchive } from '../load/load.ts';
 import { loadLimitsFromEnv, PayloadTooLargeError } from '../load/tar-reader.ts';
@@ -13,6 +14,7 @@ export const loadRoutes: Route[] = [
   {
     method: 'POST',
     pattern: /^\/images\/load$/,
+    scope: ROUTE_SCOPES['POST /images/load'],
     handler: async (request, _params, context): Promise<HttpResponse> => {
       const limits = loadLimitsFromEnv(process.env);
       const body = request.body;

@@ -2,6 +2,7 @@
  * The rest of the image life cycle in Docker's words: `docker tag`, `docker rmi` and
  * `docker image prune`, plus the cache's pins (what Docker has no word for lives under /cache).
  */
+import { ROUTE_SCOPES } from '../auth/scopes.ts';
 import { collectBlobs } from '../gc.ts';
 import { listPinViews, pinImage, unpinImage } from '../pins.ts';
 import { pruneImages } from '../prune.ts';
@@ -27,6 +28,7 @@ export const removalRoutes: Route[] = [
   {
     method: 'POST',
     pattern: /^\/images\/prune$/,
+    scope: ROUTE_SCOPES['POST /images/prune'],
     handler: async (request, _params, context) =>
       json(
         200,
@@ -41,6 +43,7 @@ export const removalRoutes: Route[] = [
   {
     method: 'POST',
     pattern: /^\/images\/(.+)\/tag$/,
+    scope: ROUTE_SCOPES['POST /images/{name}/tag'],
     handler: async (request, [name], context) => {
       await tagImage(
         context.catalog,
@@ -57,6 +60,7 @@ export const removalRoutes: Route[] = [
   {
     method: 'DELETE',
     pattern: /^\/images\/(.+)$/,
+    scope: ROUTE_SCOPES['DELETE /images/{name}'],
     handler: async (request, [name], context) => {
       const outcome = await removeImage(context.catalog, name!, {
         force: boolQuery(request.query, 'force'),
@@ -71,12 +75,14 @@ export const removalRoutes: Route[] = [
   {
     method: 'GET',
     pattern: /^\/cache\/pins$/,
+    scope: ROUTE_SCOPES['GET /cache/pins'],
     handler: async (_request, _params, context) =>
       json(200, await listPinViews(context.catalog, context.clock.now())),
   },
   {
     method: 'PUT',
     pattern: /^\/cache\/pins\/(.+)$/,
+    scope: ROUTE_SCOPES['PUT /cache/pins/{name}'],
     handler: async (request, [name], context) => {
       const now = context.clock.now();
       const { pin, created } = await pinImage(
@@ -95,6 +101,7 @@ export const removalRoutes: Route[] = [
   {
     method: 'DELETE',
     pattern: /^\/cache\/pins\/(.+)$/,
+    scope: ROUTE_SCOPES['DELETE /cache/pins/{name}'],
     handler: async (_request, [name], context) => {
       await unpinImage(context.catalog, name!);
       return { status: 204 };

@@ -1,3 +1,5 @@
+import { refusalResponse } from '../auth/access.ts';
+import { type RouteScope, UNMATCHED_SCOPE } from '../auth/scopes.ts';
 import { NotFoundError } from '../errors.ts';
 import { splitVersion } from './api-version.ts';
 import { cacheRoutes } from './cache-routes.ts';
@@ -20,6 +22,8 @@ export interface Route {
   method: string | string[];
   /** Matched against the decoded path without the version prefix; groups become params. */
   pattern: RegExp;
+  /** What a token needs to call this route (lib/auth/scopes.ts); checked before the handler. */
+  scope: RouteScope;
   handler: RouteHandler;
 }
 
@@ -38,23 +42,35 @@ export function createRouter(context: EngineContext) {
     ...cacheRoutes,
     ...gcRoutes,
   ];
-  return async function handle(request: HttpRequest): Promise<HttpResponse> {
+  async function handle(request: HttpRequest): Promise<HttpResponse> {
     try {
       const { version, path } = splitVersion(request.path);
       const routed: HttpRequest = { ...request, path, apiVersion: version };
       const decoded = decodeURIComponent(path);
+      // Before any handler runs, so a refused request changes nothing and reads nothing.
+      const authorize = (scope: RouteScope) =>
+        context.auth?.authorize(
+          request.headers.authorization,
+          scope,
+          `${request.method} ${decoded}`,
+        );
       for (const route of routes) {
         const methods = Array.isArray(route.method) ? route.method : [route.method];
         if (!methods.includes(request.method)) continue;
         const match = route.pattern.exec(decoded);
-        if (match) return await route.handler(routed, match.slice(1), context);
+        if (!match) continue;
+        await authorize(route.scope);
+        return await route.handler(routed, match.slice(1), context);
       }
+      await authorize(UNMATCHED_SCOPE);
       throw new NotFoundError('page not found');
     } catch (error) {
       if (!(error instanceof Error && 'code' in error)) console.error(error);
-      return errorResponse(error);
+      return refusalResponse(error, request) ?? errorResponse(error);
     }
-  };
+  }
+  // The routes in matching order, for the test that every one declares a scope.
+  return Object.assign(handle, { routes: routes as readonly Route[] });
 }
 
 export type Router = ReturnType<typeof createRouter>;

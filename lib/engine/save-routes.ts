@@ -1,3 +1,4 @@
+import { ROUTE_SCOPES } from '../auth/scopes.ts';
 import { prepareSave } from '../save/save.ts';
 import type { EngineContext } from './context.ts';
 import type { HttpResponse } from './http.ts';
@@ -20,11 +21,13 @@ export const saveRoutes: Route[] = [
   {
     method: 'GET',
     pattern: /^\/images\/get$/,
+    scope: ROUTE_SCOPES['GET /images/get'],
     handler: (request, _params, context) => save(request.query.getAll('names'), context),
   },
   {
     method: 'GET',
     pattern: /^\/images\/(.+)\/get$/,
+    scope: ROUTE_SCOPES['GET /images/{name}/get'],
     handler: (_request, [name], context) => save([name!], context),
   },
 ];

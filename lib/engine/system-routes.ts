@@ -1,4 +1,5 @@
 import { arch, release } from 'node:os';
+import { ROUTE_SCOPES } from '../auth/scopes.ts';
 import { API_VERSION, MIN_API_VERSION } from './api-version.ts';
 import { json } from './http.ts';
 import type { Route } from './router.ts';
@@ -21,6 +22,7 @@ export const systemRoutes: Route[] = [
   {
     method: ['GET', 'HEAD'],
     pattern: /^\/_ping$/,
+    scope: ROUTE_SCOPES['GET /_ping'],
     handler: (request) => ({
       status: 200,
       headers: { ...PING_HEADERS, 'Content-Type': 'text/plain; charset=utf-8' },
@@ -30,6 +32,7 @@ export const systemRoutes: Route[] = [
   {
     method: 'GET',
     pattern: /^\/version$/,
+    scope: ROUTE_SCOPES['GET /version'],
     handler: (_request, _params, context) =>
       json(
         200,

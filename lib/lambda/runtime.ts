@@ -31,6 +31,7 @@ async function build(env: NodeJS.ProcessEnv): Promise<LambdaRuntime> {
       'the Lambda handlers need IMAGE_CACHE_BACKEND=aws with IMAGE_CACHE_BUCKET and IMAGE_CACHE_TABLE',
     );
   }
-  const composition = await composeAws(config);
+  // Behind a public endpoint there is no loopback to trust: tokens always, whatever the env says.
+  const composition = await composeAws({ ...config, requireAuth: true });
   return { composition, router: createRouter(composition.context) };
 }

@@ -1,3 +1,4 @@
+import type { Scope } from '../auth/scopes.ts';
 import type { Digest } from '../digest.ts';
 import type { RepositoryName } from '../model.ts';
 
@@ -95,6 +96,18 @@ export interface GcReport {
   errors: string[];
 }
 
+/** An API token as stored: never the token itself, only its SHA-256. */
+export interface TokenRecord {
+  /** Short public handle (the first 12 hex digits of the hash), for `token ls` and `revoke`. */
+  id: string;
+  /** Hex SHA-256 of the whole token text (`ic_...`); the lookup key. */
+  hash: string;
+  name: string;
+  scope: Scope;
+  createdAt: number;
+  lastUsedAt?: number;
+}
+
 export interface ImageCommit {
   /** Manifests to store (an index and/or an image manifest); existing ones are kept as is. */
   manifests: ManifestRecord[];
@@ -179,4 +192,16 @@ export interface Catalog {
   putGcReport(report: GcReport): Promise<void>;
   /** Newest first. */
   listGcReports(limit: number): Promise<GcReport[]>;
+
+  // --- API tokens (access control)
+
+  /** Stores a new token; ConflictError when one with the same hash exists. */
+  putToken(token: TokenRecord): Promise<void>;
+  getTokenByHash(hash: string): Promise<TokenRecord | undefined>;
+  /** Ordered by name, then id. */
+  listTokens(): Promise<TokenRecord[]>;
+  /** Removes the token with this id; answers the removed record, or undefined. */
+  deleteToken(id: string): Promise<TokenRecord | undefined>;
+  /** Records a use; never brings back a token that was deleted meanwhile. */
+  touchToken(hash: string, now: number): Promise<void>;
 }

@@ -1,7 +1,13 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type Digest, digestHex, sha256 } from '../../lib/digest.ts';
-import { BlobNotLiveError, NotFoundError } from '../../lib/errors.ts';
-import type { Catalog, GcReport, ImageCommit, ManifestRecord } from '../../lib/ports/catalog.ts';
+import { BlobNotLiveError, ConflictError, NotFoundError } from '../../lib/errors.ts';
+import type {
+  Catalog,
+  GcReport,
+  ImageCommit,
+  ManifestRecord,
+  TokenRecord,
+} from '../../lib/ports/catalog.ts';
 
 export interface CatalogHarness {
   catalog: Catalog;
@@ -718,6 +724,57 @@ export function catalogConformance(name: string, makeCatalog: () => Promise<Cata
         expect(reports).toHaveLength(100);
         expect(reports[0]?.id).toBe('r104');
         expect(reports.at(-1)?.id).toBe('r5');
+      });
+    });
+
+    describe('API tokens', () => {
+      const token = (name: string, scope: TokenRecord['scope'] = 'read'): TokenRecord => {
+        const hash = digestHex(sha256(`token/${name}`));
+        return { id: hash.slice(0, 12), hash, name, scope, createdAt: 1_000 };
+      };
+
+      it('stores a token and finds it by hash only', async () => {
+        const ci = token('ci', 'pull');
+        expect(await catalog.getTokenByHash(ci.hash)).toBeUndefined();
+        await catalog.putToken(ci);
+        expect(await catalog.getTokenByHash(ci.hash)).toEqual(ci);
+        expect(await catalog.getTokenByHash(ci.id)).toBeUndefined();
+        expect(await catalog.getTokenByHash(token('other').hash)).toBeUndefined();
+      });
+
+      it('refuses a second token with the same hash and keeps the first', async () => {
+        await catalog.putToken(token('first', 'admin'));
+        await expect(
+          catalog.putToken({ ...token('first'), name: 'second' }),
+        ).rejects.toBeInstanceOf(ConflictError);
+        expect(await catalog.getTokenByHash(token('first').hash)).toEqual(token('first', 'admin'));
+      });
+
+      it('lists tokens by name', async () => {
+        expect(await catalog.listTokens()).toEqual([]);
+        for (const name of ['zeta', 'alpha', 'mid']) await catalog.putToken(token(name));
+        expect((await catalog.listTokens()).map((t) => t.name)).toEqual(['alpha', 'mid', 'zeta']);
+      });
+
+      it('records the last use, and a use never brings back a deleted token', async () => {
+        const ci = token('ci');
+        await catalog.putToken(ci);
+        await catalog.touchToken(ci.hash, 5_000);
+        expect(await catalog.getTokenByHash(ci.hash)).toEqual({ ...ci, lastUsedAt: 5_000 });
+        expect(await catalog.deleteToken(ci.id)).toEqual({ ...ci, lastUsedAt: 5_000 });
+        await catalog.touchToken(ci.hash, 6_000);
+        expect(await catalog.getTokenByHash(ci.hash)).toBeUndefined();
+        expect(await catalog.listTokens()).toEqual([]);
+      });
+
+      it('deletes by id and answers undefined for an unknown one', async () => {
+        const [a, b] = [token('a'), token('b', 'write')];
+        await catalog.putToken(a);
+        await catalog.putToken(b);
+        expect(await catalog.deleteToken('000000000000')).toBeUndefined();
+        expect(await catalog.deleteToken(a.id)).toEqual(a);
+        expect(await catalog.deleteToken(a.id)).toBeUndefined();
+        expect(await catalog.listTokens()).toEqual([b]);
       });
     });
   });

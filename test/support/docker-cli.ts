@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -13,11 +13,28 @@ export interface DockerResult {
   stderr: string;
 }
 
+/**
+ * A config folder whose config.json sends these headers with every request (`HttpHeaders`, as
+ * users configure a bearer token for the cache), one folder per distinct set of headers.
+ */
+const headerConfigDirs = new Map<string, string>();
+function configDirWith(headers: Record<string, string>): string {
+  const json = JSON.stringify({ HttpHeaders: headers });
+  let dir = headerConfigDirs.get(json);
+  if (!dir) {
+    dir = mkdtempSync(join(tmpdir(), 'docker-config-'));
+    writeFileSync(join(dir, 'config.json'), json);
+    headerConfigDirs.set(json, dir);
+  }
+  return dir;
+}
+
 /** Runs the real docker CLI as a client of `hostPort` (no engine involved). */
 export function docker(
   hostPort: string,
   args: string[],
   timeoutMs = 120_000,
+  options: { headers?: Record<string, string> } = {},
 ): Promise<DockerResult> {
   return new Promise((resolve) => {
     execFile(
@@ -28,7 +45,7 @@ export function docker(
           PATH: process.env.PATH,
           HOME: process.env.HOME,
           DOCKER_HOST: `tcp://${hostPort}`,
-          DOCKER_CONFIG: configDir,
+          DOCKER_CONFIG: options.headers ? configDirWith(options.headers) : configDir,
           DOCKER_CLI_HINTS: 'false',
         },
         timeout: timeoutMs,

@@ -4,6 +4,7 @@
  * what the SQLite adapter returns.
  */
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
+import type { Scope } from '../../auth/scopes.ts';
 import type { Digest } from '../../digest.ts';
 import type {
   BlobRecord,
@@ -14,6 +15,7 @@ import type {
   ManifestRecord,
   PinRecord,
   TagRecord,
+  TokenRecord,
 } from '../../ports/catalog.ts';
 import { type ItemKind, type Key, keys } from './schema.ts';
 
@@ -214,6 +216,32 @@ export function toPin(item: Item): PinRecord {
     note: str(item, 'note'),
     createdAt: num(item, 'createdAt'),
     ...(expiresAt !== undefined && { expiresAt }),
+  };
+}
+
+// --- API tokens
+
+export function tokenItem(record: TokenRecord): Item {
+  return {
+    ...base(keys.token(record.hash), 'token'),
+    id: av.s(record.id),
+    hash: av.s(record.hash),
+    name: av.s(record.name),
+    scope: av.s(record.scope),
+    createdAt: av.n(record.createdAt),
+    ...(record.lastUsedAt !== undefined && { lastUsedAt: av.n(record.lastUsedAt) }),
+  };
+}
+
+export function toToken(item: Item): TokenRecord {
+  const lastUsedAt = optNum(item, 'lastUsedAt');
+  return {
+    id: str(item, 'id'),
+    hash: str(item, 'hash'),
+    name: str(item, 'name'),
+    scope: str(item, 'scope') as Scope,
+    createdAt: num(item, 'createdAt'),
+    ...(lastUsedAt !== undefined && { lastUsedAt }),
   };
 }
 

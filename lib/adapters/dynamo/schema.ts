@@ -19,6 +19,7 @@
  * | pin                 | PINS                   | PIN#<name>                  | Query the partition (sorted by name)             |
  * | GC report           | GC_REPORTS             | REPORT#<seq, 16 digits>     | Query newest first, Limit n                      |
  * | GC report sequence  | GC_REPORTS             | SEQ                         | UpdateItem ADD seq 1                             |
+ * | API token           | TOKENS                 | TOKEN#<sha256 hex of token> | GetItem by hash per request; Query to list       |
  *
  * Listings of whole entity types (listTags, listDigestRefs, listManifests, listBlobs) are
  * parallel Scans with ConsistentRead and a filter on `kind`; they pay for the table once per
@@ -78,7 +79,8 @@ export type ItemKind =
   | 'image'
   | 'blob'
   | 'pin'
-  | 'gc';
+  | 'gc'
+  | 'token';
 
 export interface Key {
   pk: string;
@@ -112,12 +114,14 @@ export const keys = {
     sk: `${GC_REPORT_PREFIX}${String(seq).padStart(16, '0')}`,
   }),
   gcSequence: (): Key => ({ pk: GC_REPORTS_PK, sk: 'SEQ' }),
+  token: (hash: string): Key => ({ pk: TOKENS_PK, sk: `TOKEN#${hash}` }),
 };
 
 export const IMAGES_PK = 'IMAGES';
 export const PINS_PK = 'PINS';
 export const GC_REPORTS_PK = 'GC_REPORTS';
 export const GC_REPORT_PREFIX = 'REPORT#';
+export const TOKENS_PK = 'TOKENS';
 
 export function rawChunkPrefix(incarnation: string): string {
   return `RAW#${incarnation}#`;

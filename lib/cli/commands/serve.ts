@@ -9,6 +9,8 @@ Options:
       --host string   Address to listen on (default 127.0.0.1)
       --port int      Port to listen on (default 5115)
       --data string   Folder for blobs and the catalog
+      --require-auth  Require bearer tokens (see 'image-cache token'); needed for a
+                      --host other than loopback
 Further options and environment variables are described in the project's README.
 `;
 

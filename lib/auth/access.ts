@@ -1,0 +1,92 @@
+/**
+ * The check the router runs before any handler: which token is this, and does its scope cover
+ * the endpoint? Refusals use Docker's `{"message": ...}` body; a 401 also says how to
+ * authenticate (WWW-Authenticate), a 403 names the scope that is missing.
+ */
+import { errorResponse, type HttpRequest, type HttpResponse } from '../engine/http.ts';
+import { ImageCacheError } from '../errors.ts';
+import type { Catalog, TokenRecord } from '../ports/catalog.ts';
+import type { Clock } from '../ports/clock.ts';
+import { allows, type RouteScope } from './scopes.ts';
+import { hashToken, TOKEN_PATTERN } from './tokens.ts';
+
+export class UnauthorizedError extends ImageCacheError {
+  constructor(message: string) {
+    super('UNAUTHORIZED', message);
+  }
+}
+
+export class ForbiddenError extends ImageCacheError {
+  constructor(message: string) {
+    super('FORBIDDEN', message);
+  }
+}
+
+export const WWW_AUTHENTICATE = 'Bearer realm="image-cache"';
+
+/** lastUsedAt is a hint for `token ls`, not an audit log: one write a minute per token is enough. */
+const TOUCH_INTERVAL_MS = 60_000;
+
+export class TokenAuthenticator {
+  readonly #catalog: Catalog;
+  readonly #clock: Clock;
+
+  constructor(catalog: Catalog, clock: Clock) {
+    this.#catalog = catalog;
+    this.#clock = clock;
+  }
+
+  /**
+   * Resolves to the token when it may call `what` (e.g. `DELETE /images/alpine`), which needs
+   * `needed`; throws UnauthorizedError or ForbiddenError otherwise.
+   */
+  async authorize(
+    authorization: string | undefined,
+    needed: RouteScope,
+    what: string,
+  ): Promise<TokenRecord | undefined> {
+    if (needed === 'open') return undefined;
+    const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(authorization ?? '');
+    if (!match) {
+      throw new UnauthorizedError(
+        authorization
+          ? 'unsupported Authorization header: send "Authorization: Bearer <token>"'
+          : 'authentication required: send "Authorization: Bearer <token>" ' +
+              '(docker: "HttpHeaders" in config.json; image-cache: IMAGE_CACHE_TOKEN)',
+      );
+    }
+    const token = match[1]!;
+    const record = TOKEN_PATTERN.test(token)
+      ? await this.#catalog.getTokenByHash(hashToken(token))
+      : undefined;
+    if (!record) throw new UnauthorizedError('invalid token: it is unknown or was revoked');
+    if (!allows(record.scope, needed)) {
+      throw new ForbiddenError(
+        `token ${record.name} has scope ${record.scope}; ${what} needs scope ${needed}`,
+      );
+    }
+    await this.#touch(record);
+    return record;
+  }
+
+  async #touch(record: TokenRecord): Promise<void> {
+    const now = this.#clock.now();
+    if (record.lastUsedAt !== undefined && now - record.lastUsedAt < TOUCH_INTERVAL_MS) return;
+    try {
+      await this.#catalog.touchToken(record.hash, now);
+    } catch (error) {
+      // Bookkeeping only: a failed write must not refuse a request the token is good for.
+      console.error('recording token use failed:', error);
+    }
+  }
+}
+
+/** The answer to a request the check refused; undefined for every other error. */
+export function refusalResponse(error: unknown, request: HttpRequest): HttpResponse | undefined {
+  if (!(error instanceof UnauthorizedError || error instanceof ForbiddenError)) return undefined;
+  // Drain an upload we refused, so the client reads the answer rather than a reset.
+  request.body?.resume();
+  const response = errorResponse(error);
+  if (error instanceof ForbiddenError) return response;
+  return { ...response, headers: { ...response.headers, 'WWW-Authenticate': WWW_AUTHENTICATE } };
+}

@@ -1,0 +1,97 @@
+/**
+ * Access control on the AWS shape: the `api` Lambda handler checks tokens whether or not
+ * IMAGE_CACHE_REQUIRE_AUTH is set, and `image-cache token create --backend aws` writes a token
+ * it accepts. DynamoDB Local and fauxqs stand in for AWS.
+ */
+import type { APIGatewayProxyEventV2 } from 'aws-lambda';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  awsEmulators,
+  freshResourceNames,
+  openAwsAdapters,
+  stopAwsEmulators,
+} from './support/aws-emulators.ts';
+import { captureCli } from './support/cli-capture.ts';
+
+afterAll(stopAwsEmulators);
+
+function event(
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+): APIGatewayProxyEventV2 {
+  return {
+    version: '2.0',
+    routeKey: '$default',
+    rawPath: path,
+    rawQueryString: '',
+    headers: { host: 'abc123.execute-api.eu-west-1.amazonaws.com', ...headers },
+    requestContext: {
+      accountId: '123456789012',
+      apiId: 'abc123',
+      domainName: 'abc123.execute-api.eu-west-1.amazonaws.com',
+      domainPrefix: 'abc123',
+      http: { method, path, protocol: 'HTTP/1.1', sourceIp: '203.0.113.7', userAgent: 'curl/8' },
+      requestId: 'req',
+      routeKey: '$default',
+      stage: '$default',
+      time: '29/Nov/2026:15:30:00 +0000',
+      timeEpoch: 1_795_966_200_000,
+    },
+    isBase64Encoded: false,
+  };
+}
+
+describe('the api handler on AWS', () => {
+  let env: NodeJS.ProcessEnv;
+
+  beforeAll(async () => {
+    const emulators = await awsEmulators();
+    const names = freshResourceNames();
+    const adapters = openAwsAdapters(emulators, names);
+    try {
+      await adapters.catalog.createTable();
+    } finally {
+      adapters.close();
+    }
+    // The SDK clients read endpoints and credentials from the process, as in a Lambda.
+    Object.assign(process.env, emulators.env);
+    env = {
+      ...process.env,
+      IMAGE_CACHE_BACKEND: 'aws',
+      IMAGE_CACHE_BUCKET: names.bucket,
+      IMAGE_CACHE_TABLE: names.table,
+      IMAGE_CACHE_REGISTRIES: '',
+      IMAGE_CACHE_REQUIRE_AUTH: '0',
+    };
+    Object.assign(process.env, env);
+  }, 120_000);
+
+  it('wants a token even with IMAGE_CACHE_REQUIRE_AUTH=0, and takes one made by `token create --backend aws`', async () => {
+    const { handler } = await import('../functions/api.ts');
+    expect((await handler(event('GET', '/_ping'))).statusCode).toBe(200);
+
+    const refused = await handler(event('GET', '/images/json'));
+    expect(refused.statusCode).toBe(401);
+    expect(refused.headers?.['WWW-Authenticate']).toBe('Bearer realm="image-cache"');
+    expect(JSON.parse(refused.body ?? '')).toEqual({
+      message: expect.stringMatching(/authentication required/),
+    });
+
+    const cli = captureCli(env);
+    expect(await cli.run('token', 'create', '--scope', 'read', '--backend', 'aws')).toBe(0);
+    const token = cli.out().trim();
+
+    const listed = await handler(
+      event('GET', '/images/json', { authorization: `Bearer ${token}` }),
+    );
+    expect(listed.statusCode).toBe(200);
+    expect(JSON.parse(listed.body ?? '')).toEqual([]);
+
+    const forbidden = await handler(
+      event('POST', '/cache/gc', { authorization: `Bearer ${token}` }),
+    );
+    expect(forbidden.statusCode).toBe(403);
+    expect(JSON.parse(forbidden.body ?? '').message).toMatch(/needs scope admin/);
+  }, 120_000);
+});
