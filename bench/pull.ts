@@ -11,7 +11,16 @@
  *   --runs N         runs per tool (default 3)
  *   --seed S         generator seed (default "bench")
  *   --gzip-level N   gzip level of the generated layers (default 1)
- *   --tools LIST     comma list of image-cache,skopeo (default both)
+ *   --tools LIST     comma list of image-cache,skopeo (default both); image-cache-aws adds
+ *                    the AWS backend explicitly
+ *   --backend aws    also run image-cache on the AWS backend (tool image-cache-aws), beside
+ *                    the embedded default: DynamoDB Local and fauxqs are started once (as the
+ *                    tests start them), and each run spawns `serve --backend aws
+ *                    --create-resources` with AWS_ENDPOINT_URL_S3/_DYNAMODB pointing at them
+ *                    and a fresh bucket and table. Its verification reads every blob back
+ *                    from S3 and hashes it; the bucket is emptied after each run (fauxqs keeps
+ *                    objects in memory). Peak RSS and CPU are the server's alone, not the
+ *                    emulators'. DynamoDB requests per pull and per GC: npm run bench:dynamo.
  *   --concurrency N  passed to the server as --concurrency (default: the server's default)
  *   --cpu-prof       run the server with `node --cpu-prof`; profiles land in .bench/profiles/
  *   --timeout-s N    give up on a single pull or copy after N s (default 60 + size-mib / 2)
@@ -52,6 +61,13 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
 import { request } from 'undici';
 import type { Digest } from '../lib/digest.ts';
+import {
+  type AwsEmulators,
+  awsEmulators,
+  freshResourceNames,
+  openAwsAdapters,
+  stopAwsEmulators,
+} from '../test/support/aws-emulators.ts';
 import { type GeneratedBlob, generateBigImage } from '../test/support/image-factory.ts';
 import { freePort } from '../test/support/ports.ts';
 import { type PushTarget, pushBlob, pushManifest } from '../test/support/push.ts';
@@ -70,6 +86,7 @@ const MiB = 1024 * 1024;
 // Options
 
 interface Options {
+  backend: 'embedded' | 'aws';
   sizeMiB: number;
   layers: number;
   runs: number;
@@ -81,7 +98,8 @@ interface Options {
   timeoutMs: number;
 }
 
-type Tool = 'image-cache' | 'skopeo';
+type Tool = 'image-cache' | 'image-cache-aws' | 'skopeo';
+const TOOLS: readonly Tool[] = ['image-cache', 'image-cache-aws', 'skopeo'];
 
 function positiveInt(value: string, flag: string): number {
   const n = Number(value);
@@ -102,13 +120,23 @@ function parseOptions(argv: string[]): Options {
       concurrency: { type: 'string' },
       'cpu-prof': { type: 'boolean', default: false },
       'timeout-s': { type: 'string' },
+      backend: { type: 'string', default: 'embedded' },
     },
     strict: true,
     allowPositionals: false,
   });
+  const backend = values.backend;
+  if (backend !== 'embedded' && backend !== 'aws') {
+    throw new Error('--backend must be embedded or aws');
+  }
   const tools = values.tools.split(',').map((t) => t.trim());
   for (const tool of tools) {
-    if (tool !== 'image-cache' && tool !== 'skopeo') throw new Error(`unknown tool: ${tool}`);
+    if (!TOOLS.includes(tool as Tool)) throw new Error(`unknown tool: ${tool}`);
+  }
+  // Beside the embedded default: image-cache (embedded), image-cache-aws, then skopeo.
+  if (backend === 'aws' && !tools.includes('image-cache-aws')) {
+    const at = tools.indexOf('image-cache');
+    tools.splice(at === -1 ? 0 : at + 1, 0, 'image-cache-aws');
   }
   const gzipLevel = Number(values['gzip-level']);
   if (!Number.isInteger(gzipLevel) || gzipLevel < 0 || gzipLevel > 9) {
@@ -120,6 +148,7 @@ function parseOptions(argv: string[]): Options {
       ? 60 + Math.ceil(sizeMiB / 2)
       : positiveInt(values['timeout-s'], '--timeout-s');
   return {
+    backend,
     sizeMiB,
     timeoutMs: timeoutS * 1000,
     layers: positiveInt(values.layers, '--layers'),
@@ -328,16 +357,23 @@ interface Server {
   stop(): Promise<void>;
 }
 
+/** The AWS backend of one run: the emulators and the run's own bucket and table. */
+interface AwsRun {
+  emulators: AwsEmulators;
+  names: { bucket: string; table: string };
+}
+
 async function startServer(
   registry: RegistryServer,
   dataDir: string,
   options: Options,
+  aws?: AwsRun,
 ): Promise<Server> {
   let lastError: unknown;
   for (let attempt = 1; attempt <= 5; attempt++) {
     const port = await freePort();
     try {
-      return await launchServer(registry, dataDir, port, options);
+      return await launchServer(registry, dataDir, port, options, aws);
     } catch (error) {
       lastError = error;
       if (!/EADDRINUSE|address already in use/.test(String(error))) break;
@@ -351,6 +387,7 @@ async function launchServer(
   dataDir: string,
   port: number,
   options: Options,
+  aws?: AwsRun,
 ): Promise<Server> {
   const nodeArgs: string[] = [];
   if (options.cpuProf) {
@@ -370,10 +407,19 @@ async function launchServer(
     dataDir,
   ];
   if (options.concurrency !== undefined) args.push('--concurrency', String(options.concurrency));
+  if (aws) args.push('--backend', 'aws', '--create-resources');
   // Node itself, not npm or npx: the pid must be the server for /proc/<pid>/status.
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
-    env: { ...process.env, IMAGE_CACHE_REGISTRIES: `docker.io=${registry.url}` },
+    env: {
+      ...process.env,
+      IMAGE_CACHE_REGISTRIES: `docker.io=${registry.url}`,
+      ...(aws && {
+        ...aws.emulators.env,
+        IMAGE_CACHE_BUCKET: aws.names.bucket,
+        IMAGE_CACHE_TABLE: aws.names.table,
+      }),
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -431,6 +477,28 @@ async function verifyStore(dataDir: string, image: BenchImage): Promise<void> {
     }
     const actual = await sha256File(path);
     if (actual !== hex) throw new Error(`verify: ${path} hashes to sha256:${actual}`);
+  }
+}
+
+/** Every blob read back from S3: present, the right size, hashing to its digest. */
+async function verifyAwsStore(aws: AwsRun, image: BenchImage): Promise<void> {
+  const { blobs, close } = openAwsAdapters(aws.emulators, aws.names);
+  try {
+    for (const blob of image.blobs) {
+      const info = await blobs.stat(blob.digest);
+      if (!info) throw new Error(`verify: ${blob.digest} missing in s3://${aws.names.bucket}`);
+      if (info.size !== blob.size) {
+        throw new Error(
+          `verify: ${blob.digest} has ${info.size} bytes in S3, expected ${blob.size}`,
+        );
+      }
+      const hash = createHash('sha256');
+      await pipeline(await blobs.read(blob.digest), hash);
+      const actual = `sha256:${hash.digest('hex')}`;
+      if (actual !== blob.digest) throw new Error(`verify: ${blob.digest} hashes to ${actual}`);
+    }
+  } finally {
+    close();
   }
 }
 
@@ -537,11 +605,13 @@ async function runImageCache(
   registry: RegistryServer,
   image: BenchImage,
   options: Options,
+  emulators?: AwsEmulators,
 ): Promise<RunResult> {
   const data = await tempDir('bench-data');
+  const aws: AwsRun | undefined = emulators && { emulators, names: freshResourceNames() };
   let server: Server | undefined;
   try {
-    server = await startServer(registry, data.path, options);
+    server = await startServer(registry, data.path, options, aws);
     const idleRss = await statusField(server.pid, 'VmRSS');
     const cpuBefore = await cpuSeconds(server.pid);
     let pull: PullTrace & { ms: number };
@@ -553,7 +623,8 @@ async function runImageCache(
     const rssBytes = await statusField(server.pid, 'VmHWM');
     const cpu = (await cpuSeconds(server.pid)) - cpuBefore;
     await server.stop();
-    await verifyStore(data.path, image);
+    if (aws) await verifyAwsStore(aws, image);
+    else await verifyStore(data.path, image);
     return {
       ms: pull.ms,
       rssBytes,
@@ -563,6 +634,8 @@ async function runImageCache(
   } finally {
     await server?.stop();
     await data.cleanup();
+    // fauxqs holds objects in memory: empty the run's bucket before the next run.
+    if (aws) await aws.emulators.s3.removeBucket(aws.names.bucket).catch(() => undefined);
   }
 }
 
@@ -667,12 +740,12 @@ function printReport(
       const rss = run.rssBytes === undefined ? 'n/a' : `${(run.rssBytes / MiB).toFixed(1)} MiB`;
       const cpu = run.cpuSeconds === undefined ? 'n/a' : `${run.cpuSeconds.toFixed(2)} s`;
       out.push(
-        `  ${pad(tool, 12)} #${i + 1}  ${seconds(run.ms)} s  rss ${rss}  cpu ${cpu}${run.note ? `  (${run.note})` : ''}`,
+        `  ${pad(tool, 15)} #${i + 1}  ${seconds(run.ms)} s  rss ${rss}  cpu ${cpu}${run.note ? `  (${run.note})` : ''}`,
       );
     });
   }
   out.push('');
-  const header = `${pad('tool', 12)} ${pad('runs', 5, true)} ${pad('median s', 9, true)} ${pad('MB/s', 8, true)} ${pad('peak RSS MiB', 13, true)} ${pad('median CPU s', 13, true)}`;
+  const header = `${pad('tool', 15)} ${pad('runs', 5, true)} ${pad('median s', 9, true)} ${pad('MB/s', 8, true)} ${pad('peak RSS MiB', 13, true)} ${pad('median CPU s', 13, true)}`;
   out.push(header);
   out.push('-'.repeat(header.length));
   const medians = new Map<Tool, number>();
@@ -685,7 +758,7 @@ function printReport(
     peaks.set(tool, peak);
     const cpu = runs.map((r) => r.cpuSeconds).filter((v): v is number => v !== undefined);
     out.push(
-      `${pad(tool, 12)} ${pad(String(runs.length), 5, true)} ${pad(seconds(m), 9, true)} ` +
+      `${pad(tool, 15)} ${pad(String(runs.length), 5, true)} ${pad(seconds(m), 9, true)} ` +
         `${pad((transferBytes / 1e6 / (m / 1000)).toFixed(1), 8, true)} ` +
         `${pad(peak === undefined ? 'n/a' : (peak / MiB).toFixed(1), 13, true)} ` +
         `${pad(cpu.length ? median(cpu).toFixed(2) : 'n/a', 13, true)}`,
@@ -712,6 +785,16 @@ function printReport(
     );
   } else {
     out.push('SKIP: server peak RSS < 200 MB (image-cache not run)');
+  }
+  const aws = medians.get('image-cache-aws');
+  const awsPeak = peaks.get('image-cache-aws');
+  if (aws !== undefined) {
+    out.push(
+      `AWS backend (DynamoDB Local + fauxqs on 127.0.0.1): median ${seconds(aws)} s` +
+        (ic === undefined ? '' : `, ${(aws / ic).toFixed(2)}x the embedded default`) +
+        (sk === undefined ? '' : `, ${(aws / sk).toFixed(2)}x skopeo`) +
+        (awsPeak === undefined ? '' : `; server peak RSS ${(awsPeak / MiB).toFixed(1)} MiB`),
+    );
   }
   if (results.has('skopeo') && peaks.get('skopeo') === undefined) {
     out.push(`note: skopeo RSS not measured (${TIME_BIN} missing; apt-get install time)`);
@@ -750,6 +833,14 @@ async function main(): Promise<void> {
     log(`registry at ${registry.url}`);
     await push(registry, image);
 
+    let emulators: AwsEmulators | undefined;
+    if (options.tools.includes('image-cache-aws')) {
+      log('starting DynamoDB Local and fauxqs ...');
+      cleanups.push(() => stopAwsEmulators());
+      emulators = await awsEmulators();
+      log(`DynamoDB Local at ${emulators.dynamo.endpoint}, fauxqs at ${emulators.s3.endpoint}`);
+    }
+
     const results = new Map<Tool, RunResult[]>(options.tools.map((t) => [t, []]));
     for (let run = 1; run <= options.runs; run++) {
       // a, b, a, b, ...: neither tool gets all the warm-cache runs.
@@ -758,13 +849,15 @@ async function main(): Promise<void> {
         const result =
           tool === 'image-cache'
             ? await runImageCache(registry, image, options)
-            : await runSkopeo(registry, image, options.timeoutMs);
+            : tool === 'image-cache-aws'
+              ? await runImageCache(registry, image, options, emulators)
+              : await runSkopeo(registry, image, options.timeoutMs);
         log(
           `  ${seconds(result.ms)} s` +
             (result.rssBytes === undefined
               ? ''
               : `, peak RSS ${(result.rssBytes / MiB).toFixed(1)} MiB`) +
-            (tool === 'image-cache' ? ', store verified' : ''),
+            (tool === 'skopeo' ? '' : ', store verified'),
         );
         results.get(tool)!.push(result);
       }

@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DynamoCatalog } from '../lib/adapters/dynamo-catalog.ts';
 import { FsBlobStore } from '../lib/adapters/fs-blob-store.ts';
+import { S3BlobStore } from '../lib/adapters/s3-blob-store.ts';
 import { SqliteCatalog } from '../lib/adapters/sqlite-catalog.ts';
 import { parseServeArgs } from '../lib/config.ts';
 import type { Digest } from '../lib/digest.ts';
@@ -10,6 +12,7 @@ import type { Catalog } from '../lib/ports/catalog.ts';
 import type { Clock } from '../lib/ports/clock.ts';
 import { PullService } from '../lib/pull.ts';
 import { parsePullParams } from '../lib/reference.ts';
+import { awsEmulators, stopAwsEmulators } from './support/aws-emulators.ts';
 import type { FakeRegistry } from './support/fake-registry.ts';
 import { type GeneratedImage, generateImage, Rng } from './support/image-factory.ts';
 import { tempDirs } from './support/tmp.ts';
@@ -18,19 +21,96 @@ import { Harness } from './support/upstream-harness.ts';
 /**
  * Invariants 2 and 3 under contention: workers pull (through the real PullService, from a fake
  * registry, images sharing base layers), tag, remove, prune and collect with grace 0, on two
- * SqliteCatalog connections to one file. A checker watches every tag while they run; at the
+ * catalog connections to one database. A checker watches every tag while they run; at the
  * end every tag must resolve to complete, correctly hashed content, and removing everything
- * plus one collection must leave no blob file and no blob record.
+ * plus one collection must leave no blob and no blob record.
  *
  * The same run against a collector whose live -> deleting transition ignores the generation
  * (the broken protocol) must be caught, which shows the test can fail.
+ *
+ * Both run on each backend: two SqliteCatalog connections to one file over an FsBlobStore, and
+ * two DynamoCatalog clients on one DynamoDB Local table over an S3BlobStore on fauxqs.
  */
 
 const IMAGES = 6;
 const WORKERS_PER_CATALOG = 3;
-const OPS_PER_WORKER = 45;
-/** Seeds for the broken run; the first one is expected to catch it, the rest are slack. */
-const BROKEN_SEEDS = ['broken-1', 'broken-2', 'broken-3'];
+/** Seeds for the broken run, tried until one catches it. */
+const brokenSeeds = (count: number) => Array.from({ length: count }, (_, i) => `broken-${i + 1}`);
+
+/** What the stress runs on: a blob store and two catalog connections sharing one database. */
+interface StressStorage {
+  store: BlobStore;
+  catalogs: Catalog[];
+  close(): Promise<void>;
+}
+
+interface StressBackend {
+  name: string;
+  /**
+   * Operations per worker. Every request to the emulators is a loopback HTTP round trip
+   * (milliseconds, not SQLite's microseconds), so the AWS run does fewer to stay well under
+   * a minute on two cores.
+   */
+  opsPerWorker: number;
+  /**
+   * How many seeds the broken run may try. On SQLite the first is expected to catch it, the
+   * rest are slack. On the emulators, with fewer operations and millisecond round trips, one
+   * seed catches it about 7 times in 10 (measured on two busy cores: 13 of 18 runs of seeds
+   * broken-1..10), so six seeds leave a chance of about 0.3^6 < 0.1% of a false pass, at
+   * 5 to 15 s per seed.
+   */
+  brokenSeeds: string[];
+  /** Timeouts of the correct and the broken run. */
+  timeoutMs: { correct: number; broken: number };
+  open(temps: ReturnType<typeof tempDirs>): Promise<StressStorage>;
+}
+
+const BACKENDS: StressBackend[] = [
+  {
+    name: 'SQLite + filesystem',
+    opsPerWorker: 45,
+    brokenSeeds: brokenSeeds(3),
+    timeoutMs: { correct: 60_000, broken: 90_000 },
+    async open(temps) {
+      const dir = await temps.create();
+      const catalogs = [
+        new SqliteCatalog(dir.file('catalog.db')),
+        new SqliteCatalog(dir.file('catalog.db')),
+      ];
+      return {
+        store: new FsBlobStore(dir.path),
+        catalogs,
+        close: async () => {
+          for (const catalog of catalogs) catalog.close();
+          await dir.cleanup();
+        },
+      };
+    },
+  },
+  {
+    name: 'DynamoDB Local + S3 (fauxqs)',
+    opsPerWorker: 15,
+    brokenSeeds: brokenSeeds(6),
+    timeoutMs: { correct: 90_000, broken: 150_000 },
+    async open() {
+      const { dynamo, s3 } = await awsEmulators();
+      const [table, bucket] = await Promise.all([dynamo.createTable(), s3.createBucket()]);
+      const store = new S3BlobStore({ client: s3.client(), bucket });
+      // Two clients, two catalogs: as two servers of one deployment would share the table.
+      const catalogs = [0, 1].map(
+        () => new DynamoCatalog({ client: dynamo.client(), tableName: table }),
+      );
+      return {
+        store,
+        catalogs,
+        close: async () => {
+          for (const catalog of catalogs) catalog.close();
+          store.client.destroy();
+        },
+      };
+    },
+  },
+];
 
 type Variant = 'correct' | 'broken';
 
@@ -49,7 +129,9 @@ class TickClock implements Clock {
   }
 }
 
-describe('GC under concurrent pulls, tags, removals and prunes', () => {
+afterAll(stopAwsEmulators);
+
+describe.each(BACKENDS)('GC under concurrent pulls, tags, rmi and prune on $name', (backend) => {
   const harness = new Harness();
   const temps = tempDirs('gc-stress');
   let registry: FakeRegistry;
@@ -82,18 +164,14 @@ describe('GC under concurrent pulls, tags, removals and prunes', () => {
   });
 
   async function stress(seed: string, variant: Variant): Promise<StressResult> {
-    const dir = await temps.create();
-    const config = parseServeArgs(['--data', dir.path], {
+    const config = parseServeArgs([], {
       IMAGE_CACHE_REGISTRIES: `docker.io=${registry.url.origin}`,
     });
     const upstream = harness.upstream(registry, { registries: config.registries });
     const clock = new TickClock();
-    const store = new FsBlobStore(dir.path);
+    const storage = await backend.open(temps);
+    const { store, catalogs } = storage;
     const blobs = jittery(store, new Rng(`${seed}/jitter`));
-    const catalogs = [
-      new SqliteCatalog(dir.file('catalog.db')),
-      new SqliteCatalog(dir.file('catalog.db')),
-    ];
     const result: StressResult = { violations: [], ops: {}, errors: {} };
     const count = (map: Record<string, number>, key: string) => {
       map[key] = (map[key] ?? 0) + 1;
@@ -148,8 +226,7 @@ describe('GC under concurrent pulls, tags, removals and prunes', () => {
         await removeEverything(catalogs[0]!, store, clock, result.violations);
       return result;
     } finally {
-      for (const catalog of catalogs) catalog.close();
-      await dir.cleanup();
+      await storage.close();
     }
   }
 
@@ -161,7 +238,7 @@ describe('GC under concurrent pulls, tags, removals and prunes', () => {
     result: StressResult,
     count: (map: Record<string, number>, key: string) => void,
   ): Promise<void> {
-    for (let i = 0; i < OPS_PER_WORKER; i++) {
+    for (let i = 0; i < backend.opsPerWorker; i++) {
       const roll = rng.int(1, 100);
       const op =
         roll <= 40
@@ -198,17 +275,25 @@ describe('GC under concurrent pulls, tags, removals and prunes', () => {
     }
   }
 
-  it('keeps every tag complete and leaves nothing behind after removing everything', async () => {
-    const result = await stress('correct', 'correct');
-    console.info('correct protocol:', JSON.stringify(result));
-    expect(result.violations).toEqual([]);
-    expect(result.ops.pull).toBeGreaterThan(50);
-    expect(result.ops.gc).toBeGreaterThan(10);
-  }, 60_000);
+  const correctRun = { timeout: backend.timeoutMs.correct };
+  it(
+    'keeps every tag complete and leaves nothing behind after removing everything',
+    correctRun,
+    async () => {
+      const result = await stress('correct', 'correct');
+      console.info('correct protocol:', JSON.stringify(result));
+      expect(result.violations).toEqual([]);
+      // 40% of the operations are pulls, 15% collections (plus the background sweeps).
+      const total = 2 * WORKERS_PER_CATALOG * backend.opsPerWorker;
+      expect(result.ops.pull).toBeGreaterThan(total * 0.2);
+      expect(result.ops.gc).toBeGreaterThan(total * 0.04);
+    },
+  );
 
-  it('catches a collector that skips the conditional generation check', async () => {
+  const brokenRun = { timeout: backend.timeoutMs.broken };
+  it('catches a collector that skips the conditional generation check', brokenRun, async () => {
     const found: string[] = [];
-    for (const seed of BROKEN_SEEDS) {
+    for (const seed of backend.brokenSeeds) {
       const result = await stress(seed, 'broken');
       console.info(`broken protocol (${seed}):`, result.violations.length, 'violations');
       if (result.violations.length > 0) {
@@ -218,7 +303,7 @@ describe('GC under concurrent pulls, tags, removals and prunes', () => {
     }
     expect(found.length).toBeGreaterThan(0);
     expect(found[0]).toMatch(/^tag .* -> .*: blob sha256:[a-f0-9]{64} (is missing|does not hash)/);
-  }, 90_000);
+  });
 });
 
 /** `docker tag`: a new name on a manifest that is (or was, a moment ago) stored. */

@@ -1,12 +1,10 @@
 import { execFile } from 'node:child_process';
-import { readdir, stat } from 'node:fs/promises';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SqliteCatalog } from '../lib/adapters/sqlite-catalog.ts';
 import { humanSize } from '../lib/cli/format.ts';
-import { type Digest, digestHex } from '../lib/digest.ts';
-import { type CacheServer, startCacheServer } from './support/cache-server.ts';
+import { digestHex } from '../lib/digest.ts';
+import { stopAwsEmulators } from './support/aws-emulators.ts';
+import { CACHE_BACKENDS, type CacheServer, startCacheServer } from './support/cache-server.ts';
 import { docker } from './support/docker-cli.ts';
 import {
   type GeneratedImage,
@@ -22,9 +20,12 @@ const BIN = fileURLToPath(new URL('../bin/image-cache.js', import.meta.url));
 /**
  * docker tag / rmi / image prune through the real docker CLI (client only), with the CNCF
  * registry as docker.io. Each step checks what the CLI printed and what is left in the catalog
- * and in <data>/blobs/sha256, with every expectation derived from the generated images.
+ * and in the blob store, with every expectation derived from the generated images. Both suites
+ * run over both backends: the embedded default and the AWS one on DynamoDB Local and fauxqs.
  */
-describe('image life cycle through the docker CLI', () => {
+afterAll(stopAwsEmulators);
+
+describe.each(CACHE_BACKENDS)('image life cycle through the docker CLI, %s backend', (backend) => {
   let registry: RegistryServer;
   let cache: CacheServer;
   let base: GeneratedImage;
@@ -39,15 +40,8 @@ describe('image life cycle through the docker CLI', () => {
   const short = (image: GeneratedImage) => digestHex(image.configBlob.digest).slice(0, 12);
   const api = (path: string, init?: RequestInit) => fetch(new URL(path, cache.url), init);
 
-  /** hex -> size of every file in the blob folder. */
-  async function blobFiles(): Promise<Map<string, number>> {
-    const dir = join(cache.dataDir, 'blobs/sha256');
-    const files = new Map<string, number>();
-    for (const name of await readdir(dir).catch(() => [] as string[])) {
-      if (/^[a-f0-9]{64}$/.test(name)) files.set(name, (await stat(join(dir, name))).size);
-    }
-    return files;
-  }
+  /** hex -> size of every blob in the store. */
+  const blobFiles = () => cache.blobFiles();
 
   function removed(before: Map<string, number>, after: Map<string, number>) {
     const gone = [...before.keys()].filter((hex) => !after.has(hex)).sort();
@@ -63,14 +57,7 @@ describe('image life cycle through the docker CLI', () => {
     return hexes(image).filter((hex) => !shared.has(hex));
   };
 
-  async function catalogManifests(): Promise<Digest[]> {
-    const catalog = new SqliteCatalog(join(cache.dataDir, 'catalog.db'));
-    try {
-      return (await catalog.listManifests()).map((m) => m.digest).sort();
-    } finally {
-      catalog.close();
-    }
-  }
+  const catalogManifests = () => cache.manifestDigests();
 
   async function repoTags(name: string): Promise<string[]> {
     const result = await run('image', 'inspect', '--format', '{{json .RepoTags}}', name);
@@ -99,6 +86,7 @@ describe('image life cycle through the docker CLI', () => {
     cache = await startCacheServer({
       registries: `docker.io=${registry.url}`,
       flags: ['--gc-interval', '0'],
+      backend,
     });
     for (const name of ['alpha:1', 'beta:1', 'gamma:1', 'delta:1', 'multi:1']) {
       const pull = await run('pull', name);
@@ -309,7 +297,7 @@ describe('image life cycle through the docker CLI', () => {
 });
 
 /** The project's own CLI verbs against the same kind of server: docker's output, our API. */
-describe('image-cache CLI: tag, rmi, prune, pin, gc', () => {
+describe.each(CACHE_BACKENDS)('image-cache CLI: tag, rmi, prune, pin, gc (%s)', (backend) => {
   let registry: RegistryServer;
   let cache: CacheServer;
   let one: GeneratedImage;
@@ -338,6 +326,7 @@ describe('image-cache CLI: tag, rmi, prune, pin, gc', () => {
     cache = await startCacheServer({
       registries: `docker.io=${registry.url}`,
       flags: ['--gc-interval', '0'],
+      backend,
     });
     for (const name of ['one:1', 'two:1']) {
       expect((await docker(cache.hostPort, ['pull', name])).code).toBe(0);

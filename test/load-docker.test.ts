@@ -2,7 +2,8 @@
  * Real tools as judges of load: a private dockerd (Debian docker.io 20.10, whose `docker save`
  * writes the classic layout) saves images that the server must load with the same IDs, tags and
  * layers; skopeo's `docker-archive:` output loads too; and the real docker CLI pointed at the
- * server (`DOCKER_HOST=tcp://...`) runs `docker load` against it.
+ * server (`DOCKER_HOST=tcp://...`) runs `docker load` against it. Runs over both backends: the
+ * embedded default and the AWS one on DynamoDB Local and fauxqs.
  */
 import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
@@ -10,7 +11,8 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { digestHex } from '../lib/digest.ts';
 import { MediaType } from '../lib/media-types.ts';
-import { type CacheServer, startCacheServer } from './support/cache-server.ts';
+import { stopAwsEmulators } from './support/aws-emulators.ts';
+import { CACHE_BACKENDS, type CacheServer, startCacheServer } from './support/cache-server.ts';
 import { docker as dockerCli } from './support/docker-cli.ts';
 import { type Dockerd, dockerdSkipReason, startDockerd } from './support/dockerd.ts';
 import { type GeneratedImage, generateImage } from './support/image-factory.ts';
@@ -26,9 +28,11 @@ interface EngineImage {
   RootFS: { Layers: string[] };
 }
 
-describe.skipIf(skip)(
-  `load judged by dockerd, skopeo and the docker CLI${skip ? ` (skipped: ${skip})` : ''}`,
-  () => {
+afterAll(stopAwsEmulators);
+
+describe.skipIf(skip).each(CACHE_BACKENDS)(
+  `load on the %s backend judged by dockerd, skopeo and the docker CLI${skip ? ` (skipped: ${skip})` : ''}`,
+  (backend) => {
     let engine: Dockerd;
     let server: CacheServer;
     let dir: TempDir;
@@ -39,7 +43,7 @@ describe.skipIf(skip)(
     beforeAll(async () => {
       [engine, server, dir] = await Promise.all([
         startDockerd(),
-        startCacheServer({ registries: '' }),
+        startCacheServer({ registries: '', backend }),
         tempDir('load-docker'),
       ]);
       base = await generateImage({

@@ -1,8 +1,7 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { digestHex } from '../lib/digest.ts';
-import { type CacheServer, startCacheServer } from './support/cache-server.ts';
+import { stopAwsEmulators } from './support/aws-emulators.ts';
+import { CACHE_BACKENDS, type CacheServer, startCacheServer } from './support/cache-server.ts';
 import { docker } from './support/docker-cli.ts';
 import {
   type GeneratedImage,
@@ -16,9 +15,12 @@ import { type RegistryServer, startRegistry } from './support/registry-server.ts
 /**
  * The judge is the real docker CLI (client only) talking to our server through DOCKER_HOST,
  * with the real CNCF registry standing in for Docker Hub. Every expected value comes from the
- * generated images themselves (configs, diff_ids, file sizes).
+ * generated images themselves (configs, diff_ids, file sizes). Runs over both backends: the
+ * embedded default and the AWS one on DynamoDB Local and fauxqs.
  */
-describe('docker CLI against the cache (registry: docker-registry as docker.io)', () => {
+afterAll(stopAwsEmulators);
+
+describe.each(CACHE_BACKENDS)('docker CLI against the cache (%s backend)', (backend) => {
   let registry: RegistryServer;
   let cache: CacheServer;
   let multi: GeneratedIndex;
@@ -44,7 +46,7 @@ describe('docker CLI against the cache (registry: docker-registry as docker.io)'
     await pushImage({ url: registry.url, repository: 'library/empties' }, withEmptyLayers, {
       tags: ['latest'],
     });
-    cache = await startCacheServer({ registries: `docker.io=${registry.url}` });
+    cache = await startCacheServer({ registries: `docker.io=${registry.url}`, backend });
   });
 
   afterAll(async () => {
@@ -64,9 +66,8 @@ describe('docker CLI against the cache (registry: docker-registry as docker.io)'
     expect(result.stdout).toContain(`Digest: ${multi.digest}`);
     expect(result.stdout).toContain('Status: Downloaded newer image for multi:1');
     expect(result.stdout.trim().split('\n').at(-1)).toBe('docker.io/library/multi:1');
-    for (const blob of amd64.blobs) {
-      expect(existsSync(join(cache.dataDir, 'blobs/sha256', digestHex(blob.digest)))).toBe(true);
-    }
+    const stored = await cache.blobFiles();
+    for (const blob of amd64.blobs) expect(stored.get(digestHex(blob.digest))).toBe(blob.size);
   });
 
   it('says the image is up to date on a second pull', async () => {

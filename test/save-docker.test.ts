@@ -2,7 +2,8 @@
  * The real engine as judge of the server's `docker save`: every tarball is loaded into a
  * private dockerd (Debian docker.io, 20.10) and the engine must report the image IDs (config
  * digests), tags and layers of the generated images. skopeo reads the same tarballs as
- * `docker-archive:`, and the docker CLI pointed at the server saves through it.
+ * `docker-archive:`, and the docker CLI pointed at the server saves through it. Runs over both
+ * backends: the embedded default and the AWS one on DynamoDB Local and fauxqs.
  */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -10,6 +11,8 @@ import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { digestHex, shortId } from '../lib/digest.ts';
+import { stopAwsEmulators } from './support/aws-emulators.ts';
+import { CACHE_BACKENDS } from './support/cache-server.ts';
 import { docker } from './support/docker-cli.ts';
 import { type Dockerd, dockerdSkipReason, startDockerd } from './support/dockerd.ts';
 import type { GeneratedImage } from './support/image-factory.ts';
@@ -32,15 +35,17 @@ interface EngineImage {
   RootFS: { Layers: string[] };
 }
 
-describe.skipIf(skip)(
-  `server save loaded by a real dockerd${skip ? ` (skipped: ${skip})` : ''}`,
-  () => {
+afterAll(stopAwsEmulators);
+
+describe.skipIf(skip).each(CACHE_BACKENDS)(
+  `server save on the %s backend loaded by a real dockerd${skip ? ` (skipped: ${skip})` : ''}`,
+  (backend) => {
     let fx: SaveFixture;
     let engine: Dockerd;
     let dir: TempDir;
 
     beforeAll(async () => {
-      [fx, engine] = await Promise.all([startSaveFixture(), startDockerd()]);
+      [fx, engine] = await Promise.all([startSaveFixture({ backend }), startDockerd()]);
       dir = await temps.create();
     }, 180_000);
 

@@ -1,31 +1,103 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { FsBlobStore } from '../../lib/adapters/fs-blob-store.ts';
+import { SqliteCatalog } from '../../lib/adapters/sqlite-catalog.ts';
 import { parseServeArgs } from '../../lib/config.ts';
+import { type Digest, digestHex } from '../../lib/digest.ts';
 import { type RunningServer, startServer } from '../../lib/server.ts';
+import {
+  type AwsEmulators,
+  awsEmulators,
+  freshResourceNames,
+  openAwsAdapters,
+} from './aws-emulators.ts';
+
+export type CacheBackend = 'embedded' | 'aws';
+
+/**
+ * The backends the server-level suites run over (`describe.each(CACHE_BACKENDS)`): both, unless
+ * IMAGE_CACHE_TEST_BACKENDS (e.g. `embedded`) narrows it while working on one.
+ */
+export const CACHE_BACKENDS: CacheBackend[] = (
+  process.env.IMAGE_CACHE_TEST_BACKENDS?.split(',')
+    .map((name) => name.trim())
+    .filter(Boolean) ?? ['embedded', 'aws']
+).map((name) => {
+  if (name !== 'embedded' && name !== 'aws') {
+    throw new Error(`IMAGE_CACHE_TEST_BACKENDS: ${JSON.stringify(name)} is not embedded or aws`);
+  }
+  return name;
+});
 
 export interface CacheServer extends RunningServer {
+  backend: CacheBackend;
   dataDir: string;
   /** `127.0.0.1:<port>`, for DOCKER_HOST=tcp://... */
   hostPort: string;
+  /** hex -> size of every blob the server's blob store holds (files, or S3 objects). */
+  blobFiles(): Promise<Map<string, number>>;
+  /** Digests of the manifests in the server's catalog, sorted. */
+  manifestDigests(): Promise<Digest[]>;
 }
 
 /**
  * Starts the project's own server in process on a free port with a fresh data folder, resolving
- * registries as `IMAGE_CACHE_REGISTRIES` would.
+ * registries as `IMAGE_CACHE_REGISTRIES` would. With `backend: 'aws'` it runs `--backend aws
+ * --create-resources` on a fresh bucket and table in DynamoDB Local and fauxqs, started once
+ * per test file (see aws-emulators.ts: the file calls `afterAll(stopAwsEmulators)`).
  */
 export async function startCacheServer(
-  options: { registries: string; flags?: string[]; dataDir?: string } = { registries: '' },
+  options: { registries: string; flags?: string[]; dataDir?: string; backend?: CacheBackend } = {
+    registries: '',
+  },
 ): Promise<CacheServer> {
+  const backend = options.backend ?? 'embedded';
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'image-cache-data-')));
-  const config = parseServeArgs(['--port', '0', '--data', dataDir, ...(options.flags ?? [])], {
-    IMAGE_CACHE_REGISTRIES: options.registries,
-  });
+  const env: NodeJS.ProcessEnv = { IMAGE_CACHE_REGISTRIES: options.registries };
+  const flags = ['--port', '0', '--data', dataDir, ...(options.flags ?? [])];
+  let aws: { emulators: AwsEmulators; names: { bucket: string; table: string } } | undefined;
+  if (backend === 'aws') {
+    const emulators = await awsEmulators();
+    // The SDK reads region, credentials and endpoints from the process environment, as it
+    // does for `npm start -- --backend aws`; only this file's process sees them.
+    Object.assign(process.env, emulators.env);
+    const names = freshResourceNames();
+    env.IMAGE_CACHE_BUCKET = names.bucket;
+    env.IMAGE_CACHE_TABLE = names.table;
+    flags.push('--backend', 'aws', '--create-resources');
+    aws = { emulators, names };
+  }
+  const config = parseServeArgs(flags, env);
   const server = await startServer(config);
+  const adapters = () => {
+    if (aws) return openAwsAdapters(aws.emulators, aws.names);
+    const catalog = new SqliteCatalog(join(dataDir, 'catalog.db'));
+    return { blobs: new FsBlobStore(dataDir), catalog, close: () => catalog.close() };
+  };
   return {
     ...server,
+    backend,
     dataDir,
     hostPort: `127.0.0.1:${server.port}`,
+    blobFiles: async () => {
+      const { blobs, close } = adapters();
+      try {
+        const files = new Map<string, number>();
+        for await (const blob of blobs.list()) files.set(digestHex(blob.digest), blob.size);
+        return files;
+      } finally {
+        close();
+      }
+    },
+    manifestDigests: async () => {
+      const { catalog, close } = adapters();
+      try {
+        return (await catalog.listManifests()).map((m) => m.digest).sort();
+      } finally {
+        close();
+      }
+    },
     close: async () => {
       await server.close();
       if (!options.dataDir) await rm(dataDir, { recursive: true, force: true });

@@ -22,6 +22,14 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
  * Closing stdin stops it, so a crashed test run leaves no server behind.
  */
 const SERVER_SCRIPT = `
+// fauxqs 1.9.2 sorts a listing with localeCompare but pages it with \`key <= startAfter\`: with
+// keys mixing cases (blobs/sha256/README beside lowercase hex) a paginated ListObjectsV2 repeats
+// or skips keys. S3 lists in UTF-8 binary order; this process only runs fauxqs, so binary
+// order for every string comparison here is what S3 does.
+String.prototype.localeCompare = function (that) {
+  const self = String(this);
+  return self < that ? -1 : self > that ? 1 : 0;
+};
 import { buildApp } from 'fauxqs';
 const app = buildApp({ logger: false });
 const address = await app.listen({ port: 0, host: '127.0.0.1' });

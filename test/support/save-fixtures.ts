@@ -6,7 +6,7 @@
  */
 import { Readable } from 'node:stream';
 import tar from 'tar-stream';
-import { type CacheServer, pullVia, startCacheServer } from './cache-server.ts';
+import { type CacheBackend, type CacheServer, pullVia, startCacheServer } from './cache-server.ts';
 import {
   type GeneratedImage,
   type GeneratedIndex,
@@ -33,7 +33,9 @@ export interface SaveFixture {
   close(): Promise<void>;
 }
 
-export async function startSaveFixture(): Promise<SaveFixture> {
+export async function startSaveFixture(
+  options: { backend?: CacheBackend } = {},
+): Promise<SaveFixture> {
   const registry = await startRegistry();
   try {
     const base = await generateImage({ seed: 'save-base', layers: 1 });
@@ -69,6 +71,7 @@ export async function startSaveFixture(): Promise<SaveFixture> {
 
     const cache = await startCacheServer({
       registries: `docker.io=${registry.url},localhost:5000=${registry.url}`,
+      ...(options.backend && { backend: options.backend }),
     });
     for (const [fromImage, tag] of [
       ['app', '1'],
