@@ -9,6 +9,8 @@ import { InvalidArgumentError, NotFoundError } from '../errors.ts';
 import type { BlobStore, ByteRange, ListedBlob, StoredBlob } from '../ports/blob-store.ts';
 import { VerifyingStream } from '../verify.ts';
 
+/** Files stat'ed at once while listing. */
+const LIST_BATCH = 64;
 const HEX_NAME = /^[a-f0-9]{64}$/;
 
 /**
@@ -119,21 +121,37 @@ export class FsBlobStore implements BlobStore {
       if (isErrno(error, 'ENOENT')) return;
       throw error;
     }
-    // opendir streams entries, so listing a million blobs does not build a million-entry array.
+    // opendir streams entries, so listing a million blobs does not build a million-entry array;
+    // stats run a batch at a time, since one at a time leaves the disk and thread pool idle.
+    let batch: string[] = [];
     for await (const entry of dir) {
       if (!entry.isFile() || !HEX_NAME.test(entry.name)) continue;
-      try {
-        const info = await stat(join(this.paths.sha256, entry.name));
-        yield {
-          digest: `sha256:${entry.name}` as Digest,
-          size: info.size,
-          modifiedAt: Math.floor(info.mtimeMs),
-        };
-      } catch (error) {
-        // Deleted between readdir and stat: it is simply no longer there.
-        if (!isErrno(error, 'ENOENT')) throw error;
-      }
+      batch.push(entry.name);
+      if (batch.length < LIST_BATCH) continue;
+      yield* await this.#statAll(batch);
+      batch = [];
     }
+    yield* await this.#statAll(batch);
+  }
+
+  async #statAll(names: string[]): Promise<ListedBlob[]> {
+    const listed = await Promise.all(
+      names.map(async (name): Promise<ListedBlob | undefined> => {
+        try {
+          const info = await stat(join(this.paths.sha256, name));
+          return {
+            digest: `sha256:${name}` as Digest,
+            size: info.size,
+            modifiedAt: Math.floor(info.mtimeMs),
+          };
+        } catch (error) {
+          // Deleted between readdir and stat: it is simply no longer there.
+          if (isErrno(error, 'ENOENT')) return undefined;
+          throw error;
+        }
+      }),
+    );
+    return listed.filter((blob): blob is ListedBlob => blob !== undefined);
   }
 
   /**
