@@ -28,8 +28,8 @@ import { s3Keys } from '../lib/adapters/s3/keys.ts';
 const KEYS = s3Keys();
 export const BLOBS_PREFIX = KEYS.blobsPrefix;
 export const STAGING_PREFIX = KEYS.stagingPrefix;
-/** Where saved tarballs will be exported for presigned downloads (not written yet). */
-export const EXPORTS_PREFIX = 'exports/';
+/** Where saved tarballs are exported for presigned downloads (lib/save/export.ts). */
+export const EXPORTS_PREFIX = KEYS.exportsPrefix;
 
 /** Item reads and writes the catalog makes; no table management (CreateTable, UpdateTimeToLive). */
 const CATALOG_ACTIONS = [
@@ -115,6 +115,14 @@ export class ImageCacheStack extends Stack {
         sid: 'BlobObjects',
         actions: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'],
         resources: objects(BLOBS_PREFIX, STAGING_PREFIX),
+      }),
+    );
+    // Save exports: HeadObject (GetObject), the tarball upload, and the presigned GET it signs.
+    api.addToRolePolicy(
+      new PolicyStatement({
+        sid: 'SaveExports',
+        actions: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'],
+        resources: objects(EXPORTS_PREFIX),
       }),
     );
     // The collector only reads (HeadObject) and deletes blobs: it never writes one.

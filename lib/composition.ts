@@ -47,9 +47,10 @@ export async function composeAws(
 ): Promise<Composition> {
   if (!config.aws) throw new Error('composeAws needs the aws settings of --backend aws');
   const { bucket, table, createResources } = config.aws;
-  const [{ S3BlobStore }, { DynamoCatalog }] = await Promise.all([
+  const [{ S3BlobStore }, { DynamoCatalog }, { S3SaveExports }] = await Promise.all([
     import('./adapters/s3-blob-store.ts'),
     import('./adapters/dynamo-catalog.ts'),
+    import('./adapters/s3-save-exports.ts'),
   ]);
   const blobs = new S3BlobStore({ client: S3BlobStore.clientFromEnvironment(), bucket });
   const catalog = new DynamoCatalog({
@@ -67,7 +68,10 @@ export async function composeAws(
     throw error;
   }
   return {
-    context: engineContext(config, blobs, catalog, overrides),
+    context: {
+      ...engineContext(config, blobs, catalog, overrides),
+      exports: new S3SaveExports(blobs, { now: () => (overrides.clock ?? systemClock).now() }),
+    },
     close: async () => {
       catalog.close();
       blobs.client.destroy();

@@ -277,6 +277,18 @@ describe('least privilege', () => {
     );
   });
 
+  it('lets the api read and write save exports, but not delete them (the lifecycle rule does)', () => {
+    const exports = statementsOf('Api').filter((s) =>
+      JSON.stringify(s.Resource).includes(`/${s3Keys().exportsPrefix}*`),
+    );
+    expect(exports).toHaveLength(1);
+    expect([exports[0]!.Action].flat().sort()).toEqual([
+      's3:AbortMultipartUpload',
+      's3:GetObject',
+      's3:PutObject',
+    ]);
+  });
+
   it('lets prune only read, list and delete blobs: it never writes an object', () => {
     const actions = actionsOf('Prune');
     expect([...actions].sort()).toEqual(

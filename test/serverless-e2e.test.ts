@@ -4,8 +4,13 @@ import { join } from 'node:path';
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createToken } from '../lib/auth/tokens.ts';
+import type { CliContext } from '../lib/cli/context.ts';
+import { ApiClient } from '../lib/cli/http.ts';
+import { main } from '../lib/cli/main.ts';
 import { digestHex } from '../lib/digest.ts';
 import { lambdaRuntime } from '../lib/lambda/runtime.ts';
+import { systemClock } from '../lib/ports/clock.ts';
+import { prepareSave } from '../lib/save/save.ts';
 import {
   type ApiGatewayLocal,
   type HttpApiHandler,
@@ -30,7 +35,7 @@ import { type TempDir, tempDir } from './support/tmp.ts';
  * buffered 6 MB results), with the AWS backend on DynamoDB Local and fauxqs and a real
  * docker-registry as docker.io. The judge is the real docker CLI with DOCKER_HOST pointing at
  * the gateway, sending a bearer token through config.json's HttpHeaders (the function always
- * requires tokens). This file's process is one Lambda container: the function's environment
+ * requires tokens); the project's CLI saves past the 6 MB result through the S3 redirect. This file's process is one Lambda container: the function's environment
  * is set before the handler's first invocation, as Lambda sets it before the init phase.
  */
 afterAll(async () => {
@@ -176,7 +181,28 @@ describe('serverless: docker CLI -> API Gateway (local) -> api Lambda -> S3 + Dy
     expect(result.code).not.toBe(0);
     expect(result.stderr).toMatch(/Lambda response/);
     expect(result.stderr).toMatch(/presigned download/);
+    expect(result.stderr).toContain('/images/get?names=big%3A1&redirect=1');
+    expect(result.stderr).toContain('image-cache save');
     expect(lastInvocation()).toMatchObject({ status: 413, invoked: true });
+  });
+
+  it('saves the big image with the project CLI through the presigned S3 redirect', async () => {
+    const out = join(work.path, 'big-cli.tar');
+    let stderr = '';
+    const ctx: CliContext = {
+      stdout: { write: () => true },
+      stderr: { write: (text: string) => (stderr += text) },
+      env: {},
+      client: () => new ApiClient({ baseUrl: gateway.url, token: tokens.read }),
+      now: () => Date.now(),
+    };
+    expect(await main(['save', '-o', out, 'big:1'], ctx)).toBe(0);
+    expect(stderr).not.toMatch(/Error/);
+    expect(lastInvocation()).toMatchObject({ status: 307, invoked: true });
+    const tarball = await prepareSave({ ...adapters, clock: systemClock }, ['big:1']);
+    const chunks: Buffer[] = [];
+    for await (const chunk of tarball.open()) chunks.push(chunk as Buffer);
+    expect((await readFile(out)).equals(Buffer.concat(chunks))).toBe(true);
   });
 
   it('answers a load body over 10 MB with the gateway 413, without invoking the function', async () => {

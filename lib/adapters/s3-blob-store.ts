@@ -27,6 +27,7 @@ import {
   validatePartSize,
   validatePartSizing,
 } from './s3/part-size.ts';
+import { S3Uploads } from './s3/uploads.ts';
 
 export type { S3ClientSettings } from './s3/client.ts';
 
@@ -86,6 +87,8 @@ export class S3BlobStore implements BlobStore, PresignedBlobUrls {
   readonly client: S3Client;
   readonly bucket: string;
   readonly keys: S3Keys;
+  /** Presigned client uploads for POST /cache/loads (lib/ports/presigned-uploads.ts). */
+  readonly presignedUploads: S3Uploads;
   readonly #sizing: PartSizing;
   readonly #uploadConcurrency: number;
   readonly #listPageSize: number;
@@ -97,6 +100,11 @@ export class S3BlobStore implements BlobStore, PresignedBlobUrls {
     this.client = options.client;
     this.bucket = options.bucket;
     this.keys = s3Keys(options.prefix);
+    this.presignedUploads = new S3Uploads({
+      client: this.client,
+      bucket: this.bucket,
+      keys: this.keys,
+    });
     this.#sizing = validatePartSizing({
       partSize: options.partSize ?? DEFAULT_PART_SIZING.partSize,
       unknownSizePartSize: options.unknownSizePartSize ?? DEFAULT_PART_SIZING.unknownSizePartSize,

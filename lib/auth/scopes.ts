@@ -38,10 +38,13 @@ export const ROUTE_SCOPES = {
   'GET /cache/registries': 'read',
   'GET /cache/pins': 'read',
   'GET /cache/gc': 'read',
+  'GET /cache/exports': 'read',
 
   'POST /images/create': 'pull',
 
   'POST /images/load': 'write',
+  'POST /cache/loads': 'write',
+  'POST /cache/loads/{id}/commit': 'write',
   'POST /images/{name}/tag': 'write',
   'DELETE /images/{name}': 'write',
   'PUT /cache/pins/{name}': 'write',

@@ -5,6 +5,7 @@ import type { Clock } from '../ports/clock.ts';
 import type { Upstream } from '../ports/upstream.ts';
 import type { PullService } from '../pull.ts';
 import type { MaintenanceSettings } from '../retention.ts';
+import type { SaveExports } from '../save/export.ts';
 
 /** Everything a route may use; built once by the composition root. */
 export interface EngineContext {
@@ -20,4 +21,6 @@ export interface EngineContext {
   maintenance: MaintenanceSettings;
   /** Bearer-token checks before every route; absent when access control is off (loopback dev). */
   auth?: TokenAuthenticator;
+  /** Save through storage (presigned downloads); absent where the backend has none (embedded). */
+  exports?: SaveExports;
 }

@@ -2,6 +2,8 @@ import { ROUTE_SCOPES } from '../auth/scopes.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { loadArchive } from '../load/load.ts';
 import { loadLimitsFromEnv, PayloadTooLargeError } from '../load/tar-reader.ts';
+import { presignedUploadsOf } from '../ports/presigned-uploads.ts';
+import type { EngineContext } from './context.ts';
 import { errorResponse, type HttpResponse } from './http.ts';
 import type { Route } from './router.ts';
 
@@ -23,7 +25,7 @@ export const loadRoutes: Route[] = [
       if (Number.isFinite(declared) && declared > limits.maxBodyBytes) {
         // Reading a body we refuse would only waste the bandwidth; close after answering.
         return {
-          ...errorResponse(new PayloadTooLargeError(limits.maxBodyBytes)),
+          ...errorResponse(tooLarge(limits.maxBodyBytes, context)),
           headers: closeHeaders,
         };
       }
@@ -33,15 +35,13 @@ export const loadRoutes: Route[] = [
           { catalog: context.catalog, blobs: context.blobs, clock: context.clock },
           { limits },
         );
-        const lines = result.messages.map((m) => `${JSON.stringify({ stream: `${m}\n` })}\r\n`);
-        return {
-          status: 200,
-          headers: { 'Content-Type': 'application/json' },
-          body: lines.join(''),
-        };
+        return loadedResponse(result.messages);
       } catch (error) {
         if (error instanceof PayloadTooLargeError) {
-          return { ...errorResponse(error), headers: closeHeaders };
+          return {
+            ...errorResponse(tooLarge(limits.maxBodyBytes, context)),
+            headers: closeHeaders,
+          };
         }
         // Let the client finish sending so it reads our answer instead of a reset.
         if (!body.readableEnded) body.resume();
@@ -50,5 +50,22 @@ export const loadRoutes: Route[] = [
     },
   },
 ];
+
+/** Docker's answer to a load: one `{"stream"}` line per loaded image or tag. */
+export function loadedResponse(messages: string[]): HttpResponse {
+  const lines = messages.map((m) => `${JSON.stringify({ stream: `${m}\n` })}\r\n`);
+  return { status: 200, headers: { 'Content-Type': 'application/json' }, body: lines.join('') };
+}
+
+/** The 413, naming the presigned path where the backend has one (S3 behind API Gateway). */
+function tooLarge(limit: number, context: EngineContext): PayloadTooLargeError {
+  const error = new PayloadTooLargeError(limit);
+  if (presignedUploadsOf(context.blobs)) error.message += `; ${PRESIGNED_LOAD_HINT}`;
+  return error;
+}
+
+export const PRESIGNED_LOAD_HINT =
+  'large archives load through S3: POST /cache/loads?size=<bytes> for presigned upload URLs, ' +
+  'then POST /cache/loads/<id>/commit (`image-cache load -i FILE` does this by itself)';
 
 const closeHeaders = { 'Content-Type': 'application/json', Connection: 'close' };

@@ -11,6 +11,7 @@ import { loadRoutes } from './load-routes.ts';
 import { removalRoutes } from './removal-routes.ts';
 import { saveRoutes } from './save-routes.ts';
 import { systemRoutes } from './system-routes.ts';
+import { uploadRoutes } from './upload-routes.ts';
 
 export type RouteHandler = (
   request: HttpRequest,
@@ -37,6 +38,7 @@ export function createRouter(context: EngineContext) {
     ...systemRoutes,
     ...saveRoutes,
     ...loadRoutes,
+    ...uploadRoutes,
     ...imageRoutes,
     ...removalRoutes,
     ...cacheRoutes,

@@ -28,15 +28,32 @@ const TEXT_TYPES = /^(text\/|application\/(json|x-ndjson|[\w.+-]+\+json)\b)/i;
  * too large for this transport, not because the server failed; the message says what to do.
  */
 export class ResponseTooLargeError extends ImageCacheError {
-  constructor(bytes: number | undefined, limit: number) {
+  constructor(bytes: number | undefined, limit: number, saveRedirect?: string) {
     const size = bytes === undefined ? 'more than' : `${bytes} bytes, more than`;
+    const url = saveRedirect ?? 'https://<endpoint>/images/get?names=<image>&redirect=1';
     super(
       'PAYLOAD_TOO_LARGE',
       `the response is ${size} the ${limit} bytes a Lambda response behind API Gateway can ` +
-        'carry; large saves go through S3: use the presigned download (the image-cache CLI, or ' +
-        'curl -L) instead of this endpoint, or run the single-node server',
+        'carry; large saves go through S3 as a presigned download: ' +
+        `curl -L -H 'Authorization: Bearer <token>' -o image.tar '${url}' ` +
+        '(the docker CLI does not follow redirects), or image-cache save -o image.tar <image>',
     );
   }
+}
+
+/**
+ * The URL that asks for this save as a redirect to its S3 export, for the 413 message; undefined
+ * for anything but a save (`GET /images/get`, `GET /images/{name}/get`).
+ */
+export function saveRedirectUrl(event: APIGatewayProxyEventV2): string | undefined {
+  const path = event.rawPath || '/';
+  if (event.requestContext.http.method.toUpperCase() !== 'GET') return undefined;
+  if (!/\/images\/(.+\/)?get$/.test(path)) return undefined;
+  const query = new URLSearchParams(event.rawQueryString ?? '');
+  query.delete('redirect');
+  query.append('redirect', '1');
+  const host = event.headers?.host ?? event.requestContext.domainName;
+  return `https://${host}${path}?${query}`;
 }
 
 export function toHttpRequest(event: APIGatewayProxyEventV2): HttpRequest {
@@ -64,6 +81,8 @@ export function toHttpRequest(event: APIGatewayProxyEventV2): HttpRequest {
 export interface ResultOptions {
   /** Bytes the serialized result may take; LAMBDA_RESPONSE_LIMIT unless a test lowers it. */
   limit?: number;
+  /** For a save: the same request as a redirect to S3 (saveRedirectUrl), named in the 413. */
+  saveRedirect?: string;
 }
 
 export async function toHttpApiResult(
@@ -83,7 +102,7 @@ export async function toHttpApiResult(
 
   let body: Buffer | string | undefined;
   try {
-    body = await bufferBody(response, maxBodyBytes);
+    body = await bufferBody(response, maxBodyBytes, options.saveRedirect);
   } catch (error) {
     if (!(error instanceof ResponseTooLargeError)) console.error(error);
     return toHttpApiResult(errorResponse(error), options);
@@ -100,7 +119,10 @@ export async function toHttpApiResult(
   // JSON escaping can still push a text body over: measure what Lambda will measure.
   const size = Buffer.byteLength(JSON.stringify(result));
   if (size > limit) {
-    return toHttpApiResult(errorResponse(new ResponseTooLargeError(size, limit)), options);
+    return toHttpApiResult(
+      errorResponse(new ResponseTooLargeError(size, limit, options.saveRedirect)),
+      options,
+    );
   }
   return result;
 }
@@ -109,17 +131,20 @@ export async function toHttpApiResult(
 async function bufferBody(
   response: HttpResponse,
   maxBytes: number,
+  saveRedirect?: string,
 ): Promise<Buffer | string | undefined> {
   const { body } = response;
   if (body === undefined || typeof body === 'string') return body;
   if (body instanceof Uint8Array) {
-    if (body.byteLength > maxBytes) throw new ResponseTooLargeError(body.byteLength, maxBytes);
+    if (body.byteLength > maxBytes) {
+      throw new ResponseTooLargeError(body.byteLength, maxBytes, saveRedirect);
+    }
     return Buffer.from(body.buffer, body.byteOffset, body.byteLength);
   }
   const declared = Number(findHeader(response.headers, 'content-length') ?? Number.NaN);
   if (Number.isFinite(declared) && declared > maxBytes) {
     body.destroy();
-    throw new ResponseTooLargeError(declared, maxBytes);
+    throw new ResponseTooLargeError(declared, maxBytes, saveRedirect);
   }
   const chunks: Buffer[] = [];
   let total = 0;
@@ -127,7 +152,7 @@ async function bufferBody(
     for await (const chunk of body) {
       const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
       total += bytes.length;
-      if (total > maxBytes) throw new ResponseTooLargeError(undefined, maxBytes);
+      if (total > maxBytes) throw new ResponseTooLargeError(undefined, maxBytes, saveRedirect);
       chunks.push(bytes);
     }
   } finally {

@@ -14,24 +14,44 @@ export interface S3Keys {
   readonly blobsPrefix: string;
   /** Every staging key starts with this; a bucket lifecycle rule may expire it. */
   readonly stagingPrefix: string;
+  /** Every save export key starts with this; a bucket lifecycle rule expires it. */
+  readonly exportsPrefix: string;
   blob(digest: Digest): string;
+  /** `<prefix>exports/<key>.tar`, for a content key (hex) of a save tarball. */
+  export(key: string): string;
   staging(): string;
+  /**
+   * Client uploads for `POST /cache/loads`: `<prefix>staging/uploads/<id>.tar`, under staging
+   * so the same lifecycle rule expires abandoned ones and the same grant covers them.
+   */
+  upload(id: string): string;
   /** The digest a blob key names, or undefined for anything else under the blobs prefix. */
   digestOf(key: string): Digest | undefined;
 }
 
 const HEX = /^[a-f0-9]{64}$/;
+const UPLOAD_ID = /^[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$/;
 
 export function s3Keys(prefix = ''): S3Keys {
   const normalised = normalisePrefix(prefix);
   const blobsPrefix = `${normalised}blobs/sha256/`;
   const stagingPrefix = `${normalised}staging/`;
+  const exportsPrefix = `${normalised}exports/`;
   return {
     prefix: normalised,
     blobsPrefix,
     stagingPrefix,
+    exportsPrefix,
     blob: (digest) => `${blobsPrefix}${digestHex(digest)}`,
+    export: (key) => {
+      if (!HEX.test(key)) throw new InvalidArgumentError(`invalid export key: ${key}`);
+      return `${exportsPrefix}${key}.tar`;
+    },
     staging: () => `${stagingPrefix}${randomUUID()}`,
+    upload: (id) => {
+      if (!UPLOAD_ID.test(id)) throw new InvalidArgumentError(`invalid upload id: ${id}`);
+      return `${stagingPrefix}uploads/${id}.tar`;
+    },
     digestOf: (key) => {
       if (!key.startsWith(blobsPrefix)) return undefined;
       const hex = key.slice(blobsPrefix.length);

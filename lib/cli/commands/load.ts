@@ -4,13 +4,22 @@ import { stat } from 'node:fs/promises';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { flagBoolean, flagString, parseArgs, UsageError } from '../args.ts';
 import type { CliContext, Command } from '../context.ts';
-import { ApiError, ConnectionError, clientOptionsFromEnv, readJsonLines } from '../http.ts';
+import {
+  type ApiClient,
+  ApiError,
+  ConnectionError,
+  clientOptionsFromEnv,
+  readJsonLines,
+} from '../http.ts';
 import { ProgressBar } from '../progress-bar.ts';
 
 const usage = `Usage:  image-cache load [OPTIONS]
 
 Load an image from a tar archive or STDIN (docker save, skopeo docker-archive, crane tarball,
 OCI image layout; optionally gzip-compressed)
+
+A file larger than the server takes in one request (API Gateway: 10 MB) is uploaded straight
+to storage through presigned URLs, then loaded from there, when the server offers it.
 
 Options:
   -i, --input string   Read from tar archive file, instead of STDIN
@@ -51,6 +60,16 @@ export const load: Command = {
       source = createReadStream(input, { highWaterMark: 1024 * 1024 });
     }
 
+    const client = ctx.client();
+    const token = clientOptionsFromEnv(ctx.env).token;
+    // Past what API Gateway accepts: upload to storage directly when the server offers it.
+    if (input !== undefined && total !== undefined && total > DIRECT_LOAD_LIMIT) {
+      source.destroy();
+      const code = await loadThroughStorage(ctx, client, token, input, total, quiet);
+      if (code !== undefined) return code;
+      source = createReadStream(input, { highWaterMark: 1024 * 1024 });
+    }
+
     const bar = new ProgressBar(ctx.stderr, { label: 'Loading', total, now: ctx.now });
     let sent = 0;
     const counter = new Transform({
@@ -63,8 +82,6 @@ export const load: Command = {
     source.on('error', (error) => counter.destroy(error));
     source.pipe(counter);
 
-    const client = ctx.client();
-    const token = clientOptionsFromEnv(ctx.env).token;
     let response: Response;
     try {
       response = await fetch(client.url('/images/load', { quiet: quiet ? '1' : '0' }), {
@@ -84,6 +101,21 @@ export const load: Command = {
         `Cannot send the archive to the image-cache server at ${client.baseUrl} (${cause?.code ?? cause?.message ?? (error as Error).message}).`,
       );
     }
+    if (response.status === 413 && input !== undefined && total !== undefined) {
+      // The front door (API Gateway: 10 MB) refused the body: take the presigned path instead.
+      bar.clear();
+      source.destroy();
+      const refusal = await response.text().catch(() => '');
+      const code = await loadThroughStorage(ctx, client, token, input, total, quiet);
+      if (code !== undefined) return code;
+      let message = refusal.trim() || 'Request Entity Too Large';
+      try {
+        message = (JSON.parse(refusal) as { message?: string }).message ?? message;
+      } catch {
+        // not JSON: show the text
+      }
+      throw new ApiError(413, `${message} (and the server offers no presigned uploads)`);
+    }
     if (response.status >= 400) {
       bar.clear();
       const text = await response.text().catch(() => '');
@@ -96,13 +128,127 @@ export const load: Command = {
       throw new ApiError(response.status, message);
     }
     bar.done();
-    for await (const line of readJsonLines<{ stream?: string; error?: string }>(response.body)) {
-      if (line.error) {
-        ctx.stderr.write(`${line.error}\n`);
-        return 1;
-      }
-      if (line.stream) ctx.stdout.write(line.stream);
-    }
-    return 0;
+    return printLoaded(ctx, response);
   },
 };
+
+/** API Gateway's request payload limit: larger files try the presigned path first. */
+export const DIRECT_LOAD_LIMIT = 10 * 1024 * 1024;
+
+async function printLoaded(ctx: CliContext, response: Response): Promise<number> {
+  for await (const line of readJsonLines<{ stream?: string; error?: string }>(response.body)) {
+    if (line.error) {
+      ctx.stderr.write(`${line.error}\n`);
+      return 1;
+    }
+    if (line.stream) ctx.stdout.write(line.stream);
+  }
+  return 0;
+}
+
+interface UploadTicket {
+  id: string;
+  url?: string;
+  parts?: { number: number; url: string }[];
+  partSize: number;
+  commit: string;
+}
+
+/**
+ * `POST /cache/loads?size=N`, PUT the file (or each part) to the presigned URLs, then commit.
+ * Undefined when the server offers no presigned uploads (404), so the caller loads directly.
+ * The storage URLs carry their own signature: no Authorization header goes to them.
+ */
+async function loadThroughStorage(
+  ctx: CliContext,
+  client: ApiClient,
+  token: string | undefined,
+  input: string,
+  total: number,
+  quiet: boolean,
+): Promise<number | undefined> {
+  let ticket: UploadTicket;
+  try {
+    ticket = await client.json<UploadTicket>('/cache/loads', {
+      method: 'POST',
+      query: { size: String(total) },
+    });
+  } catch (error) {
+    if (error instanceof ApiError && (error.status === 404 || error.status === 501)) {
+      return undefined;
+    }
+    throw error;
+  }
+  const parts = ticket.parts ?? (ticket.url ? [{ number: 1, url: ticket.url }] : []);
+  if (parts.length === 0) throw new ApiError(500, 'the server returned no upload URL');
+  const bar = new ProgressBar(ctx.stderr, { label: 'Uploading', total, now: ctx.now });
+  const uploaded: { number: number; etag: string }[] = [];
+  let sent = 0;
+  try {
+    for (const part of parts) {
+      const start = (part.number - 1) * ticket.partSize;
+      const end = Math.min(total, start + ticket.partSize);
+      const base = sent;
+      const counter = new Transform({
+        transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback) {
+          sent += chunk.length;
+          bar.update(sent);
+          callback(null, chunk);
+        },
+      });
+      const file = createReadStream(input, { start, end: end - 1, highWaterMark: 1024 * 1024 });
+      file.on('error', (error) => counter.destroy(error));
+      file.pipe(counter);
+      let response: Response;
+      try {
+        response = await fetch(part.url, {
+          method: 'PUT',
+          headers: { 'content-length': String(end - start) },
+          body: Readable.toWeb(counter) as ReadableStream<Uint8Array>,
+          duplex: 'half',
+        } as RequestInit);
+      } catch (error) {
+        const cause = (error as Error).cause as { code?: string; message?: string } | undefined;
+        throw new ConnectionError(
+          `Cannot upload part ${part.number} to storage (${cause?.code ?? cause?.message ?? (error as Error).message}).`,
+        );
+      }
+      const text = await response.text().catch(() => '');
+      if (!response.ok) {
+        throw new ApiError(
+          response.status,
+          `storage refused part ${part.number} of the upload: ${response.status} ${text.slice(0, 300)}`.trim(),
+        );
+      }
+      uploaded.push({ number: part.number, etag: response.headers.get('etag') ?? '' });
+      sent = base + (end - start);
+    }
+  } catch (error) {
+    bar.clear();
+    throw error;
+  }
+  bar.done();
+  const commit = await fetch(client.url(ticket.commit, { quiet: quiet ? '1' : '0' }), {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+    },
+    body: JSON.stringify(ticket.parts ? { parts: uploaded } : {}),
+  }).catch((error: unknown) => {
+    throw new ConnectionError(
+      `Cannot reach the image-cache server at ${client.baseUrl} to commit the upload (${(error as Error).message}).`,
+    );
+  });
+  if (commit.status >= 400) {
+    const text = await commit.text().catch(() => '');
+    let message = text.trim() || `${commit.status} ${commit.statusText}`;
+    try {
+      message = (JSON.parse(text) as { message?: string }).message ?? message;
+    } catch {
+      // not JSON: show the text
+    }
+    throw new ApiError(commit.status, message);
+  }
+  return printLoaded(ctx, commit);
+}

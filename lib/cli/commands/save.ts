@@ -1,4 +1,7 @@
-/** `image-cache save`: `docker save` over GET /images/get, streamed to a file or stdout. */
+/**
+ * `image-cache save`: `docker save` over GET /images/get, streamed to a file or stdout, through
+ * the presigned S3 download where the backend has one.
+ */
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
@@ -42,8 +45,11 @@ export const save: Command = {
       throw new Error('standard output cannot take binary data here: use -o FILE');
     }
 
+    // redirect=1: a backend with save exports (AWS) answers 307 to a presigned S3 GET, which
+    // fetch follows; it drops the Authorization header on that cross-origin hop, as the
+    // presigned URL needs. Other backends ignore it and stream the tarball.
     const response = await ctx.client().request('/images/get', {
-      query: { names: args.positionals },
+      query: { names: args.positionals, redirect: '1' },
     });
     const length = Number.parseInt(response.headers.get('content-length') ?? '', 10);
     const total = Number.isSafeInteger(length) && length >= 0 ? length : undefined;
