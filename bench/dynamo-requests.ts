@@ -32,10 +32,11 @@ import {
   freshResourceNames,
   stopAwsEmulators,
 } from '../test/support/aws-emulators.ts';
-import { generateImage, generateIndex } from '../test/support/image-factory.ts';
-import { pushImage, pushIndex } from '../test/support/push.ts';
+import { generateIndex } from '../test/support/image-factory.ts';
+import { pushIndex } from '../test/support/push.ts';
 import { startRegistry } from '../test/support/registry-server.ts';
-import { log, positiveInt } from './support.ts';
+import { log, positiveInt, runMain } from './support.ts';
+import { pushSharedBaseImages } from './support-images.ts';
 
 const HOUR = 3_600_000;
 
@@ -66,29 +67,14 @@ async function main(): Promise<void> {
     Object.assign(process.env, emulators.env);
 
     log('pushing images to docker-registry ...');
-    const base = await generateImage({ seed: 'dyn-base', format: 'docker', layers: 3 });
-    const app = await generateImage({
-      seed: 'dyn-app',
-      format: 'docker',
-      baseLayers: base.layers,
-      layers: 2,
-    });
-    const other = await generateImage({
-      seed: 'dyn-other',
-      format: 'oci',
-      baseLayers: base.layers,
-      layers: 1,
-    });
+    const { base, app, other } = await pushSharedBaseImages(registry, 'dyn');
     const multi = await generateIndex({
       seed: 'dyn-multi',
       format: 'oci',
       platforms: ['linux/amd64', 'linux/arm64/v8'],
       layers: 2,
     });
-    const target = (repository: string) => ({ url: registry.url, repository });
-    await pushImage(target('library/app'), app, { tags: ['1'] });
-    await pushImage(target('library/other'), other, { tags: ['1'] });
-    await pushIndex(target('library/multi'), multi, { tags: ['1'] });
+    await pushIndex({ url: registry.url, repository: 'library/multi' }, multi, { tags: ['1'] });
 
     const names = freshResourceNames();
     const config = parseServeArgs(
@@ -194,14 +180,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => {
-    process.exitCode = 0;
-  },
-  (error: unknown) => {
-    process.stderr.write(
-      `bench:dynamo failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-    );
-    process.exitCode = 1;
-  },
-);
+runMain('bench:dynamo', main);

@@ -20,27 +20,33 @@
  *   skopeo       `skopeo copy docker-archive:<tar> dir:<fresh tmp>`, under /usr/bin/time for RSS.
  * Exit status: 0 when the benchmark ran (even if a target is missed), 1 on any error.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { link, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parseArgs, promisify } from 'node:util';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { digestHex } from '../lib/digest.ts';
 import { MediaType } from '../lib/media-types.ts';
 import { generateImage, Rng, splitBytes } from '../test/support/image-factory.ts';
-import { freePort } from '../test/support/ports.ts';
 import { tempDir } from '../test/support/tmp.ts';
+import {
+  CACHE_ROOT,
+  cpuSeconds,
+  execFileP,
+  log,
+  MiB,
+  median,
+  positiveInt,
+  type ServerChild,
+  startServerChild,
+  statusField,
+} from './support.ts';
+import { runSkopeoTimed, skopeoPolicy } from './support-skopeo.ts';
 
-const execFileP = promisify(execFile);
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const CACHE_ROOT = join(ROOT, '.bench');
-const TIME_BIN = '/usr/bin/time';
 const TAG = 'bench/load:1';
 const RSS_TARGET_BYTES = 200 * 1000 * 1000;
-const MiB = 1024 * 1024;
 
 interface Options {
   sizeMiB: number;
@@ -72,54 +78,12 @@ function parseOptions(argv: string[]): Options {
       seed: { type: 'string', default: 'bench-load' },
     },
   });
-  const int = (value: string | undefined, flag: string) => {
-    const n = Number(value);
-    if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`--${flag} must be a positive integer`);
-    return n;
-  };
   return {
-    sizeMiB: int(values['size-mib'], 'size-mib'),
-    layers: int(values.layers, 'layers'),
-    runs: int(values.runs, 'runs'),
+    sizeMiB: positiveInt(values['size-mib'], '--size-mib'),
+    layers: positiveInt(values.layers, '--layers'),
+    runs: positiveInt(values.runs, '--runs'),
     seed: values.seed ?? 'bench-load',
   };
-}
-
-function log(message: string): void {
-  process.stderr.write(`[bench] ${message}\n`);
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
-function waitExit(child: ChildProcess): Promise<{ code: number | null; signal: string | null }> {
-  if (child.exitCode !== null || child.signalCode !== null) {
-    return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
-  }
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('exit', (code, signal) => resolve({ code, signal }));
-  });
-}
-
-async function statusField(pid: number, field: string): Promise<number> {
-  const text = await readFile(`/proc/${pid}/status`, 'utf8');
-  const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text);
-  if (!match) throw new Error(`no ${field} in /proc/${pid}/status`);
-  return Number(match[1]) * 1024;
-}
-
-async function cpuSeconds(pid: number): Promise<number> {
-  const text = await readFile(`/proc/${pid}/stat`, 'utf8');
-  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  return (Number(rest[11]) + Number(rest[12])) / 100;
-}
-
-function skopeoPolicy(): string[] {
-  return existsSync('/etc/containers/policy.json') ? [] : ['--insecure-policy'];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -179,58 +143,8 @@ async function benchTarball(options: Options): Promise<Bench> {
 // ---------------------------------------------------------------------------------------------
 // Runs
 
-async function startServer(dataDir: string) {
-  const port = await freePort();
-  const child = spawn(
-    process.execPath,
-    [
-      join(ROOT, 'bin', 'image-cache.js'),
-      'serve',
-      '--host',
-      '127.0.0.1',
-      '--port',
-      String(port),
-      '--data',
-      dataDir,
-    ],
-    {
-      cwd: ROOT,
-      env: { ...process.env, IMAGE_CACHE_REGISTRIES: '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    },
-  );
-  let output = '';
-  const collect = (chunk: Buffer) => {
-    output = (output + chunk.toString()).slice(-16 * 1024);
-  };
-  child.stdout!.on('data', collect);
-  child.stderr!.on('data', collect);
-  const exited = waitExit(child);
-  const url = `http://127.0.0.1:${port}`;
-  const stop = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const force = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    child.kill('SIGTERM');
-    await exited.catch(() => undefined);
-    clearTimeout(force);
-  };
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`server exited:\n${output}`);
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`server did not answer /_ping within 60 s\n${output}`);
-    }
-    try {
-      const response = await request(`${url}/_ping`, { headersTimeout: 1000, bodyTimeout: 1000 });
-      await response.body.dump();
-      if (response.statusCode === 200) break;
-    } catch {
-      // not listening yet
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { pid: child.pid!, url, stop, output: () => output };
+function startServer(dataDir: string): Promise<ServerChild> {
+  return startServerChild({ dataDir, registries: '' });
 }
 
 function uploadWithCurl(url: string, file: string): Promise<{ statusCode: number; text: string }> {
@@ -299,26 +213,12 @@ async function runSkopeo(bench: Bench): Promise<RunResult> {
       `docker-archive:${bench.tar}`,
       `dir:${join(out.path, 'image')}`,
     ];
-    const useTime = existsSync(TIME_BIN);
-    const timeFile = join(out.path, 'time.txt');
-    const [command, argv] = useTime
-      ? [TIME_BIN, ['-f', '%M %U %S', '-o', timeFile, 'skopeo', ...args]]
-      : ['skopeo', args];
-    let output = '';
-    const started = performance.now();
-    const child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stdout!.on('data', (c: Buffer) => {
-      output += c;
+    const run = await runSkopeoTimed(args, join(out.path, 'time.txt'), {
+      keepOutput: Number.POSITIVE_INFINITY,
     });
-    child.stderr!.on('data', (c: Buffer) => {
-      output += c;
-    });
-    const { code } = await waitExit(child);
-    const ms = performance.now() - started;
-    if (code !== 0) throw new Error(`skopeo copy failed (${code}): ${output}`);
-    if (!useTime) return { ms };
-    const [maxKb, user, sys] = (await readFile(timeFile, 'utf8')).trim().split(/\s+/).map(Number);
-    return { ms, rssBytes: maxKb! * 1024, cpuSeconds: user! + sys! };
+    if (run.code !== 0) throw new Error(`skopeo copy failed (${run.code}): ${run.output}`);
+    if (!run.timed) return { ms: run.ms };
+    return { ms: run.ms, rssBytes: run.rssBytes, cpuSeconds: run.cpuSeconds };
   } finally {
     await out.cleanup();
   }

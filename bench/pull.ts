@@ -50,17 +50,13 @@
  * MB = 10^6 bytes. Exit status: 0 when the benchmark ran (even if a target is missed),
  * 1 on any error.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { cpus, tmpdir, totalmem } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { createReadStream } from 'node:fs';
+import { mkdir, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { fileURLToPath } from 'node:url';
-import { parseArgs, promisify } from 'node:util';
+import { parseArgs } from 'node:util';
 import { request } from 'undici';
-import type { Digest } from '../lib/digest.ts';
 import {
   type AwsEmulators,
   awsEmulators,
@@ -68,19 +64,33 @@ import {
   openAwsAdapters,
   stopAwsEmulators,
 } from '../test/support/aws-emulators.ts';
-import { type GeneratedBlob, generateBigImage } from '../test/support/image-factory.ts';
-import { freePort } from '../test/support/ports.ts';
-import { type PushTarget, pushBlob, pushManifest } from '../test/support/push.ts';
 import { type RegistryServer, startRegistry } from '../test/support/registry-server.ts';
 import { tempDir } from '../test/support/tmp.ts';
+import {
+  type BenchImage,
+  benchImage,
+  CACHE_ROOT,
+  cleanupStack,
+  cpuSeconds,
+  log,
+  MiB,
+  machineLines,
+  pad,
+  positiveInt,
+  pushBenchImage,
+  requireSkopeo,
+  runMain,
+  type ServerChild,
+  seconds,
+  startServerChild,
+  statusField,
+} from './support.ts';
+import { speedVerdict, summaryTable } from './support-report.ts';
+import { runSkopeoTimed, skopeoPolicy, TIME_BIN } from './support-skopeo.ts';
 
-const execFileP = promisify(execFile);
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const CACHE_ROOT = join(ROOT, '.bench');
 const REPOSITORY = 'library/bench';
 const TAG = '1';
 const RSS_TARGET_BYTES = 200 * 1000 * 1000;
-const MiB = 1024 * 1024;
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -100,12 +110,6 @@ interface Options {
 
 type Tool = 'image-cache' | 'image-cache-aws' | 'skopeo';
 const TOOLS: readonly Tool[] = ['image-cache', 'image-cache-aws', 'skopeo'];
-
-function positiveInt(value: string, flag: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} must be a positive integer`);
-  return n;
-}
 
 function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
@@ -167,176 +171,10 @@ function parseOptions(argv: string[]): Options {
 // ---------------------------------------------------------------------------------------------
 // Small helpers
 
-function log(message: string): void {
-  process.stderr.write(`[bench] ${message}\n`);
-}
-
-function seconds(ms: number): string {
-  return (ms / 1000).toFixed(2);
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
 async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256');
   await pipeline(createReadStream(path, { highWaterMark: MiB }), hash);
   return hash.digest('hex');
-}
-
-/** Ticks (user + system) of a process from /proc/<pid>/stat, in seconds. */
-async function cpuSeconds(pid: number): Promise<number> {
-  const text = await readFile(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
-  const ticks = Number(rest[11]) + Number(rest[12]);
-  return ticks / 100; // USER_HZ is 100 on Linux.
-}
-
-async function statusField(pid: number, field: string): Promise<number> {
-  const text = await readFile(`/proc/${pid}/status`, 'utf8');
-  const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text);
-  if (!match) throw new Error(`no ${field} in /proc/${pid}/status`);
-  return Number(match[1]) * 1024;
-}
-
-function waitExit(child: ChildProcess): Promise<{ code: number | null; signal: string | null }> {
-  if (child.exitCode !== null || child.signalCode !== null) {
-    return Promise.resolve({ code: child.exitCode, signal: child.signalCode });
-  }
-  return new Promise((resolve, reject) => {
-    child.once('error', reject);
-    child.once('exit', (code, signal) => resolve({ code, signal }));
-  });
-}
-
-// ---------------------------------------------------------------------------------------------
-// The benchmark image (generated once, cached under .bench/)
-
-interface CachedBlob {
-  mediaType: string;
-  digest: Digest;
-  size: number;
-  /** File name inside the cache folder, or inline base64 for small blobs. */
-  file?: string;
-  base64?: string;
-}
-
-interface BenchImage {
-  manifest: { mediaType: string; digest: Digest; bytes: Buffer };
-  /** Config first, then layers. */
-  blobs: GeneratedBlob[];
-  layers: { digest: Digest; size: number }[];
-  fileBytes: number;
-}
-
-interface CacheMeta {
-  version: 1;
-  manifest: { mediaType: string; digest: Digest; base64: string };
-  blobs: CachedBlob[];
-  layers: Digest[];
-  fileBytes: number;
-}
-
-async function loadCached(dir: string): Promise<BenchImage | undefined> {
-  let meta: CacheMeta;
-  try {
-    meta = JSON.parse(await readFile(join(dir, 'meta.json'), 'utf8')) as CacheMeta;
-  } catch {
-    return undefined;
-  }
-  if (meta.version !== 1) return undefined;
-  const blobs: GeneratedBlob[] = [];
-  for (const blob of meta.blobs) {
-    const entry: GeneratedBlob = {
-      mediaType: blob.mediaType,
-      digest: blob.digest,
-      size: blob.size,
-    };
-    if (blob.file) {
-      entry.path = join(dir, blob.file);
-      const info = await stat(entry.path).catch(() => undefined);
-      if (!info || info.size !== blob.size) return undefined;
-    } else if (blob.base64 !== undefined) {
-      entry.bytes = Buffer.from(blob.base64, 'base64');
-    } else {
-      return undefined;
-    }
-    blobs.push(entry);
-  }
-  const sizes = new Map(blobs.map((b) => [b.digest, b.size]));
-  return {
-    manifest: {
-      mediaType: meta.manifest.mediaType,
-      digest: meta.manifest.digest,
-      bytes: Buffer.from(meta.manifest.base64, 'base64'),
-    },
-    blobs,
-    layers: meta.layers.map((digest) => ({ digest, size: sizes.get(digest)! })),
-    fileBytes: meta.fileBytes,
-  };
-}
-
-async function benchImage(options: Options): Promise<BenchImage> {
-  const key = `image-${options.seed.replace(/[^A-Za-z0-9._-]/g, '_')}-${options.sizeMiB}mib-${options.layers}l-gz${options.gzipLevel}`;
-  const dir = join(CACHE_ROOT, key);
-  const cached = await loadCached(dir);
-  if (cached) {
-    log(`using cached image in ${dir}`);
-    return cached;
-  }
-  await rm(dir, { recursive: true, force: true });
-  await mkdir(dir, { recursive: true });
-  log(`generating ${options.sizeMiB} MiB in ${options.layers} gzip layers into ${dir} ...`);
-  const started = performance.now();
-  const image = await generateBigImage({
-    seed: options.seed,
-    dir,
-    totalBytes: options.sizeMiB * MiB,
-    layerCount: options.layers,
-    format: 'docker',
-    gzipLevel: options.gzipLevel,
-  });
-  log(`generated in ${seconds(performance.now() - started)} s`);
-  const meta: CacheMeta = {
-    version: 1,
-    manifest: {
-      mediaType: image.mediaType,
-      digest: image.digest,
-      base64: image.bytes.toString('base64'),
-    },
-    blobs: image.blobs.map((blob) => {
-      const entry: CachedBlob = { mediaType: blob.mediaType, digest: blob.digest, size: blob.size };
-      if (blob.path) entry.file = blob.path.slice(dir.length + 1);
-      else if (blob.bytes) entry.base64 = blob.bytes.toString('base64');
-      else throw new Error(`generated blob ${blob.digest} has neither path nor bytes`);
-      return entry;
-    }),
-    layers: image.layers.map((l) => l.digest),
-    fileBytes: image.fileBytes,
-  };
-  // Written last: a meta.json means the folder is complete.
-  await writeFile(join(dir, 'meta.json'), JSON.stringify(meta, null, 2));
-  const loaded = await loadCached(dir);
-  if (!loaded) throw new Error(`could not read back the generated image in ${dir}`);
-  return loaded;
-}
-
-async function push(registry: RegistryServer, image: BenchImage): Promise<void> {
-  const target: PushTarget = { url: registry.url, repository: REPOSITORY };
-  const started = performance.now();
-  const queue = [...image.blobs];
-  await Promise.all(
-    Array.from({ length: 4 }, async () => {
-      for (let blob = queue.shift(); blob; blob = queue.shift()) await pushBlob(target, blob);
-    }),
-  );
-  await pushManifest(target, image.manifest.digest, image.manifest);
-  await pushManifest(target, TAG, image.manifest);
-  log(`pushed docker.io/${REPOSITORY}:${TAG} in ${seconds(performance.now() - started)} s`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -347,14 +185,6 @@ interface RunResult {
   rssBytes?: number;
   cpuSeconds?: number;
   note?: string;
-}
-
-interface Server {
-  child: ChildProcess;
-  pid: number;
-  url: string;
-  output(): string;
-  stop(): Promise<void>;
 }
 
 /** The AWS backend of one run: the emulators and the run's own bucket and table. */
@@ -368,102 +198,28 @@ async function startServer(
   dataDir: string,
   options: Options,
   aws?: AwsRun,
-): Promise<Server> {
-  let lastError: unknown;
-  for (let attempt = 1; attempt <= 5; attempt++) {
-    const port = await freePort();
-    try {
-      return await launchServer(registry, dataDir, port, options, aws);
-    } catch (error) {
-      lastError = error;
-      if (!/EADDRINUSE|address already in use/.test(String(error))) break;
-    }
-  }
-  throw lastError;
-}
-
-async function launchServer(
-  registry: RegistryServer,
-  dataDir: string,
-  port: number,
-  options: Options,
-  aws?: AwsRun,
-): Promise<Server> {
+): Promise<ServerChild> {
   const nodeArgs: string[] = [];
   if (options.cpuProf) {
     const profDir = join(CACHE_ROOT, 'profiles');
     await mkdir(profDir, { recursive: true });
     nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${profDir}`);
   }
-  const args = [
-    ...nodeArgs,
-    join(ROOT, 'bin', 'image-cache.js'),
-    'serve',
-    '--host',
-    '127.0.0.1',
-    '--port',
-    String(port),
-    '--data',
+  const extraArgs: string[] = [];
+  if (options.concurrency !== undefined)
+    extraArgs.push('--concurrency', String(options.concurrency));
+  if (aws) extraArgs.push('--backend', 'aws', '--create-resources');
+  return startServerChild({
     dataDir,
-  ];
-  if (options.concurrency !== undefined) args.push('--concurrency', String(options.concurrency));
-  if (aws) args.push('--backend', 'aws', '--create-resources');
-  // Node itself, not npm or npx: the pid must be the server for /proc/<pid>/status.
-  const child = spawn(process.execPath, args, {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      IMAGE_CACHE_REGISTRIES: `docker.io=${registry.url}`,
-      ...(aws && {
-        ...aws.emulators.env,
-        IMAGE_CACHE_BUCKET: aws.names.bucket,
-        IMAGE_CACHE_TABLE: aws.names.table,
-      }),
+    registries: `docker.io=${registry.url}`,
+    nodeArgs,
+    extraArgs,
+    env: aws && {
+      ...aws.emulators.env,
+      IMAGE_CACHE_BUCKET: aws.names.bucket,
+      IMAGE_CACHE_TABLE: aws.names.table,
     },
-    stdio: ['ignore', 'pipe', 'pipe'],
   });
-  let output = '';
-  const collect = (chunk: Buffer) => {
-    output = (output + chunk.toString()).slice(-64 * 1024);
-  };
-  child.stdout!.on('data', collect);
-  child.stderr!.on('data', collect);
-  const exited = waitExit(child);
-  let exitReason: string | undefined;
-  void exited.then(
-    ({ code, signal }) => {
-      exitReason = `exited (code ${code}, signal ${signal})`;
-    },
-    (error: Error) => {
-      exitReason = `failed to start: ${error.message}`;
-    },
-  );
-  const url = `http://127.0.0.1:${port}`;
-  const stop = async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    const force = setTimeout(() => child.kill('SIGKILL'), 10_000);
-    child.kill('SIGTERM');
-    await exited.catch(() => undefined);
-    clearTimeout(force);
-  };
-
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (exitReason) throw new Error(`image-cache server ${exitReason}\n${output}`);
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`image-cache server did not answer /_ping within 60 s\n${output}`);
-    }
-    try {
-      const response = await request(`${url}/_ping`, { headersTimeout: 1000, bodyTimeout: 1000 });
-      await response.body.dump();
-      if (response.statusCode === 200) break;
-    } catch {
-      // Not listening yet.
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { child, pid: child.pid!, url, output: () => output, stop };
 }
 
 async function verifyStore(dataDir: string, image: BenchImage): Promise<void> {
@@ -537,7 +293,10 @@ function phaseSummary(trace: PullTrace, ms: number): string {
   );
 }
 
-async function pullOnce(server: Server, timeoutMs: number): Promise<PullTrace & { ms: number }> {
+async function pullOnce(
+  server: ServerChild,
+  timeoutMs: number,
+): Promise<PullTrace & { ms: number }> {
   const query = new URLSearchParams({ fromImage: `docker.io/${REPOSITORY}`, tag: TAG });
   const started = performance.now();
   const response = await request(`${server.url}/images/create?${query}`, {
@@ -609,7 +368,7 @@ async function runImageCache(
 ): Promise<RunResult> {
   const data = await tempDir('bench-data');
   const aws: AwsRun | undefined = emulators && { emulators, names: freshResourceNames() };
-  let server: Server | undefined;
+  let server: ServerChild | undefined;
   try {
     server = await startServer(registry, data.path, options, aws);
     const idleRss = await statusField(server.pid, 'VmRSS');
@@ -642,8 +401,6 @@ async function runImageCache(
 // ---------------------------------------------------------------------------------------------
 // skopeo
 
-const TIME_BIN = '/usr/bin/time';
-
 async function runSkopeo(
   registry: RegistryServer,
   image: BenchImage,
@@ -652,36 +409,27 @@ async function runSkopeo(
   const out = await tempDir('bench-skopeo');
   try {
     const dest = join(out.path, 'image');
-    const skopeoArgs = ['copy', '--src-tls-verify=false'];
-    if (!existsSync('/etc/containers/policy.json')) skopeoArgs.unshift('--insecure-policy');
-    skopeoArgs.push(`docker://${registry.host}/${REPOSITORY}:${TAG}`, `dir:${dest}`);
-    const useTime = existsSync(TIME_BIN);
-    const timeFile = join(out.path, 'time.txt');
-    const [command, args] = useTime
-      ? [TIME_BIN, ['-f', '%M %U %S', '-o', timeFile, 'skopeo', ...skopeoArgs]]
-      : ['skopeo', skopeoArgs];
-    let output = '';
-    const started = performance.now();
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const collect = (chunk: Buffer) => {
-      output = (output + chunk.toString()).slice(-16 * 1024);
-    };
-    child.stdout!.on('data', collect);
-    child.stderr!.on('data', collect);
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    const { code, signal } = await waitExit(child).finally(() => clearTimeout(timer));
-    const ms = performance.now() - started;
-    if (ms >= timeoutMs) throw new Error(`skopeo copy did not finish within ${timeoutMs / 1000} s`);
-    if (code !== 0)
-      throw new Error(`skopeo copy failed (code ${code}, signal ${signal}):\n${output}`);
+    const skopeoArgs = [
+      ...skopeoPolicy(),
+      'copy',
+      '--src-tls-verify=false',
+      `docker://${registry.host}/${REPOSITORY}:${TAG}`,
+      `dir:${dest}`,
+    ];
+    const run = await runSkopeoTimed(skopeoArgs, join(out.path, 'time.txt'), { timeoutMs });
+    if (run.ms >= timeoutMs)
+      throw new Error(`skopeo copy did not finish within ${timeoutMs / 1000} s`);
+    if (run.code !== 0)
+      throw new Error(
+        `skopeo copy failed (code ${run.code}, signal ${run.signal}):\n${run.output}`,
+      );
     for (const layer of image.layers) {
       const path = join(dest, layer.digest.slice('sha256:'.length));
       const info = await stat(path).catch(() => undefined);
       if (!info || info.size !== layer.size) throw new Error(`skopeo output lacks ${layer.digest}`);
     }
-    if (!useTime) return { ms, note: `${TIME_BIN} missing: no RSS` };
-    const [maxKb, user, sys] = (await readFile(timeFile, 'utf8')).trim().split(/\s+/).map(Number);
-    return { ms, rssBytes: maxKb! * 1024, cpuSeconds: user! + sys! };
+    if (!run.timed) return { ms: run.ms, note: `${TIME_BIN} missing: no RSS` };
+    return { ms: run.ms, rssBytes: run.rssBytes, cpuSeconds: run.cpuSeconds };
   } finally {
     await out.cleanup();
   }
@@ -689,32 +437,6 @@ async function runSkopeo(
 
 // ---------------------------------------------------------------------------------------------
 // Report
-
-async function machine(): Promise<string[]> {
-  const cpuList = cpus();
-  const lines = [
-    `cores: ${cpuList.length} (${cpuList[0]?.model.trim() ?? 'unknown'})`,
-    `memory: ${(totalmem() / 2 ** 30).toFixed(1)} GiB`,
-    `node: ${process.version}`,
-  ];
-  const version = async (cmd: string, args: string[]) => {
-    try {
-      const { stdout, stderr } = await execFileP(cmd, args);
-      return (stdout || stderr).trim().split('\n')[0];
-    } catch {
-      return 'not found';
-    }
-  };
-  lines.push(`skopeo: ${await version('skopeo', ['--version'])}`);
-  lines.push(`registry: ${await version('docker-registry', ['--version'])}`);
-  lines.push(`kernel: ${await version('uname', ['-sr'])}`);
-  lines.push(`tmpdir: ${tmpdir()}`);
-  return lines;
-}
-
-function pad(value: string, width: number, right = false): string {
-  return right ? value.padStart(width) : value.padEnd(width);
-}
 
 function printReport(
   options: Options,
@@ -745,38 +467,12 @@ function printReport(
     });
   }
   out.push('');
-  const header = `${pad('tool', 15)} ${pad('runs', 5, true)} ${pad('median s', 9, true)} ${pad('MB/s', 8, true)} ${pad('peak RSS MiB', 13, true)} ${pad('median CPU s', 13, true)}`;
-  out.push(header);
-  out.push('-'.repeat(header.length));
-  const medians = new Map<Tool, number>();
-  const peaks = new Map<Tool, number | undefined>();
-  for (const [tool, runs] of results) {
-    const m = median(runs.map((r) => r.ms));
-    medians.set(tool, m);
-    const rss = runs.map((r) => r.rssBytes).filter((v): v is number => v !== undefined);
-    const peak = rss.length ? Math.max(...rss) : undefined;
-    peaks.set(tool, peak);
-    const cpu = runs.map((r) => r.cpuSeconds).filter((v): v is number => v !== undefined);
-    out.push(
-      `${pad(tool, 15)} ${pad(String(runs.length), 5, true)} ${pad(seconds(m), 9, true)} ` +
-        `${pad((transferBytes / 1e6 / (m / 1000)).toFixed(1), 8, true)} ` +
-        `${pad(peak === undefined ? 'n/a' : (peak / MiB).toFixed(1), 13, true)} ` +
-        `${pad(cpu.length ? median(cpu).toFixed(2) : 'n/a', 13, true)}`,
-    );
-  }
+  const { lines: table, medians, peaks } = summaryTable(results, 15, transferBytes);
+  out.push(...table);
   out.push('');
   const ic = medians.get('image-cache');
   const sk = medians.get('skopeo');
-  if (ic !== undefined && sk !== undefined) {
-    const ratio = ic / sk;
-    out.push(`ratio image-cache/skopeo (median time): ${ratio.toFixed(2)}`);
-    out.push(
-      `${ratio <= 1 ? 'PASS' : 'FAIL'}: image-cache no slower than skopeo ` +
-        `(${seconds(ic)} s vs ${seconds(sk)} s)`,
-    );
-  } else {
-    out.push('SKIP: image-cache no slower than skopeo (needs both tools)');
-  }
+  out.push(...speedVerdict(ic, sk));
   const icPeak = peaks.get('image-cache');
   if (ic !== undefined && icPeak !== undefined) {
     out.push(
@@ -807,31 +503,18 @@ function printReport(
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
-  if (options.tools.includes('skopeo')) {
-    await execFileP('skopeo', ['--version']).catch(() => {
-      throw new Error('skopeo is not installed (apt-get install skopeo)');
-    });
-  }
-  const machineLines = await machine();
+  if (options.tools.includes('skopeo')) await requireSkopeo();
+  const machine = await machineLines();
   const image = await benchImage(options);
 
-  const cleanups: (() => Promise<void>)[] = [];
-  const cleanup = async () => {
-    for (const fn of cleanups.splice(0).reverse()) await fn().catch(() => undefined);
-  };
-  const onSignal = (signal: NodeJS.Signals) => {
-    log(`${signal}: cleaning up`);
-    void cleanup().finally(() => process.exit(1));
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const cleanups = cleanupStack();
 
   try {
     log('starting docker-registry ...');
     const registry = await startRegistry();
     cleanups.push(() => registry.stop());
     log(`registry at ${registry.url}`);
-    await push(registry, image);
+    await pushBenchImage(registry, image, REPOSITORY, TAG, `docker.io/${REPOSITORY}:${TAG}`);
 
     let emulators: AwsEmulators | undefined;
     if (options.tools.includes('image-cache-aws')) {
@@ -862,20 +545,10 @@ async function main(): Promise<void> {
         results.get(tool)!.push(result);
       }
     }
-    printReport(options, image, results, machineLines);
+    printReport(options, image, results, machine);
   } finally {
-    await cleanup();
+    await cleanups.run();
   }
 }
 
-main().then(
-  () => {
-    process.exitCode = 0;
-  },
-  (error: unknown) => {
-    process.stderr.write(
-      `bench:pull failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-    );
-    process.exitCode = 1;
-  },
-);
+runMain('bench:pull', main);

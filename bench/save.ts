@@ -32,9 +32,8 @@
  * The OS page cache is not dropped; alternating keeps that fair. MB/s = compressed image bytes
  * (manifest + config + layers) / median seconds, MB = 10^6 bytes.
  */
-import { spawn } from 'node:child_process';
-import { createWriteStream, existsSync } from 'node:fs';
-import { readFile, rm, stat } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
@@ -44,27 +43,29 @@ import { tempDir } from '../test/support/tmp.ts';
 import {
   type BenchImage,
   benchImage,
+  cleanupStack,
   cpuSeconds,
   execFileP,
   log,
   MiB,
   machineLines,
-  median,
   pad,
   positiveInt,
   pushBenchImage,
+  requireSkopeo,
   resetPeakRss,
+  runMain,
   type ServerChild,
   seconds,
   startServerChild,
   statusField,
-  waitExit,
 } from './support.ts';
+import { speedVerdict, summaryTable } from './support-report.ts';
+import { runSkopeoTimed, skopeoPolicy } from './support-skopeo.ts';
 
 const REPOSITORY = 'library/bench';
 const TAG = '1';
 const RSS_TARGET_BYTES = 200 * 1000 * 1000;
-const TIME_BIN = '/usr/bin/time';
 
 type Tool = 'image-cache' | 'skopeo';
 
@@ -198,31 +199,19 @@ async function runSkopeo(
   file: string,
   timeoutMs: number,
 ): Promise<RunResult> {
-  const args = ['copy', '--src-tls-verify=false'];
-  if (!existsSync('/etc/containers/policy.json')) args.unshift('--insecure-policy');
-  args.push(`docker://${registryHost}/${REPOSITORY}:${TAG}`, `docker-archive:${file}:bench:${TAG}`);
-  const useTime = existsSync(TIME_BIN);
-  const timeFile = `${file}.time`;
-  const [command, argv] = useTime
-    ? [TIME_BIN, ['-f', '%M %U %S', '-o', timeFile, 'skopeo', ...args]]
-    : ['skopeo', args];
-  let output = '';
-  const started = performance.now();
-  const child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-  const collect = (chunk: Buffer) => {
-    output = (output + chunk.toString()).slice(-16 * 1024);
-  };
-  child.stdout!.on('data', collect);
-  child.stderr!.on('data', collect);
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  const { code, signal } = await waitExit(child).finally(() => clearTimeout(timer));
-  const ms = performance.now() - started;
-  if (code !== 0)
-    throw new Error(`skopeo copy failed (code ${code}, signal ${signal}):\n${output}`);
+  const args = [
+    ...skopeoPolicy(),
+    'copy',
+    '--src-tls-verify=false',
+    `docker://${registryHost}/${REPOSITORY}:${TAG}`,
+    `docker-archive:${file}:bench:${TAG}`,
+  ];
+  const run = await runSkopeoTimed(args, `${file}.time`, { timeoutMs });
+  if (run.code !== 0)
+    throw new Error(`skopeo copy failed (code ${run.code}, signal ${run.signal}):\n${run.output}`);
   const { size } = await stat(file);
-  if (!useTime) return { ms, bytes: size };
-  const [maxKb, user, sys] = (await readFile(timeFile, 'utf8')).trim().split(/\s+/).map(Number);
-  return { ms, bytes: size, rssBytes: maxKb! * 1024, cpuSeconds: user! + sys! };
+  if (!run.timed) return { ms: run.ms, bytes: size };
+  return { ms: run.ms, bytes: size, rssBytes: run.rssBytes, cpuSeconds: run.cpuSeconds };
 }
 
 function printReport(
@@ -252,24 +241,8 @@ function printReport(
     });
   }
   out.push('');
-  const header = `${pad('tool', 12)} ${pad('runs', 5, true)} ${pad('median s', 9, true)} ${pad('MB/s', 8, true)} ${pad('peak RSS MiB', 13, true)} ${pad('median CPU s', 13, true)}`;
-  out.push(header, '-'.repeat(header.length));
-  const medians = new Map<Tool, number>();
-  const peaks = new Map<Tool, number | undefined>();
-  for (const [tool, runs] of results) {
-    const m = median(runs.map((r) => r.ms));
-    medians.set(tool, m);
-    const rss = runs.map((r) => r.rssBytes).filter((v): v is number => v !== undefined);
-    const peak = rss.length ? Math.max(...rss) : undefined;
-    peaks.set(tool, peak);
-    const cpu = runs.map((r) => r.cpuSeconds).filter((v): v is number => v !== undefined);
-    out.push(
-      `${pad(tool, 12)} ${pad(String(runs.length), 5, true)} ${pad(seconds(m), 9, true)} ` +
-        `${pad((imageBytes / 1e6 / (m / 1000)).toFixed(1), 8, true)} ` +
-        `${pad(peak === undefined ? 'n/a' : (peak / MiB).toFixed(1), 13, true)} ` +
-        `${pad(cpu.length ? median(cpu).toFixed(2) : 'n/a', 13, true)}`,
-    );
-  }
+  const { lines: table, medians, peaks } = summaryTable(results, 12, imageBytes);
+  out.push(...table);
   out.push('');
   if (results.has('image-cache')) {
     out.push(
@@ -281,16 +254,7 @@ function printReport(
   }
   const ic = medians.get('image-cache');
   const sk = medians.get('skopeo');
-  if (ic !== undefined && sk !== undefined) {
-    const ratio = ic / sk;
-    out.push(`ratio image-cache/skopeo (median time): ${ratio.toFixed(2)}`);
-    out.push(
-      `${ratio <= 1 ? 'PASS' : 'FAIL'}: image-cache no slower than skopeo ` +
-        `(${seconds(ic)} s vs ${seconds(sk)} s)`,
-    );
-  } else {
-    out.push('SKIP: image-cache no slower than skopeo (needs both tools)');
-  }
+  out.push(...speedVerdict(ic, sk));
   const icPeak = peaks.get('image-cache');
   if (icPeak !== undefined) {
     const worst = Math.max(icPeak, server.lifetimePeak);
@@ -304,24 +268,11 @@ function printReport(
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
-  if (options.tools.includes('skopeo')) {
-    await execFileP('skopeo', ['--version']).catch(() => {
-      throw new Error('skopeo is not installed (apt-get install skopeo)');
-    });
-  }
+  if (options.tools.includes('skopeo')) await requireSkopeo();
   const machine = await machineLines();
   const image = await benchImage(options);
 
-  const cleanups: (() => Promise<void>)[] = [];
-  const cleanup = async () => {
-    for (const fn of cleanups.splice(0).reverse()) await fn().catch(() => undefined);
-  };
-  const onSignal = (signal: NodeJS.Signals) => {
-    log(`${signal}: cleaning up`);
-    void cleanup().finally(() => process.exit(1));
-  };
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const cleanups = cleanupStack();
 
   try {
     log('starting docker-registry ...');
@@ -370,18 +321,8 @@ async function main(): Promise<void> {
     }
     printReport(options, image, results, machine, { pullPeak, lifetimePeak, peakReset });
   } finally {
-    await cleanup();
+    await cleanups.run();
   }
 }
 
-main().then(
-  () => {
-    process.exitCode = 0;
-  },
-  (error: unknown) => {
-    process.stderr.write(
-      `bench:save failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-    );
-    process.exitCode = 1;
-  },
-);
+runMain('bench:save', main);

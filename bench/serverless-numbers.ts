@@ -45,11 +45,10 @@ import {
   stopAwsEmulators,
 } from '../test/support/aws-emulators.ts';
 import { docker } from '../test/support/docker-cli.ts';
-import { generateImage } from '../test/support/image-factory.ts';
-import { pushImage } from '../test/support/push.ts';
 import { startRegistry } from '../test/support/registry-server.ts';
 import { tempDir } from '../test/support/tmp.ts';
 import { execFileP, log, median, positiveInt, ROOT } from './support.ts';
+import { pushSharedBaseImages } from './support-images.ts';
 
 interface FunctionBundle {
   name: string;
@@ -254,21 +253,7 @@ async function requestNumbers(
   const work = await tempDir('bench-serverless');
   try {
     log('pushing images to docker-registry ...');
-    const base = await generateImage({ seed: 'sls-bench-base', format: 'docker', layers: 3 });
-    const app = await generateImage({
-      seed: 'sls-bench-app',
-      format: 'docker',
-      baseLayers: base.layers,
-      layers: 2,
-    });
-    const other = await generateImage({
-      seed: 'sls-bench-other',
-      format: 'oci',
-      baseLayers: base.layers,
-      layers: 1,
-    });
-    await pushImage({ url: registry.url, repository: 'library/app' }, app, { tags: ['1'] });
-    await pushImage({ url: registry.url, repository: 'library/other' }, other, { tags: ['1'] });
+    const { base, app, other } = await pushSharedBaseImages(registry, 'sls-bench');
 
     // The function's environment, as the stack sets it, before its first invocation.
     Object.assign(process.env, emulators.env, {

@@ -45,6 +45,7 @@ export function positiveInt(value: string, flag: string): number {
 /** User + system CPU seconds of a process, from /proc/<pid>/stat. */
 export async function cpuSeconds(pid: number): Promise<number> {
   const text = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
   const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
   return (Number(rest[11]) + Number(rest[12])) / 100; // USER_HZ is 100 on Linux.
 }
@@ -203,6 +204,8 @@ export async function pushBenchImage(
   image: BenchImage,
   repository: string,
   tag: string,
+  /** How the log line names the image; `repository:tag` unless given. */
+  label = `${repository}:${tag}`,
 ): Promise<void> {
   const target: PushTarget = { url: registry.url, repository };
   const started = performance.now();
@@ -214,7 +217,7 @@ export async function pushBenchImage(
   );
   await pushManifest(target, image.manifest.digest, image.manifest);
   await pushManifest(target, tag, image.manifest);
-  log(`pushed ${repository}:${tag} in ${seconds(performance.now() - started)} s`);
+  log(`pushed ${label} in ${seconds(performance.now() - started)} s`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -229,12 +232,16 @@ export interface ServerChild {
 }
 
 /** `node bin/image-cache.js serve` on a free port (node spawned directly: pid = server). */
-export async function startServerChild(options: {
+export interface ServerChildOptions {
   dataDir: string;
   registries: string;
   extraArgs?: string[];
   nodeArgs?: string[];
-}): Promise<ServerChild> {
+  /** Extra environment for the server, beside IMAGE_CACHE_REGISTRIES. */
+  env?: NodeJS.ProcessEnv;
+}
+
+export async function startServerChild(options: ServerChildOptions): Promise<ServerChild> {
   let lastError: unknown;
   for (let attempt = 1; attempt <= 5; attempt++) {
     const port = await freePort();
@@ -248,10 +255,7 @@ export async function startServerChild(options: {
   throw lastError;
 }
 
-async function launch(
-  options: { dataDir: string; registries: string; extraArgs?: string[]; nodeArgs?: string[] },
-  port: number,
-): Promise<ServerChild> {
+async function launch(options: ServerChildOptions, port: number): Promise<ServerChild> {
   const args = [
     ...(options.nodeArgs ?? []),
     join(ROOT, 'bin', 'image-cache.js'),
@@ -266,7 +270,7 @@ async function launch(
   ];
   const child = spawn(process.execPath, args, {
     cwd: ROOT,
-    env: { ...process.env, IMAGE_CACHE_REGISTRIES: options.registries },
+    env: { ...process.env, IMAGE_CACHE_REGISTRIES: options.registries, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -339,4 +343,46 @@ export async function machineLines(): Promise<string[]> {
 
 export function pad(value: string, width: number, right = false): string {
   return right ? value.padStart(width) : value.padEnd(width);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running a benchmark
+
+export async function requireSkopeo(): Promise<void> {
+  await execFileP('skopeo', ['--version']).catch(() => {
+    throw new Error('skopeo is not installed (apt-get install skopeo)');
+  });
+}
+
+/**
+ * Cleanups run last-in first-out by run(), also on SIGINT/SIGTERM (then the process exits 1).
+ * Each cleanup's failure is ignored.
+ */
+export function cleanupStack(): { push(fn: () => Promise<void>): void; run(): Promise<void> } {
+  const cleanups: (() => Promise<void>)[] = [];
+  const run = async () => {
+    for (const fn of cleanups.splice(0).reverse()) await fn().catch(() => undefined);
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    log(`${signal}: cleaning up`);
+    void run().finally(() => process.exit(1));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  return { push: (fn) => cleanups.push(fn), run };
+}
+
+/** Runs main; exit code 0, or 1 after `<name> failed: <stack>` on stderr. */
+export function runMain(name: string, main: () => Promise<void>): void {
+  main().then(
+    () => {
+      process.exitCode = 0;
+    },
+    (error: unknown) => {
+      process.stderr.write(
+        `${name} failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+      );
+      process.exitCode = 1;
+    },
+  );
 }
