@@ -8,6 +8,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseDuration } from './duration.ts';
+import { loadLimitsFromEnv } from './load/tar-reader.ts';
 import { isRegistryHost, normalizeRegistry } from './reference.ts';
 import { parseByteSize } from './retention.ts';
 
@@ -215,6 +216,14 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
         `add --require-auth (or ${REQUIRE_AUTH_VAR}=1) and create tokens with 'image-cache token create', ` +
         'or listen on 127.0.0.1',
     );
+  }
+
+  // Load limits are read where loads run (the Lambda handler has no flags), but a bad value
+  // must stop the server at start rather than fail every load.
+  try {
+    loadLimitsFromEnv(env);
+  } catch (error) {
+    throw new ConfigError((error as Error).message);
   }
 
   const dataArg = values.data ?? SERVE_DEFAULTS.data;

@@ -232,6 +232,15 @@ describe('loadAuthFile', () => {
 });
 
 describe('parseServeArgs', () => {
+  it.each([
+    ['IMAGE_CACHE_MAX_LOAD_RATIO', 'lots'],
+    ['IMAGE_CACHE_MAX_LOAD_BYTES', '-1'],
+    ['IMAGE_CACHE_MAX_LOAD_EXPANDED_BYTES', '1.5'],
+  ])('refuses a bad %s at start', (name, value) => {
+    expect(() => parseServeArgs([], { [name]: value })).toThrow(ConfigError);
+    expect(() => parseServeArgs([], { [name]: value })).toThrow(name);
+  });
+
   const defaults = {
     host: '127.0.0.1',
     port: 5115,
