@@ -53,10 +53,11 @@ function startsWith(head: Buffer, magic: number[]): boolean {
 
 export interface LayerStatsOptions {
   /**
-   * Hash the uncompressed tar (the diff_id). Loads of uncompressed layers need it; a pull
-   * already verified the compressed digest, and skipping it saves a second sha256 pass.
+   * Hash the uncompressed tar (the diff_id). `'compressed-only'` skips it for an uncompressed
+   * layer, whose diff_id is the digest the blob store computes anyway (loads of `docker save`
+   * tarballs). A pull already verified the compressed digest and passes false.
    */
-  diffId?: boolean;
+  diffId?: boolean | 'compressed-only';
 }
 
 export function countLayerFiles(options: LayerStatsOptions = {}): LayerStatsCounter {
@@ -149,7 +150,10 @@ class LayerStatsStream extends Writable {
       return false;
     }
     const compression = startsWith(head, GZIP_MAGIC) ? 'gzip' : 'none';
-    const hash = this.#options.diffId ? createHash('sha256') : undefined;
+    const wantHash =
+      this.#options.diffId === true ||
+      (this.#options.diffId === 'compressed-only' && compression === 'gzip');
+    const hash = wantHash ? createHash('sha256') : undefined;
     let uncompressedSize = 0;
     const tap = new Transform({
       transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback) {

@@ -15,6 +15,7 @@ import {
   InvalidArgumentError,
 } from '../errors.ts';
 import { configLabels } from '../image-config.ts';
+import { countLayerFiles } from '../layer-stats.ts';
 import { MAX_JSON_BYTES } from '../media-types.ts';
 import type { BlobStore } from '../ports/blob-store.ts';
 import type { Catalog, ImageSummary, ManifestRecord } from '../ports/catalog.ts';
@@ -28,7 +29,6 @@ import {
   planImages,
   type StoredMember,
 } from './formats.ts';
-import { LayerProbe } from './layer-probe.ts';
 import { type ArchiveStats, archiveError, type LoadLimits, readArchive } from './tar-reader.ts';
 
 export interface LoadDeps {
@@ -200,8 +200,8 @@ class ArchiveScan {
     const { blobs, clock } = this.#deps;
     const named = BLOB_PATH.exec(path)?.[1];
     const expected = named ? { digest: `sha256:${named}` as Digest } : undefined;
-    const probe = new LayerProbe();
-    const tee = new TeeStream(probe);
+    const stats = countLayerFiles({ diffId: 'compressed-only' });
+    const tee = new TeeStream(stats.stream);
     stream.on('error', (error) => tee.destroy(error));
     stream.pipe(tee);
     let written: { digest: Digest; size: number };
@@ -217,11 +217,12 @@ class ArchiveScan {
     }
     const member: StoredMember = { digest: written.digest, size: written.size };
     try {
-      const layer = await probe.result;
+      const layer = await stats.result;
       // An uncompressed layer is its own diff: the digest the store computed is the diff_id.
       member.layer = {
-        ...layer,
-        ...(layer.compression === 'none' ? { diffId: written.digest } : {}),
+        compression: layer.compression,
+        diffId: layer.compression === 'none' ? written.digest : layer.diffId,
+        fileBytes: layer.fileBytes,
       };
     } catch (error) {
       member.layerError = (error as Error).message;
