@@ -1,4 +1,3 @@
-import { Transform, type TransformCallback, type Writable } from 'node:stream';
 import type { Digest } from './digest.ts';
 import { ImageCacheError } from './errors.ts';
 import { countLayerFiles } from './layer-stats.ts';
@@ -7,6 +6,7 @@ import type { Catalog } from './ports/catalog.ts';
 import type { Clock } from './ports/clock.ts';
 import type { Upstream, UpstreamRepository } from './ports/upstream.ts';
 import { Broadcast, SingleFlight } from './single-flight.ts';
+import { TeeStream } from './tee-stream.ts';
 import { waitForDeletion } from './wait-for-deletion.ts';
 
 export type BlobProgress =
@@ -114,7 +114,16 @@ export class BlobFetcher {
     // The store hashes while it writes and commits only on a match: one sha256 pass suffices.
     const body = await upstream.getBlob(repo, blob, { verify: 'size-only' });
     const stats = isLayer ? countLayerFiles({ diffId: false }) : undefined;
-    const observer = new ObservingStream(blob.size, progress, stats?.stream);
+    let seen = 0;
+    let reported = 0;
+    const observer = new TeeStream(stats?.stream, {
+      onPiece: (piece) => {
+        seen += piece.length;
+        if (seen - reported < PROGRESS_EVERY_BYTES && seen !== blob.size) return;
+        reported = seen;
+        progress.emit({ phase: 'downloading', current: seen, total: blob.size });
+      },
+    });
     // The upstream may fail before the store attached its pipeline (it creates folders
     // first), so the failure is kept here and reported as the cause: it names the registry.
     let upstreamFailure: Error | undefined;
@@ -142,59 +151,5 @@ export class BlobFetcher {
     }
     progress.emit({ phase: 'stored' });
     return { existed: false, unpackedSize: layer?.fileBytes, diffId: layer?.diffId };
-  }
-}
-
-/**
- * Passes a blob through unchanged while reporting progress and feeding a copy to the layer
- * statistics. The copy honours backpressure; if statistics fail, they are dropped, never the
- * download.
- */
-class ObservingStream extends Transform {
-  #seen = 0;
-  #reported = 0;
-  readonly #total: number;
-  readonly #progress: Broadcast<BlobProgress>;
-  #copy: Writable | undefined;
-
-  constructor(total: number, progress: Broadcast<BlobProgress>, copy?: Writable) {
-    super();
-    this.#total = total;
-    this.#progress = progress;
-    this.#copy = copy;
-    copy?.on('error', () => {
-      this.#copy = undefined;
-    });
-  }
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
-    this.#seen += chunk.length;
-    if (this.#seen - this.#reported >= PROGRESS_EVERY_BYTES || this.#seen === this.#total) {
-      this.#reported = this.#seen;
-      this.#progress.emit({ phase: 'downloading', current: this.#seen, total: this.#total });
-    }
-    const copy = this.#copy;
-    if (copy && !copy.write(chunk)) {
-      const resume = () => {
-        copy.off('drain', resume);
-        copy.off('error', resume);
-        callback(null, chunk);
-      };
-      copy.on('drain', resume);
-      copy.on('error', resume);
-      return;
-    }
-    callback(null, chunk);
-  }
-
-  override _flush(callback: TransformCallback): void {
-    this.#copy?.end();
-    callback();
-  }
-
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    // Streams destroy themselves after a clean end too; only a failure stops the statistics.
-    if (error) this.#copy?.destroy();
-    callback(error);
   }
 }

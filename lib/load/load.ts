@@ -6,7 +6,7 @@
  * by no manifest, so the collector reclaims them after its grace window.
  */
 import { createHash } from 'node:crypto';
-import { type Readable, Transform, type TransformCallback, type Writable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { type Digest, isDigest } from '../digest.ts';
 import {
   BlobNotLiveError,
@@ -21,6 +21,7 @@ import type { BlobStore } from '../ports/blob-store.ts';
 import type { Catalog, ImageSummary, ManifestRecord } from '../ports/catalog.ts';
 import type { Clock } from '../ports/clock.ts';
 import { familiarString, repositoryName } from '../reference.ts';
+import { TeeStream } from '../tee-stream.ts';
 import { waitForDeletion } from '../wait-for-deletion.ts';
 import {
   type ArchiveFormat,
@@ -201,7 +202,8 @@ class ArchiveScan {
     const named = BLOB_PATH.exec(path)?.[1];
     const expected = named ? { digest: `sha256:${named}` as Digest } : undefined;
     const stats = countLayerFiles({ diffId: 'compressed-only' });
-    const tee = new TeeStream(stats.stream);
+    // Socket-sized chunks would cost a thread-pool round trip each in the store's file writes.
+    const tee = new TeeStream(stats.stream, { coalesceBytes: COALESCE_BYTES });
     stream.on('error', (error) => tee.destroy(error));
     stream.pipe(tee);
     let written: { digest: Digest; size: number };
@@ -380,71 +382,4 @@ async function hashAndDiscard(stream: Readable): Promise<Digest> {
   const hash = createHash('sha256');
   for await (const chunk of stream) hash.update(chunk as Buffer);
   return `sha256:${hash.digest('hex')}` as Digest;
-}
-
-/**
- * Passes an entry through to the BlobStore while a copy feeds the layer probe, honouring the
- * copy's backpressure. Small chunks (a socket delivers 16-64 KiB) are gathered into 256 KiB
- * pieces first: every chunk costs a file write round trip through the thread pool, and at
- * socket-sized chunks those round trips, not hashing or disk, bound the load. The probe never
- * fails the store: an unreadable layer just has no statistics.
- */
-class TeeStream extends Transform {
-  #copy: Writable | undefined;
-  #pending: Buffer[] = [];
-  #pendingBytes = 0;
-
-  constructor(copy: Writable) {
-    super({ highWaterMark: COALESCE_BYTES });
-    this.#copy = copy;
-    copy.on('error', () => {
-      this.#copy = undefined;
-    });
-  }
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
-    this.#pending.push(chunk);
-    this.#pendingBytes += chunk.length;
-    if (this.#pendingBytes < COALESCE_BYTES) {
-      callback();
-      return;
-    }
-    this.#emit(callback);
-  }
-
-  override _flush(callback: TransformCallback): void {
-    const end = (error?: Error | null, data?: Buffer) => {
-      if (data) this.push(data);
-      this.#copy?.end();
-      callback(error);
-    };
-    if (this.#pendingBytes === 0) end();
-    else this.#emit(end);
-  }
-
-  #emit(callback: (error?: Error | null, data?: Buffer) => void): void {
-    const piece =
-      this.#pending.length === 1
-        ? this.#pending[0]!
-        : Buffer.concat(this.#pending, this.#pendingBytes);
-    this.#pending = [];
-    this.#pendingBytes = 0;
-    const copy = this.#copy;
-    if (copy && !copy.write(piece)) {
-      const resume = () => {
-        copy.off('drain', resume);
-        copy.off('error', resume);
-        callback(null, piece);
-      };
-      copy.on('drain', resume);
-      copy.on('error', resume);
-      return;
-    }
-    callback(null, piece);
-  }
-
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    if (error) this.#copy?.destroy();
-    callback(error);
-  }
 }
