@@ -14,6 +14,12 @@ export interface HttpRequest {
   body?: Readable;
   /** The API version the client asked for (`1.47`), or undefined for unversioned paths. */
   apiVersion?: string;
+  /**
+   * When the front door stops waiting for the answer (epoch ms): API Gateway's 30 s, or the
+   * function's remaining time on a response stream. Undefined on the Node server, which has no
+   * limit. Long work (pulls, loads) hands over to a background job before it passes.
+   */
+  deadline?: number;
 }
 
 export interface HttpResponse {
