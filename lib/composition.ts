@@ -5,13 +5,18 @@ import packageJson from '../package.json' with { type: 'json' };
 import { FsBlobStore } from './adapters/fs-blob-store.ts';
 import { SqliteCatalog } from './adapters/sqlite-catalog.ts';
 import { TokenAuthenticator } from './auth/access.ts';
-import type { ServeConfig } from './config.ts';
+import type { CredentialMap, ServeConfig } from './config.ts';
 import type { EngineContext } from './engine/context.ts';
+import { InProcessDispatcher } from './jobs/in-process-dispatcher.ts';
+import { JobSignals } from './jobs/job-signals.ts';
+import type { Jobs } from './jobs/jobs.ts';
+import { JobRunner } from './jobs/runner.ts';
 import type { BlobStore } from './ports/blob-store.ts';
 import type { Catalog } from './ports/catalog.ts';
 import { type Clock, systemClock } from './ports/clock.ts';
 import type { Upstream } from './ports/upstream.ts';
 import { PullService } from './pull.ts';
+import type { CredentialSource } from './registry/credential-source.ts';
 import { HttpUpstream } from './registry/http-upstream.ts';
 
 export interface Composition {
@@ -27,9 +32,12 @@ export function composeEmbedded(
   mkdirSync(config.dataDir, { recursive: true });
   const blobs = new FsBlobStore(config.dataDir);
   const catalog = new SqliteCatalog(join(config.dataDir, 'catalog.db'));
+  const context = engineContext(config, blobs, catalog, overrides);
+  const jobs = inProcessJobs(context);
   return {
-    context: engineContext(config, blobs, catalog, overrides),
+    context: { ...context, jobs },
     close: async () => {
+      await jobs.dispatcher.idle();
       catalog.close();
     },
   };
@@ -38,7 +46,9 @@ export function composeEmbedded(
 /**
  * The AWS backend: blobs in S3, the catalog in DynamoDB, both clients from the SDK's standard
  * settings (region, credentials, AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL_DYNAMODB). The SDK is
- * loaded only here, so the embedded default starts without it. With `createResources` the
+ * loaded only here, so the embedded default starts without it. Upstream credentials come from
+ * the Secrets Manager secret IMAGE_CACHE_REGISTRY_SECRET names, read at start and re-read
+ * when old or refused (lib/adapters/secret-credentials.ts). With `createResources` the
  * bucket and table are created when missing (for local emulators; production uses infra/).
  */
 export async function composeAws(
@@ -47,6 +57,14 @@ export async function composeAws(
 ): Promise<Composition> {
   if (!config.aws) throw new Error('composeAws needs the aws settings of --backend aws');
   const { bucket, table, createResources } = config.aws;
+  // Read before any other client exists, so a missing or unreadable secret stops the start
+  // with its own message and leaves nothing to close.
+  const registryCredentials = config.aws.registrySecret
+    ? await (await import('./adapters/secret-credentials.ts')).SecretCredentials.open({
+        secretId: config.aws.registrySecret,
+        clock: overrides.clock ?? systemClock,
+      })
+    : undefined;
   const [{ S3BlobStore }, { DynamoCatalog }, { S3SaveExports }] = await Promise.all([
     import('./adapters/s3-blob-store.ts'),
     import('./adapters/dynamo-catalog.ts'),
@@ -65,16 +83,22 @@ export async function composeAws(
   } catch (error) {
     catalog.close();
     blobs.client.destroy();
+    registryCredentials?.close();
     throw error;
   }
+  const context = engineContext(config, blobs, catalog, overrides, registryCredentials);
+  const jobs = await awsJobs(context, config.aws.workerFunction);
   return {
     context: {
-      ...engineContext(config, blobs, catalog, overrides),
+      ...context,
       exports: new S3SaveExports(blobs, { now: () => (overrides.clock ?? systemClock).now() }),
+      jobs,
     },
     close: async () => {
+      await jobs.local.idle();
       catalog.close();
       blobs.client.destroy();
+      registryCredentials?.close();
     },
   };
 }
@@ -85,11 +109,12 @@ function engineContext(
   blobs: BlobStore,
   catalog: Catalog,
   overrides: { clock?: Clock; upstream?: Upstream },
+  /** Default: the auth file's credentials; on AWS, the registry secret when one is set. */
+  credentials: CredentialSource | CredentialMap = config.credentials,
 ): EngineContext {
   const clock = overrides.clock ?? systemClock;
   const upstream =
-    overrides.upstream ??
-    new HttpUpstream({ registries: config.registries, credentials: config.credentials, clock });
+    overrides.upstream ?? new HttpUpstream({ registries: config.registries, credentials, clock });
   const pulls = new PullService({
     catalog,
     blobs,
@@ -113,6 +138,38 @@ function engineContext(
     },
     ...(config.requireAuth && { auth: new TokenAuthenticator(catalog, clock) }),
   };
+}
+
+/** Jobs run by this process: the runner and a dispatcher that starts it in the background. */
+function inProcessJobs(context: EngineContext): Jobs & { dispatcher: InProcessDispatcher } {
+  const signals = new JobSignals();
+  const runner = new JobRunner({ ...context, signals });
+  return { runner, signals, dispatcher: new InProcessDispatcher((jobId) => runner.run(jobId)) };
+}
+
+/**
+ * On AWS, jobs go to the worker function (IMAGE_CACHE_WORKER_FUNCTION) when one is named; its
+ * SDK is loaded only then. Without one (`serve --backend aws`, tests) they run in this process.
+ */
+async function awsJobs(
+  context: EngineContext,
+  workerFunction: string | undefined,
+): Promise<Jobs & { local: InProcessDispatcher }> {
+  const jobs = inProcessJobs(context);
+  if (!workerFunction) {
+    if (process.env.AWS_LAMBDA_FUNCTION_NAME) {
+      console.warn(
+        'IMAGE_CACHE_WORKER_FUNCTION is not set: background jobs run inside this function and stop with its invocation',
+      );
+    }
+    return { ...jobs, local: jobs.dispatcher };
+  }
+  const { LambdaDispatcher } = await import('./adapters/lambda-dispatcher.ts');
+  const dispatcher = new LambdaDispatcher({
+    client: LambdaDispatcher.clientFromEnvironment(),
+    functionName: workerFunction,
+  });
+  return { ...jobs, dispatcher, local: jobs.dispatcher };
 }
 
 /** For --create-resources against emulators; an existing bucket of ours is fine. */

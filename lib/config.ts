@@ -68,6 +68,16 @@ export interface AwsBackendConfig {
   table: string;
   /** Create the bucket and table when missing (local emulators); never on by default. */
   createResources: boolean;
+  /**
+   * IMAGE_CACHE_REGISTRY_SECRET: name or ARN of the Secrets Manager secret that holds the
+   * upstream credentials (a Docker config.json), instead of IMAGE_CACHE_AUTH_FILE.
+   */
+  registrySecret?: string;
+  /**
+   * IMAGE_CACHE_WORKER_FUNCTION: the Lambda function that runs background jobs (asynchronous
+   * invocations); without it jobs run in this process.
+   */
+  workerFunction?: string;
 }
 
 const REGISTRIES_VAR = 'IMAGE_CACHE_REGISTRIES';
@@ -121,14 +131,9 @@ export function parseRegistries(value?: string): RegistryMap {
   return registries;
 }
 
-/**
- * IMAGE_CACHE_AUTH_FILE: a Docker `config.json`. Only the `auths` section is read; entries
- * without credentials (what `docker login` leaves when a credential helper holds the secret)
- * are skipped. Messages name the registry, never the secret.
- */
+/** IMAGE_CACHE_AUTH_FILE: a Docker `config.json`, read once at start. */
 export function loadAuthFile(path?: string): CredentialMap {
-  const credentials: CredentialMap = new Map();
-  if (path === undefined || path.trim() === '') return credentials;
+  if (path === undefined || path.trim() === '') return new Map();
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -137,24 +142,37 @@ export function loadAuthFile(path?: string): CredentialMap {
       cause: error,
     });
   }
+  return parseAuthConfig(text, AUTH_FILE_VAR, path);
+}
+
+/**
+ * The `auths` of a Docker `config.json`, from the auth file or the registry secret; `setting`
+ * (the variable) and `source` (the path, the secret) start every message. Entries without
+ * credentials (what `docker login` leaves when a credential helper holds the secret) are
+ * skipped. Messages name the registry, never the secret, and so leave out JSON.parse's own
+ * message, which quotes the text it failed on.
+ */
+export function parseAuthConfig(text: string, setting: string, source: string): CredentialMap {
+  const credentials: CredentialMap = new Map();
   let document: unknown;
   try {
     document = JSON.parse(text);
   } catch (error) {
+    const position = /at position \d+/.exec((error as Error).message)?.[0];
     throw new ConfigError(
-      `${AUTH_FILE_VAR}: ${path} is not valid JSON: ${(error as Error).message}`,
+      `${setting}: ${source} is not valid JSON${position ? ` (${position})` : ''}`,
     );
   }
   if (!isObject(document)) {
-    throw new ConfigError(`${AUTH_FILE_VAR}: ${path} must hold a JSON object with "auths"`);
+    throw new ConfigError(`${setting}: ${source} must hold a JSON object with "auths"`);
   }
   const auths = document.auths ?? {};
   if (!isObject(auths)) {
-    throw new ConfigError(`${AUTH_FILE_VAR}: "auths" in ${path} must be an object`);
+    throw new ConfigError(`${setting}: "auths" in ${source} must be an object`);
   }
   const origins = new Map<string, string>();
   for (const [key, entry] of Object.entries(auths)) {
-    const where = `${AUTH_FILE_VAR}: auths[${JSON.stringify(key)}] in ${path}`;
+    const where = `${setting}: auths[${JSON.stringify(key)}] in ${source}`;
     if (!isObject(entry)) throw new ConfigError(`${where} must be an object`);
     const found = entryCredentials(entry, where);
     if (!found) continue;
@@ -279,6 +297,8 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
     port:
       values.port === undefined ? SERVE_DEFAULTS.port : integerIn(values.port, '--port', 0, 65535),
     dataDir: resolve(dataArg),
+    // Before the auth file is read: an auth file beside the registry secret is refused as such.
+    ...backendSettings(values.backend, env, createResources),
     registries: parseRegistries(env[REGISTRIES_VAR]),
     credentials: loadAuthFile(env[AUTH_FILE_VAR]),
     tagTtlMs,
@@ -290,7 +310,6 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
     gcGraceMs,
     ...(maxBytes !== undefined && { maxBytes }),
     ...(maxAgeMs !== undefined && { maxAgeMs }),
-    ...backendSettings(values.backend, env, createResources),
     requireAuth,
   };
 }
@@ -323,6 +342,8 @@ export function isLoopbackHost(host: string): boolean {
 const BACKEND_VAR = 'IMAGE_CACHE_BACKEND';
 const BUCKET_VAR = 'IMAGE_CACHE_BUCKET';
 const TABLE_VAR = 'IMAGE_CACHE_TABLE';
+const WORKER_FUNCTION_VAR = 'IMAGE_CACHE_WORKER_FUNCTION';
+export const REGISTRY_SECRET_VAR = 'IMAGE_CACHE_REGISTRY_SECRET';
 
 /** `--backend` (or IMAGE_CACHE_BACKEND): embedded by default; aws needs a bucket and a table. */
 function backendSettings(
@@ -338,6 +359,13 @@ function backendSettings(
   if (backend === 'embedded') {
     if (createResources) {
       throw new ConfigError('--create-resources only applies to --backend aws');
+    }
+    // Refused rather than ignored: ignoring it would pull anonymously while the operator
+    // believes the secret's credentials are in use.
+    if (nonEmpty(env[REGISTRY_SECRET_VAR])) {
+      throw new ConfigError(
+        `${REGISTRY_SECRET_VAR} is read by --backend aws only: the embedded backend takes its credentials from ${AUTH_FILE_VAR}`,
+      );
     }
     return { backend };
   }
@@ -360,7 +388,46 @@ function backendSettings(
       `${TABLE_VAR}: ${JSON.stringify(table)} is not a valid DynamoDB table name (3-255 letters, digits, _ . -)`,
     );
   }
-  return { backend, aws: { bucket, table, createResources } };
+  const registrySecret = registrySecretSetting(env);
+  const workerFunction = nonEmpty(env[WORKER_FUNCTION_VAR])?.trim();
+  return {
+    backend,
+    aws: {
+      bucket,
+      table,
+      createResources,
+      ...(registrySecret && { registrySecret }),
+      ...(workerFunction && { workerFunction }),
+    },
+  };
+}
+
+/**
+ * IMAGE_CACHE_REGISTRY_SECRET: a secret's name or ARN, checked against Secrets Manager's rules
+ * so a typo fails here rather than as "not found" at the first read. Not combined with
+ * IMAGE_CACHE_AUTH_FILE: with two sources, a registry named in both would need a winner, and
+ * rotating the secret would leave the file's copy behind. One place holds the credentials.
+ */
+function registrySecretSetting(env: NodeJS.ProcessEnv): string | undefined {
+  const secret = nonEmpty(env[REGISTRY_SECRET_VAR])?.trim();
+  if (secret === undefined) return undefined;
+  if (nonEmpty(env[AUTH_FILE_VAR])) {
+    throw new ConfigError(
+      `${AUTH_FILE_VAR} and ${REGISTRY_SECRET_VAR} are both set: keep the credentials in one of them (on AWS, the secret)`,
+    );
+  }
+  const arn = /^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:(.+)$/.exec(secret);
+  if (secret.startsWith('arn:') && !arn) {
+    throw new ConfigError(
+      `${REGISTRY_SECRET_VAR}: ${JSON.stringify(secret)} is not a Secrets Manager secret ARN (arn:aws:secretsmanager:<region>:<account>:secret:<name>)`,
+    );
+  }
+  if (!/^[A-Za-z0-9/_+=.@-]{1,512}$/.test(arn?.[1] ?? secret)) {
+    throw new ConfigError(
+      `${REGISTRY_SECRET_VAR}: ${JSON.stringify(secret)} is not a valid secret name (1-512 letters, digits and / _ + = . @ -)`,
+    );
+  }
+  return secret;
 }
 
 function registryName(raw: string, setting: string): string {

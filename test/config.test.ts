@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ConfigError,
   loadAuthFile,
+  parseAuthConfig,
   parseRegistries,
   parseServeArgs,
   type RegistryCredentials,
@@ -366,5 +367,86 @@ describe('parseServeArgs', () => {
   it.each(invalid)('%s fails', (_name, argv, env, message) => {
     expect(() => parseServeArgs(argv, env)).toThrow(ConfigError);
     expect(() => parseServeArgs(argv, env)).toThrow(message);
+  });
+});
+
+describe('IMAGE_CACHE_REGISTRY_SECRET', () => {
+  const aws = { IMAGE_CACHE_BUCKET: 'image-cache-bucket', IMAGE_CACHE_TABLE: 'image-cache' };
+  const arn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:image-cache/registry-AbCdEf';
+
+  it.each([
+    ['a name', 'image-cache/registry', 'image-cache/registry'],
+    ['an ARN', arn, arn],
+    [
+      'a GovCloud ARN',
+      arn.replace('arn:aws:', 'arn:aws-us-gov:'),
+      arn.replace('arn:aws:', 'arn:aws-us-gov:'),
+    ],
+    ['surrounding blanks', '  image-cache/registry ', 'image-cache/registry'],
+  ])('takes %s on the aws backend', (_name, value, expected) => {
+    const config = parseServeArgs(['--backend', 'aws'], {
+      ...aws,
+      IMAGE_CACHE_REGISTRY_SECRET: value,
+    });
+    expect(config.aws?.registrySecret).toBe(expected);
+    expect(config.credentials.size).toBe(0);
+  });
+
+  it('is absent when unset or empty', () => {
+    expect(parseServeArgs(['--backend', 'aws'], aws).aws).not.toHaveProperty('registrySecret');
+    const empty = parseServeArgs(['--backend', 'aws'], {
+      ...aws,
+      IMAGE_CACHE_REGISTRY_SECRET: ' ',
+    });
+    expect(empty.aws).not.toHaveProperty('registrySecret');
+  });
+
+  const invalid: [string, string[], NodeJS.ProcessEnv, RegExp][] = [
+    [
+      'on the embedded backend',
+      [],
+      { IMAGE_CACHE_REGISTRY_SECRET: 'image-cache/registry' },
+      /IMAGE_CACHE_REGISTRY_SECRET is read by --backend aws only: .*IMAGE_CACHE_AUTH_FILE/,
+    ],
+    [
+      'together with an auth file',
+      ['--backend', 'aws'],
+      { ...aws, IMAGE_CACHE_REGISTRY_SECRET: 'image-cache/registry', IMAGE_CACHE_AUTH_FILE: '/x' },
+      /IMAGE_CACHE_AUTH_FILE and IMAGE_CACHE_REGISTRY_SECRET are both set/,
+    ],
+    [
+      'an ARN of another service',
+      ['--backend', 'aws'],
+      { ...aws, IMAGE_CACHE_REGISTRY_SECRET: 'arn:aws:ssm:eu-west-1:123456789012:parameter/x' },
+      /IMAGE_CACHE_REGISTRY_SECRET: ".*" is not a Secrets Manager secret ARN/,
+    ],
+    [
+      'a name with a space',
+      ['--backend', 'aws'],
+      { ...aws, IMAGE_CACHE_REGISTRY_SECRET: 'image cache' },
+      /IMAGE_CACHE_REGISTRY_SECRET: "image cache" is not a valid secret name/,
+    ],
+  ];
+  it.each(invalid)('is refused %s', (_name, argv, env, message) => {
+    expect(() => parseServeArgs(argv, env)).toThrow(ConfigError);
+    expect(() => parseServeArgs(argv, env)).toThrow(message);
+  });
+});
+
+describe('parseAuthConfig', () => {
+  it('words messages for the source it is given', () => {
+    const text = JSON.stringify({ auths: { 'ghcr.io': 'x' } });
+    expect(() => parseAuthConfig(text, 'IMAGE_CACHE_REGISTRY_SECRET', 'secret s')).toThrow(
+      /^IMAGE_CACHE_REGISTRY_SECRET: auths\["ghcr.io"\] in secret s must be an object$/,
+    );
+  });
+
+  it('leaves out the text JSON.parse would quote', () => {
+    expect(() => parseAuthConfig('{"auths": hunter2 }', 'V', 'src')).toThrow(
+      /^V: src is not valid JSON$/,
+    );
+    expect(() => parseAuthConfig('{"auths": {"a": "hunter2"', 'V', 'src')).toThrow(
+      /^V: src is not valid JSON \(at position \d+\)$/,
+    );
   });
 });

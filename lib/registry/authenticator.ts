@@ -1,14 +1,14 @@
-import { UpstreamError } from '../errors.ts';
+import { ImageCacheError, UpstreamError } from '../errors.ts';
 import type { Clock } from '../ports/clock.ts';
 import {
   type AuthScheme,
   basicAuthorization,
   type Challenge,
-  type Credentials,
   chooseScheme,
   parseTokenResponse,
   TokenCache,
 } from './auth.ts';
+import type { CredentialSource } from './credential-source.ts';
 
 /**
  * Fetches a token document from a realm URL. Supplied by the HTTP client so token requests use
@@ -21,7 +21,7 @@ export type TokenFetcher = (
 ) => Promise<unknown>;
 
 export interface AuthenticatorOptions {
-  credentials: Map<string, Credentials>;
+  credentials: CredentialSource;
   clock: Clock;
   fetchToken: TokenFetcher;
 }
@@ -31,7 +31,7 @@ export interface AuthenticatorOptions {
  * request carries its credentials up front instead of paying a 401 round trip each time.
  */
 export class Authenticator {
-  readonly #credentials: Map<string, Credentials>;
+  readonly #credentials: CredentialSource;
   readonly #clock: Clock;
   readonly #fetchToken: TokenFetcher;
   readonly #schemes = new Map<string, AuthScheme>();
@@ -69,8 +69,8 @@ export class Authenticator {
   async authorization(registry: string, scope: string): Promise<string | undefined> {
     const scheme = this.#schemes.get(registry);
     if (!scheme) return undefined;
-    const credentials = this.#credentials.get(registry);
     if (scheme.kind === 'basic') {
+      const credentials = await this.#credentials.get(registry);
       if (!credentials) {
         throw new UpstreamError(
           'UNAUTHORIZED',
@@ -92,6 +92,22 @@ export class Authenticator {
     return `Bearer ${await pending}`;
   }
 
+  /**
+   * The registry answered 401 to a request that carried `authorization`. True when that was
+   * our Basic login and the source now has other credentials for the registry (a rotated
+   * secret): worth one more request.
+   */
+  async replacedAfterRefusal(
+    registry: string,
+    authorization: string | undefined,
+  ): Promise<boolean> {
+    if (!authorization?.startsWith('Basic ')) return false;
+    const current = await this.#credentials.get(registry);
+    if (!current) return false;
+    if (basicAuthorization(current) !== authorization) return true;
+    return (await this.#credentials.refused(registry, current)) !== undefined;
+  }
+
   async #requestToken(
     registry: string,
     scheme: Extract<AuthScheme, { kind: 'bearer' }>,
@@ -101,18 +117,32 @@ export class Authenticator {
     const url = new URL(scheme.realm);
     if (scheme.service) url.searchParams.set('service', scheme.service);
     url.searchParams.set('scope', scope);
-    const credentials = this.#credentials.get(registry);
-    const requestedAt = this.#clock.now();
-    const json = await this.#fetchToken(
-      url,
-      credentials ? basicAuthorization(credentials) : undefined,
-      registry,
-    );
+    const credentials = await this.#credentials.get(registry);
+    let requestedAt = this.#clock.now();
+    let json: unknown;
+    try {
+      json = await this.#fetchToken(
+        url,
+        credentials ? basicAuthorization(credentials) : undefined,
+        registry,
+      );
+    } catch (error) {
+      // The token service refusing our login may mean it was rotated since we read it.
+      const refused = credentials && isRefusal(error);
+      const next = refused ? await this.#credentials.refused(registry, credentials) : undefined;
+      if (!next) throw error;
+      requestedAt = this.#clock.now();
+      json = await this.#fetchToken(url, basicAuthorization(next), registry);
+    }
     const { token, expiresInSeconds } = parseTokenResponse(json, registry);
     // Count the lifetime from when we asked: the token service started its clock then.
     this.#tokens.set(key, token, expiresInSeconds, requestedAt);
     return token;
   }
+}
+
+function isRefusal(error: unknown): boolean {
+  return error instanceof ImageCacheError && error.code === 'UNAUTHORIZED';
 }
 
 export function pullScope(repository: string): string {

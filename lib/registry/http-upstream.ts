@@ -26,6 +26,7 @@ import {
 } from './accept.ts';
 import type { Credentials } from './auth.ts';
 import { openResumableBlob } from './blob-stream.ts';
+import { type CredentialSource, staticCredentials } from './credential-source.ts';
 import { RegistryClient, type Target } from './registry-client.ts';
 import { readRegistryErrors, type Subject, statusError } from './registry-errors.ts';
 import { type RetryPolicy, realSleep, retryPolicy } from './retry.ts';
@@ -34,7 +35,8 @@ import { DEFAULT_TIMEOUTS, discard, type Timeouts } from './transport.ts';
 export interface HttpUpstreamOptions {
   /** Allow-list: registry name (`docker.io`) -> API base URL (`https://registry-1.docker.io`). */
   registries: Map<string, URL>;
-  credentials?: Map<string, Credentials>;
+  /** A fixed map (IMAGE_CACHE_AUTH_FILE) or a source that can change (a rotated secret). */
+  credentials?: ReadonlyMap<string, Credentials> | CredentialSource;
   clock?: Clock;
   retry?: Partial<RetryPolicy>;
   userAgent?: string;
@@ -70,7 +72,7 @@ export class HttpUpstream implements Upstream {
     }
     this.#policy = retryPolicy(options.retry);
     this.#client = new RegistryClient({
-      credentials: options.credentials ?? new Map(),
+      credentials: credentialSource(options.credentials),
       clock: options.clock ?? systemClock,
       policy: this.#policy,
       sleep: realSleep,
@@ -227,6 +229,13 @@ export class HttpUpstream implements Upstream {
       name: `${repo.registry}/${repo.repository}`,
     };
   }
+}
+
+function credentialSource(
+  credentials: ReadonlyMap<string, Credentials> | CredentialSource | undefined,
+): CredentialSource {
+  if (credentials === undefined) return staticCredentials(new Map());
+  return 'refused' in credentials ? credentials : staticCredentials(credentials);
 }
 
 function checkReference(tagOrDigest: string): string {

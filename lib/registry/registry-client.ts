@@ -2,8 +2,9 @@ import { UpstreamError } from '../errors.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { RateLimitInfo } from '../ports/upstream.ts';
 import { readCapped } from './accept.ts';
-import { type Credentials, parseChallenges } from './auth.ts';
+import { parseChallenges } from './auth.ts';
 import { Authenticator, pullScope } from './authenticator.ts';
+import type { CredentialSource } from './credential-source.ts';
 import { describeRateLimit, parseRateLimit, parseRetryAfter } from './rate-limit.ts';
 import { readRegistryErrors, type Subject, statusError } from './registry-errors.ts';
 import {
@@ -34,7 +35,7 @@ export interface RegistryRequest {
 }
 
 export interface RegistryClientOptions {
-  credentials: Map<string, Credentials>;
+  credentials: CredentialSource;
   clock: Clock;
   policy: RetryPolicy;
   sleep: Sleep;
@@ -107,20 +108,26 @@ export class RegistryClient {
 
   /**
    * Sends with whatever auth the registry asked for before. On a 401 from the registry itself
-   * (not from a CDN it redirected to) learn the challenge and try exactly once more.
+   * (not from a CDN it redirected to) learn the challenge and try once more; once again only
+   * when that refused our Basic login and the credential source has newer credentials.
    */
   async #authorized(target: Target, url: URL, request: RegistryRequest): Promise<RegistryResponse> {
     const scope = pullScope(target.repository);
-    const send = async () =>
-      this.#transport.send(url, {
+    let sent: string | undefined;
+    const send = async () => {
+      sent = await this.#auth.authorization(target.registry, scope);
+      return this.#transport.send(url, {
         method: request.method,
         headers: request.headers,
-        authorization: await this.#auth.authorization(target.registry, scope),
+        authorization: sent,
         authorizedOrigin: target.base.origin,
         maxRedirects: request.maxRedirects,
       });
+    };
+    const challenged = (response: RegistryResponse) =>
+      response.status === 401 && response.url.origin === target.base.origin;
     const first = await send();
-    if (first.status !== 401 || first.url.origin !== target.base.origin) return first;
+    if (!challenged(first)) return first;
     const challenges = parseChallenges(first.headers['www-authenticate']);
     let learnt: boolean;
     try {
@@ -133,6 +140,11 @@ export class RegistryClient {
     await discard(first.body);
     // The token we sent (if any) was refused: revoked, or expired earlier than announced.
     this.#auth.forget(target.registry, scope);
+    const second = await send();
+    if (!challenged(second) || !(await this.#auth.replacedAfterRefusal(target.registry, sent))) {
+      return second;
+    }
+    await discard(second.body);
     return send();
   }
 
