@@ -330,3 +330,46 @@ describe('AWS backend settings', () => {
     }
   });
 });
+
+describe('DynamoCatalog job items', () => {
+  it('puts the TTL attribute on a job and its key item, and drops the key item when it ends', async () => {
+    const { catalog, table } = await freshCatalog();
+    const client = server.client();
+    const raw = async (pk: string, sk: string) =>
+      (
+        await client.send(
+          new GetItemCommand({
+            TableName: table,
+            Key: { pk: { S: pk }, sk: { S: sk } },
+            ConsistentRead: true,
+          }),
+        )
+      ).Item;
+    try {
+      const key = 'pull|docker.io/library/alpine:3|default';
+      const { job } = await catalog.createOrJoinJob({
+        id: 'ttl-job',
+        kind: 'pull',
+        key,
+        request: { kind: 'pull', reference: 'docker.io/library/alpine:3' },
+        now: 1_000_000,
+        expiresAt: 8_000_000,
+      });
+      expect((await raw('JOB#ttl-job', 'JOB'))?.ttl).toEqual({ N: '8000' });
+      expect((await raw(`JOBKEY#${key}`, 'JOBKEY'))?.ttl).toEqual({ N: '8000' });
+
+      const lease = { owner: 'w', now: 1_000_001, until: 1_060_001 };
+      expect(await catalog.claimJob(job.id, lease)).toBeDefined();
+      const progress = { layers: [], lines: [], linesSeen: 0 };
+      const end = { progress, now: 2_000_000, expiresAt: 88_400_000 };
+      const result = { kind: 'load' as const, messages: ['Loaded image: x:1'] };
+      expect(await catalog.finishJob(job.id, 'w', { status: 'succeeded', result, ...end })).toBe(
+        true,
+      );
+      expect((await raw('JOB#ttl-job', 'JOB'))?.ttl).toEqual({ N: '88400' });
+      expect(await raw(`JOBKEY#${key}`, 'JOBKEY')).toBeUndefined();
+    } finally {
+      catalog.close();
+    }
+  });
+});

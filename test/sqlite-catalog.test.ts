@@ -75,7 +75,7 @@ describe('SqliteCatalog specifics', () => {
     v1.close();
     open.pop();
     const raw = new Database(file);
-    raw.exec(`DROP TABLE pins; DROP TABLE gc_reports; DROP TABLE tokens;
+    raw.exec(`DROP TABLE pins; DROP TABLE gc_reports; DROP TABLE tokens; DROP TABLE jobs;
       DROP TRIGGER blobs_generation_floor; DROP TABLE blob_generation_floor;
       DROP INDEX tags_manifest; DROP INDEX tags_source;
       DROP INDEX digest_refs_manifest; DROP INDEX digest_refs_digest;`);

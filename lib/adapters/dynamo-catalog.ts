@@ -8,7 +8,12 @@ import type {
   DigestRefRecord,
   GcReport,
   ImageCommit,
+  JobEnd,
+  JobProgress,
+  JobRecord,
+  LeaseTerms,
   ManifestRecord,
+  NewJob,
   PinRecord,
   TagRecord,
   TokenRecord,
@@ -31,6 +36,7 @@ import {
   toTag,
   toToken,
 } from './dynamo/items.ts';
+import { claimJob, createOrJoinJob, finishJob, getJob, recordJobProgress } from './dynamo/jobs.ts';
 import { assembleManifest, groupChunks, readManifest, readManifests } from './dynamo/manifests.ts';
 import { deleteManifestIfUnreferenced, writeReferrer } from './dynamo/references.ts';
 import { RequestCounter } from './dynamo/request-counter.ts';
@@ -442,6 +448,28 @@ export class DynamoCatalog implements Catalog {
       ExpressionAttributeNames: { '#lastUsedAt': 'lastUsedAt' },
       ExpressionAttributeValues: { ':now': av.n(now) },
     });
+  }
+
+  // --- jobs (dynamo/jobs.ts)
+
+  createOrJoinJob(job: NewJob): Promise<{ job: JobRecord; created: boolean }> {
+    return createOrJoinJob(this.#table, job);
+  }
+
+  getJob(id: string): Promise<JobRecord | undefined> {
+    return getJob(this.#table, id);
+  }
+
+  claimJob(id: string, lease: LeaseTerms): Promise<JobRecord | undefined> {
+    return claimJob(this.#table, id, lease);
+  }
+
+  recordJobProgress(id: string, lease: LeaseTerms, progress: JobProgress): Promise<boolean> {
+    return recordJobProgress(this.#table, id, lease, progress);
+  }
+
+  finishJob(id: string, owner: string, end: JobEnd): Promise<boolean> {
+    return finishJob(this.#table, id, owner, end);
   }
 
   /** Newest first. */

@@ -11,11 +11,17 @@ import type {
   GcReport,
   ImageCommit,
   ImageSummary,
+  JobEnd,
+  JobProgress,
+  JobRecord,
+  LeaseTerms,
   ManifestRecord,
+  NewJob,
   PinRecord,
   TagRecord,
   TokenRecord,
 } from '../ports/catalog.ts';
+import { JOBS_MIGRATION, SqliteJobs } from './sqlite/jobs.ts';
 
 /**
  * Schema versions, applied in order and recorded in PRAGMA user_version. Append, never edit:
@@ -99,6 +105,8 @@ const MIGRATIONS: readonly string[] = [
      created_at INTEGER NOT NULL,
      last_used_at INTEGER
    ) WITHOUT ROWID;`,
+  // 4: background jobs (pulls and loads past the front door's time limit).
+  JOBS_MIGRATION,
 ];
 
 /** The schema version this build writes (PRAGMA user_version). */
@@ -183,6 +191,7 @@ export class SqliteCatalog implements Catalog {
   readonly #putGcReportTx: Database.Transaction<(report: GcReport) => void>;
   readonly #grouped: GroupedWrite[] = [];
   readonly #groupTx: Database.Transaction<(batch: GroupedWrite[]) => unknown[]>;
+  readonly #jobs: SqliteJobs;
 
   constructor(path: string) {
     this.#db = new Database(path);
@@ -198,6 +207,7 @@ export class SqliteCatalog implements Catalog {
     );
     this.#putGcReportTx = this.#db.transaction((report: GcReport) => this.#putGcReportInTx(report));
     this.#groupTx = this.#db.transaction((batch: GroupedWrite[]) => batch.map((w) => w.run()));
+    this.#jobs = new SqliteJobs(this.#db);
   }
 
   /**
@@ -601,6 +611,28 @@ export class SqliteCatalog implements Catalog {
 
   async touchToken(hash: string, now: number): Promise<void> {
     this.#sql('UPDATE tokens SET last_used_at = ? WHERE hash = ?').run(ms(now), hash);
+  }
+
+  // --- jobs (sqlite/jobs.ts)
+
+  createOrJoinJob(job: NewJob): Promise<{ job: JobRecord; created: boolean }> {
+    return this.#jobs.createOrJoin(job);
+  }
+
+  getJob(id: string): Promise<JobRecord | undefined> {
+    return this.#jobs.get(id);
+  }
+
+  claimJob(id: string, lease: LeaseTerms): Promise<JobRecord | undefined> {
+    return this.#jobs.claim(id, lease);
+  }
+
+  recordJobProgress(id: string, lease: LeaseTerms, progress: JobProgress): Promise<boolean> {
+    return this.#jobs.recordProgress(id, lease, progress);
+  }
+
+  finishJob(id: string, owner: string, end: JobEnd): Promise<boolean> {
+    return this.#jobs.finish(id, owner, end);
   }
 }
 

@@ -1,4 +1,5 @@
 import type { TokenAuthenticator } from '../auth/access.ts';
+import type { Jobs } from '../jobs/jobs.ts';
 import type { BlobStore } from '../ports/blob-store.ts';
 import type { Catalog } from '../ports/catalog.ts';
 import type { Clock } from '../ports/clock.ts';
@@ -23,4 +24,9 @@ export interface EngineContext {
   auth?: TokenAuthenticator;
   /** Save through storage (presigned downloads); absent where the backend has none (embedded). */
   exports?: SaveExports;
+  /**
+   * Background jobs: pulls and loads that would outlive the front door's deadline
+   * (`HttpRequest.deadline`) run as jobs, and /cache/jobs follows them.
+   */
+  jobs?: Jobs;
 }

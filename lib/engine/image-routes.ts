@@ -1,11 +1,12 @@
 import { ROUTE_SCOPES } from '../auth/scopes.ts';
-import { InvalidArgumentError } from '../errors.ts';
+import { InvalidArgumentError, RegistryNotAllowedError } from '../errors.ts';
 import { parseFilters } from '../filters.ts';
 import { listImageViews, resolveImage } from '../images.ts';
 import { parsePlatform } from '../manifest.ts';
 import { parsePullParams } from '../reference.ts';
 import { json } from './http.ts';
 import { filterImages, IMAGE_LIST_FILTERS, imageHistory, imageInspect } from './image-responses.ts';
+import { pullThroughJob } from './job-pull.ts';
 import { streamPull } from './pull-stream.ts';
 import type { Route } from './router.ts';
 
@@ -24,6 +25,12 @@ export const imageRoutes: Route[] = [
       const ref = parsePullParams(fromImage, query.get('tag') ?? undefined);
       const platformText = query.get('platform');
       const platform = platformText ? parsePlatform(platformText) : undefined;
+      const { deadline } = request;
+      if (deadline !== undefined && context.jobs) {
+        // Refused registries are refused here, with their status, not as a failed job.
+        if (!context.registries.has(ref.registry)) throw new RegistryNotAllowedError(ref.registry);
+        return pullThroughJob({ ...request, deadline }, ref, platform, context, context.jobs);
+      }
       return streamPull((onProgress) => context.pulls.pull(ref, { platform, onProgress }));
     },
   },

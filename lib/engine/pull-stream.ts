@@ -29,6 +29,11 @@ export function streamPull(
         out.end();
       },
       (error: unknown) => {
+        if (error instanceof PullHandedOver) {
+          start();
+          out.end(`${JSON.stringify(error.line)}\r\n`);
+          return;
+        }
         if (!started) {
           reject(error);
           return;
@@ -38,6 +43,18 @@ export function streamPull(
       },
     );
   });
+}
+
+/**
+ * Ends a pull stream with a final line of its own, even before any progress was sent: the
+ * pull goes on as a background job the client can follow (lib/engine/job-pull.ts).
+ */
+export class PullHandedOver extends Error {
+  readonly line: { error: string; errorDetail: { message: string } } & Record<string, unknown>;
+  constructor(line: PullHandedOver['line']) {
+    super(line.error);
+    this.line = line;
+  }
 }
 
 /** Adds the `progress` text Docker sends beside progressDetail, for curl users. */

@@ -7,6 +7,7 @@ import type { EngineContext } from './context.ts';
 import { gcRoutes } from './gc-routes.ts';
 import { errorResponse, type HttpRequest, type HttpResponse } from './http.ts';
 import { imageRoutes } from './image-routes.ts';
+import { jobRoutes } from './job-routes.ts';
 import { loadRoutes } from './load-routes.ts';
 import { removalRoutes } from './removal-routes.ts';
 import { saveRoutes } from './save-routes.ts';
@@ -43,6 +44,7 @@ export function createRouter(context: EngineContext) {
     ...removalRoutes,
     ...cacheRoutes,
     ...gcRoutes,
+    ...jobRoutes,
   ];
   async function handle(request: HttpRequest): Promise<HttpResponse> {
     try {

@@ -9,7 +9,7 @@
 import type { Readable } from 'node:stream';
 import { ROUTE_SCOPES } from '../auth/scopes.ts';
 import { InvalidArgumentError, NotFoundError } from '../errors.ts';
-import { loadArchive } from '../load/load.ts';
+import { loadUploadedArchive } from '../load/from-upload.ts';
 import { loadLimitsFromEnv, PayloadTooLargeError } from '../load/tar-reader.ts';
 import {
   type PresignedUploads,
@@ -18,6 +18,7 @@ import {
 } from '../ports/presigned-uploads.ts';
 import type { EngineContext } from './context.ts';
 import { json } from './http.ts';
+import { loadThroughJob } from './job-load.ts';
 import { loadedResponse } from './load-routes.ts';
 import type { Route } from './router.ts';
 
@@ -68,20 +69,19 @@ export const uploadRoutes: Route[] = [
     handler: async (request, [id], context) => {
       const uploads = uploadsOf(context);
       const parts = parseParts(await readSmallBody(request.body));
-      const body = await uploads.openUpload(id!, parts);
-      try {
-        const result = await loadArchive(
-          body,
-          { catalog: context.catalog, blobs: context.blobs, clock: context.clock },
-          { limits: loadLimitsFromEnv(process.env) },
-        );
-        return loadedResponse(result.messages);
-      } finally {
-        body.destroy();
-        await uploads.discardUpload(id!).catch((error: unknown) => {
-          console.error(`discarding upload ${id}:`, error);
-        });
+      const { deadline } = request;
+      if (deadline !== undefined && context.jobs) {
+        // Completed here, so a wrong part list is still this request's 400, and the job carries
+        // one short id instead of the parts.
+        const completed = await uploads.completeUpload(id!, parts);
+        return loadThroughJob({ ...request, deadline }, context, context.jobs, completed);
       }
+      const result = await loadUploadedArchive(uploads, id!, parts, {
+        catalog: context.catalog,
+        blobs: context.blobs,
+        clock: context.clock,
+      });
+      return loadedResponse(result.messages);
     },
   },
 ];

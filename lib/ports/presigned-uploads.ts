@@ -33,6 +33,12 @@ export interface PresignedUploads {
    * missing or unfinished upload is a NotFoundError or an InvalidArgumentError.
    */
   openUpload(id: string, parts: UploadedPart[] | undefined): Promise<Readable>;
+  /**
+   * Completes the upload without opening it, and answers the id of the stored object, which
+   * `openUpload` opens without parts: a background job then carries one short id rather than a
+   * list of up to 10,000 parts. Fails as openUpload does.
+   */
+  completeUpload(id: string, parts: UploadedPart[] | undefined): Promise<string>;
   /** Removes the uploaded object (and aborts an unfinished multipart upload); idempotent. */
   discardUpload(id: string): Promise<void>;
 }

@@ -8,6 +8,7 @@ import type {
   ManifestRecord,
   TokenRecord,
 } from '../../lib/ports/catalog.ts';
+import { jobConformance } from './catalog-jobs-suite.ts';
 
 export interface CatalogHarness {
   catalog: Catalog;
@@ -725,6 +726,10 @@ export function catalogConformance(name: string, makeCatalog: () => Promise<Cata
         expect(reports[0]?.id).toBe('r104');
         expect(reports.at(-1)?.id).toBe('r5');
       });
+    });
+
+    describe('jobs', () => {
+      jobConformance(() => catalog);
     });
 
     describe('API tokens', () => {

@@ -3,7 +3,7 @@
  * paths.go), plus `createTable` for local emulators and first deployments.
  *
  * Table: string partition key `pk`, string sort key `sk`, on-demand billing, no GSI. TTL on
- * `ttl` (epoch seconds): blob tombstones carry it (and job records will).
+ * `ttl` (epoch seconds): blob tombstones and job records carry it.
  *
  * | item                | pk                     | sk                          | access pattern                                   |
  * |---------------------|------------------------|-----------------------------|--------------------------------------------------|
@@ -20,6 +20,8 @@
  * | GC report           | GC_REPORTS             | REPORT#<seq, 16 digits>     | Query newest first, Limit n                      |
  * | GC report sequence  | GC_REPORTS             | SEQ                         | UpdateItem ADD seq 1                             |
  * | API token           | TOKENS                 | TOKEN#<sha256 hex of token> | GetItem by hash per request; Query to list       |
+ * | job                 | JOB#<id>               | JOB                         | GetItem (follow, claim); TTL after it ends       |
+ * | job key             | JOBKEY#<single-flight> | JOBKEY                      | names the key's active job; deleted at its end   |
  *
  * Listings of whole entity types (listTags, listDigestRefs, listManifests, listBlobs) are
  * parallel Scans with ConsistentRead and a filter on `kind`; they pay for the table once per
@@ -80,7 +82,9 @@ export type ItemKind =
   | 'blob'
   | 'pin'
   | 'gc'
-  | 'token';
+  | 'token'
+  | 'job'
+  | 'job-key';
 
 export interface Key {
   pk: string;
@@ -115,6 +119,8 @@ export const keys = {
   }),
   gcSequence: (): Key => ({ pk: GC_REPORTS_PK, sk: 'SEQ' }),
   token: (hash: string): Key => ({ pk: TOKENS_PK, sk: `TOKEN#${hash}` }),
+  job: (id: string): Key => ({ pk: `JOB#${id}`, sk: 'JOB' }),
+  jobKey: (key: string): Key => ({ pk: `JOBKEY#${key}`, sk: 'JOBKEY' }),
 };
 
 export const IMAGES_PK = 'IMAGES';

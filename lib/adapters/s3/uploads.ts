@@ -119,6 +119,19 @@ export class S3Uploads implements PresignedUploads {
   }
 
   async openUpload(id: string, parts: UploadedPart[] | undefined): Promise<Readable> {
+    const { key } = this.#parse(await this.completeUpload(id, parts));
+    const out = await s3Call(
+      this.#client.send(new GetObjectCommand({ Bucket: this.#bucket, Key: key })),
+      'GetObject',
+      key,
+    );
+    if (!(out.Body instanceof Readable)) {
+      throw new ImageCacheError('INTERNAL', `S3 GetObject ${key}: the body is not a Node stream`);
+    }
+    return out.Body;
+  }
+
+  async completeUpload(id: string, parts: UploadedPart[] | undefined): Promise<string> {
     const { key, uploadId } = this.#parse(id);
     if (uploadId !== undefined) {
       if (!parts || parts.length === 0) {
@@ -147,15 +160,8 @@ export class S3Uploads implements PresignedUploads {
         return s3Call(Promise.reject(error), 'CompleteMultipartUpload', key);
       }
     }
-    const out = await s3Call(
-      this.#client.send(new GetObjectCommand({ Bucket: this.#bucket, Key: key })),
-      'GetObject',
-      key,
-    );
-    if (!(out.Body instanceof Readable)) {
-      throw new ImageCacheError('INTERNAL', `S3 GetObject ${key}: the body is not a Node stream`);
-    }
-    return out.Body;
+    // The completed object is named by the upload's own part of the id, as a single PUT is.
+    return id.split('.')[0]!;
   }
 
   async discardUpload(id: string): Promise<void> {

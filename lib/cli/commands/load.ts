@@ -11,6 +11,7 @@ import {
   clientOptionsFromEnv,
   readJsonLines,
 } from '../http.ts';
+import { type JobJson, waitForJob } from '../job-wait.ts';
 import { ProgressBar } from '../progress-bar.ts';
 
 const usage = `Usage:  image-cache load [OPTIONS]
@@ -249,6 +250,19 @@ async function loadThroughStorage(
       // not JSON: show the text
     }
     throw new ApiError(commit.status, message);
+  }
+  if (commit.status === 202) {
+    // The load outlived the server's time limit and goes on as a job: wait for it there.
+    const pending = (await commit.json()) as JobJson;
+    const job = await waitForJob(client, pending.url);
+    if (job.status === 'failed') {
+      ctx.stderr.write(`${job.error?.message ?? 'the load failed'}\n`);
+      return 1;
+    }
+    if (job.result?.kind === 'load') {
+      for (const message of job.result.messages) ctx.stdout.write(`${message}\n`);
+    }
+    return 0;
   }
   return printLoaded(ctx, commit);
 }

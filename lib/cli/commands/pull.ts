@@ -2,6 +2,7 @@
 import { flagBoolean, flagString, parseArgs, UsageError } from '../args.ts';
 import type { CliContext, Command } from '../context.ts';
 import { readJsonLines } from '../http.ts';
+import { type HandoverLine, waitForJob } from '../job-wait.ts';
 import { fullReference, splitReference } from '../names.ts';
 import { type JsonMessage, ProgressStreamError, PullProgressRenderer } from '../pull-progress.ts';
 
@@ -50,9 +51,21 @@ export const pull: Command = {
       ...(ctx.stdout.columns ? { columns: ctx.stdout.columns } : {}),
       now: ctx.now,
     });
+    let handover: HandoverLine['job'];
     try {
-      for await (const message of readJsonLines<JsonMessage>(response.body)) {
+      for await (const message of readJsonLines<JsonMessage & HandoverLine>(response.body)) {
+        // The server's time ran out: the pull goes on as a job, follow it there.
+        if (message.job) {
+          handover = message.job;
+          break;
+        }
         renderer.render(message);
+      }
+      if (handover) {
+        const job = await waitForJob(ctx.client(), handover.url, (m) => renderer.render(m));
+        if (job.status === 'failed') {
+          throw new ProgressStreamError(job.error?.message ?? 'the pull failed');
+        }
       }
     } catch (error) {
       if (error instanceof ProgressStreamError) {

@@ -1,0 +1,39 @@
+/** `GET /cache/jobs/{id}?wait=N`: a background job, long-polled until it ends or N seconds. */
+import { ROUTE_SCOPES } from '../auth/scopes.ts';
+import { InvalidArgumentError, NotFoundError } from '../errors.ts';
+import { jobView } from '../jobs/job-view.ts';
+import { followJob, isEnded } from '../jobs/jobs.ts';
+import { json } from './http.ts';
+import { answerBy } from './job-deadline.ts';
+import type { Route } from './router.ts';
+
+/** Longest wait the Node server holds a request for; behind a deadline, less. */
+const MAX_WAIT_S = 600;
+
+export const jobRoutes: Route[] = [
+  {
+    method: 'GET',
+    pattern: /^\/cache\/jobs\/([A-Za-z0-9_-]{1,128})$/,
+    scope: ROUTE_SCOPES['GET /cache/jobs/{id}'],
+    handler: async (request, [id], context) => {
+      const waitText = request.query.get('wait') ?? '0';
+      if (!/^\d{1,6}$/.test(waitText)) {
+        throw new InvalidArgumentError('wait must be a whole number of seconds');
+      }
+      const notFound = () => new NotFoundError(`no such job: ${id}`);
+      let job = await context.catalog.getJob(id!);
+      if (!job) throw notFound();
+      const waitMs = Math.min(Number(waitText), MAX_WAIT_S) * 1000;
+      if (waitMs > 0 && !isEnded(job)) {
+        const until = Math.min(
+          Date.now() + waitMs,
+          request.deadline === undefined ? Number.POSITIVE_INFINITY : answerBy(request.deadline),
+        );
+        const signals = context.jobs?.signals;
+        job =
+          (await followJob(context.catalog, id!, { until, ...(signals && { signals }) })) ?? job;
+      }
+      return json(200, jobView(job));
+    },
+  },
+];

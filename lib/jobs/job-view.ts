@@ -1,0 +1,22 @@
+/** A job as `GET /cache/jobs/{id}` shows it: the record without its lease and key internals. */
+import type { JobRecord } from '../ports/catalog.ts';
+
+export function jobPath(id: string): string {
+  return `/cache/jobs/${id}`;
+}
+
+export function jobView(job: JobRecord) {
+  return {
+    id: job.id,
+    url: jobPath(job.id),
+    kind: job.kind,
+    status: job.status,
+    request: job.request,
+    progress: job.progress,
+    ...(job.result && { result: job.result }),
+    ...(job.error && { error: job.error }),
+    createdAt: new Date(job.createdAt).toISOString(),
+    updatedAt: new Date(job.updatedAt).toISOString(),
+    expiresAt: new Date(job.expiresAt).toISOString(),
+  };
+}

@@ -1,0 +1,103 @@
+/**
+ * Writes a running job's progress to the catalog: at once when a layer changes state or a
+ * status line arrives, otherwise at most about once a second (a download reports every chunk),
+ * and at least every HEARTBEAT_MS so the lease stays ahead of a quiet download. One write is in
+ * flight at a time; messages arriving meanwhile go with the next one.
+ */
+import type { Catalog, JobMessage, JobProgress } from '../ports/catalog.ts';
+import type { Clock } from '../ports/clock.ts';
+import { ProgressLog } from './progress-log.ts';
+
+export const WRITE_INTERVAL_MS = 1_000;
+
+export interface ProgressWriterOptions {
+  catalog: Catalog;
+  clock: Clock;
+  jobId: string;
+  owner: string;
+  leaseMs: number;
+  start?: JobProgress;
+  /** Told after every message (JobSignals wakes the followers in this process). */
+  onChange?: () => void;
+}
+
+export class ProgressWriter {
+  readonly #options: ProgressWriterOptions;
+  readonly #log: ProgressLog;
+  readonly #heartbeat: NodeJS.Timeout;
+  #timer: NodeJS.Timeout | undefined;
+  #inFlight: Promise<void> | undefined;
+  #pending = false;
+  #lastWrite = 0;
+  /** Another worker took the job over: stop writing, the finish will be refused too. */
+  lost = false;
+
+  constructor(options: ProgressWriterOptions) {
+    this.#options = options;
+    this.#log = new ProgressLog(options.start);
+    this.#heartbeat = setInterval(() => this.#request(), Math.max(1_000, options.leaseMs / 3));
+    this.#heartbeat.unref();
+  }
+
+  readonly onMessage = (message: JobMessage): void => {
+    const changed = this.#log.add(message);
+    this.#options.onChange?.();
+    const due = performance.now() - this.#lastWrite >= WRITE_INTERVAL_MS;
+    if (changed || due) {
+      this.#request();
+    } else if (!this.#timer) {
+      this.#timer = setTimeout(
+        () => this.#request(),
+        WRITE_INTERVAL_MS - (performance.now() - this.#lastWrite),
+      );
+      this.#timer.unref();
+    }
+  };
+
+  progress(): JobProgress {
+    return this.#log.snapshot();
+  }
+
+  /** Stops the timers and waits for the write in flight; the finish carries the last state. */
+  async stop(): Promise<void> {
+    clearInterval(this.#heartbeat);
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#pending = false;
+    await this.#inFlight;
+  }
+
+  #request(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.lost) return;
+    if (this.#inFlight) {
+      this.#pending = true;
+      return;
+    }
+    this.#inFlight = this.#write().finally(() => {
+      this.#inFlight = undefined;
+      if (this.#pending) {
+        this.#pending = false;
+        this.#request();
+      }
+    });
+  }
+
+  async #write(): Promise<void> {
+    const { catalog, clock, jobId, owner, leaseMs } = this.#options;
+    this.#lastWrite = performance.now();
+    const now = clock.now();
+    try {
+      const held = await catalog.recordJobProgress(
+        jobId,
+        { owner, now, until: now + leaseMs },
+        this.#log.snapshot(),
+      );
+      if (!held) this.lost = true;
+    } catch (error) {
+      // Progress is best effort: the job goes on, the next write or the finish catches up.
+      console.error(`recording progress of job ${jobId}:`, error);
+    }
+  }
+}

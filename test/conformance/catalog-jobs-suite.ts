@@ -1,0 +1,203 @@
+import { randomUUID } from 'node:crypto';
+import { expect, it } from 'vitest';
+import { sha256 } from '../../lib/digest.ts';
+import { ProgressLog } from '../../lib/jobs/progress-log.ts';
+import { type Catalog, MAX_JOB_PROGRESS_BYTES, type NewJob } from '../../lib/ports/catalog.ts';
+
+const DAY = 24 * 3600_000;
+
+function newJob(key: string, now = 1_000): NewJob {
+  return {
+    id: randomUUID(),
+    kind: 'pull',
+    key,
+    request: { kind: 'pull', reference: key, platform: 'linux/amd64' },
+    now,
+    expiresAt: now + 7 * DAY,
+  };
+}
+
+const progress = { layers: [{ status: 'Downloading', id: 'abc' }], lines: [], linesSeen: 0 };
+
+/** Job records: part of catalogConformance, run on every adapter. */
+export function jobConformance(catalogOf: () => Catalog): void {
+  it('creates a queued job once per key and joins it while it is active', async () => {
+    const catalog = catalogOf();
+    expect(await catalog.getJob('no-such-job')).toBeUndefined();
+    const first = newJob('docker.io/library/alpine:3|linux/amd64');
+    const created = await catalog.createOrJoinJob(first);
+    expect(created.created).toBe(true);
+    expect(created.job).toEqual({
+      id: first.id,
+      kind: 'pull',
+      key: first.key,
+      request: first.request,
+      status: 'queued',
+      progress: { layers: [], lines: [], linesSeen: 0 },
+      createdAt: 1_000,
+      updatedAt: 1_000,
+      expiresAt: 1_000 + 7 * DAY,
+    });
+    expect(await catalog.getJob(first.id)).toEqual(created.job);
+
+    const joined = await catalog.createOrJoinJob(newJob(first.key, 2_000));
+    expect(joined).toEqual({ job: created.job, created: false });
+    const other = await catalog.createOrJoinJob(newJob('docker.io/library/alpine:4|linux/amd64'));
+    expect(other.created).toBe(true);
+    expect(other.job.id).not.toBe(first.id);
+  });
+
+  it('lets exactly one of many concurrent requests create the job of a key', async () => {
+    const catalog = catalogOf();
+    const answers = await Promise.all(
+      Array.from({ length: 8 }, () => catalog.createOrJoinJob(newJob('k|linux/amd64'))),
+    );
+    expect(answers.filter((a) => a.created)).toHaveLength(1);
+    expect(new Set(answers.map((a) => a.job.id)).size).toBe(1);
+  });
+
+  it('claims a queued job once, and lets another owner take it over only after the lease ran out', async () => {
+    const catalog = catalogOf();
+    const { job } = await catalog.createOrJoinJob(newJob('lease'));
+    const claimed = await catalog.claimJob(job.id, {
+      owner: 'worker-a',
+      now: 2_000,
+      until: 62_000,
+    });
+    expect(claimed).toMatchObject({
+      status: 'running',
+      lease: { owner: 'worker-a', until: 62_000 },
+      updatedAt: 2_000,
+    });
+    expect(
+      await catalog.claimJob(job.id, { owner: 'worker-b', now: 3_000, until: 63_000 }),
+    ).toBeUndefined();
+    expect(
+      await catalog.claimJob('no-such-job', { owner: 'worker-b', now: 3_000, until: 63_000 }),
+    ).toBeUndefined();
+    // The same owner may claim again (a redelivered invocation).
+    expect(
+      await catalog.claimJob(job.id, { owner: 'worker-a', now: 4_000, until: 64_000 }),
+    ).toMatchObject({
+      lease: { owner: 'worker-a', until: 64_000 },
+    });
+    expect(
+      await catalog.recordJobProgress(
+        job.id,
+        { owner: 'worker-a', now: 5_000, until: 65_000 },
+        progress,
+      ),
+    ).toBe(true);
+
+    // worker-a went silent: past its lease, worker-b takes the job over with the progress kept.
+    const takeover = await catalog.claimJob(job.id, {
+      owner: 'worker-b',
+      now: 65_001,
+      until: 125_001,
+    });
+    expect(takeover).toMatchObject({ lease: { owner: 'worker-b' }, progress });
+    expect(
+      await catalog.recordJobProgress(
+        job.id,
+        { owner: 'worker-a', now: 66_000, until: 126_000 },
+        progress,
+      ),
+    ).toBe(false);
+    const failed = { message: 'boom', status: 502, code: 'UPSTREAM_ERROR' };
+    const end = { progress, now: 70_000, expiresAt: 70_000 + DAY };
+    expect(
+      await catalog.finishJob(job.id, 'worker-a', { status: 'failed', error: failed, ...end }),
+    ).toBe(false);
+    expect(await catalog.getJob(job.id)).toMatchObject({
+      status: 'running',
+      lease: { owner: 'worker-b' },
+    });
+  });
+
+  it('lets exactly one of concurrent claims win', async () => {
+    const catalog = catalogOf();
+    const { job } = await catalog.createOrJoinJob(newJob('race'));
+    const claims = await Promise.all(
+      ['a', 'b', 'c', 'd'].map((owner) =>
+        catalog.claimJob(job.id, { owner, now: 2_000, until: 62_000 }),
+      ),
+    );
+    expect(claims.filter(Boolean)).toHaveLength(1);
+  });
+
+  it('finishes with a result and a TTL, frees the key, and never reopens an ended job', async () => {
+    const catalog = catalogOf();
+    const { job } = await catalog.createOrJoinJob(newJob('finish'));
+    await catalog.claimJob(job.id, { owner: 'w', now: 2_000, until: 62_000 });
+    const result = {
+      kind: 'pull' as const,
+      imageId: sha256('config'),
+      manifest: sha256('manifest'),
+      source: sha256('index'),
+    };
+    const end = {
+      status: 'succeeded' as const,
+      result,
+      progress,
+      now: 9_000,
+      expiresAt: 9_000 + DAY,
+    };
+    expect(await catalog.finishJob(job.id, 'w', end)).toBe(true);
+    const done = await catalog.getJob(job.id);
+    expect(done).toEqual({
+      ...job,
+      status: 'succeeded',
+      result,
+      progress,
+      updatedAt: 9_000,
+      expiresAt: 9_000 + DAY,
+    });
+    expect(await catalog.finishJob(job.id, 'w', end)).toBe(false);
+    expect(
+      await catalog.claimJob(job.id, { owner: 'w', now: 10_000, until: 70_000 }),
+    ).toBeUndefined();
+    expect(
+      await catalog.claimJob(job.id, { owner: 'other', now: 100_000, until: 170_000 }),
+    ).toBeUndefined();
+
+    const next = await catalog.createOrJoinJob(newJob('finish', 10_000));
+    expect(next.created).toBe(true);
+    expect(next.job.id).not.toBe(job.id);
+    expect(await catalog.getJob(job.id)).toEqual(done);
+  });
+
+  it('keeps the error of a failed job', async () => {
+    const catalog = catalogOf();
+    const { job } = await catalog.createOrJoinJob(newJob('fail'));
+    await catalog.claimJob(job.id, { owner: 'w', now: 2_000, until: 62_000 });
+    const error = { message: 'manifest unknown', status: 404, code: 'NOT_FOUND' };
+    const end = { status: 'failed' as const, error, progress, now: 3_000, expiresAt: 3_000 + DAY };
+    expect(await catalog.finishJob(job.id, 'w', end)).toBe(true);
+    expect(await catalog.getJob(job.id)).toMatchObject({ status: 'failed', error });
+    expect((await catalog.getJob(job.id))?.result).toBeUndefined();
+  });
+
+  it('stores compacted progress of a huge pull whole, within the size bound', async () => {
+    const catalog = catalogOf();
+    const { job } = await catalog.createOrJoinJob(newJob('huge'));
+    await catalog.claimJob(job.id, { owner: 'w', now: 2_000, until: 62_000 });
+    const log = new ProgressLog();
+    for (let layer = 0; layer < 1_000; layer++) {
+      for (let step = 0; step < 5; step++) {
+        log.add({
+          status: 'Downloading',
+          id: `layer${layer}`.padEnd(12, '0'),
+          progressDetail: { current: step * 1000, total: 5000 },
+        });
+      }
+      log.add({ status: `Warning ${layer}: ${'x'.repeat(2_000)}` });
+    }
+    const big = log.snapshot();
+    expect(JSON.stringify(big).length).toBeLessThanOrEqual(MAX_JOB_PROGRESS_BYTES);
+    expect(big.linesSeen).toBe(1_000);
+    expect(
+      await catalog.recordJobProgress(job.id, { owner: 'w', now: 3_000, until: 63_000 }, big),
+    ).toBe(true);
+    expect((await catalog.getJob(job.id))?.progress).toEqual(big);
+  });
+}
