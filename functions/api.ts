@@ -1,12 +1,25 @@
 /** Every Engine API and /cache endpoint, behind the HTTP API's $default route. */
-import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
-import { saveRedirectUrl, toHttpApiResult, toHttpRequest } from '../lib/lambda/http-api-adapter.ts';
+import type {
+  APIGatewayProxyEventV2,
+  APIGatewayProxyStructuredResultV2,
+  Context,
+} from 'aws-lambda';
+import {
+  httpApiDeadline,
+  saveRedirectUrl,
+  toHttpApiResult,
+  toHttpRequest,
+} from '../lib/lambda/http-api-adapter.ts';
 import { lambdaRuntime } from '../lib/lambda/runtime.ts';
 
 export async function handler(
   event: APIGatewayProxyEventV2,
+  context: Context,
 ): Promise<APIGatewayProxyStructuredResultV2> {
+  // Taken before the runtime is built: a cold start spends the same 30 s.
+  const deadline = httpApiDeadline(context);
   const { router } = await lambdaRuntime();
   const saveRedirect = saveRedirectUrl(event);
-  return toHttpApiResult(await router(toHttpRequest(event)), saveRedirect ? { saveRedirect } : {});
+  const response = await router(toHttpRequest(event, deadline));
+  return toHttpApiResult(response, saveRedirect ? { saveRedirect } : {});
 }

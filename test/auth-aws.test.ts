@@ -12,6 +12,7 @@ import {
   stopAwsEmulators,
 } from './support/aws-emulators.ts';
 import { captureCli } from './support/cli-capture.ts';
+import { lambdaContext } from './support/lambda-http-event.ts';
 
 afterAll(stopAwsEmulators);
 
@@ -69,9 +70,9 @@ describe('the api handler on AWS', () => {
 
   it('wants a token even with IMAGE_CACHE_REQUIRE_AUTH=0, and takes one made by `token create --backend aws`', async () => {
     const { handler } = await import('../functions/api.ts');
-    expect((await handler(event('GET', '/_ping'))).statusCode).toBe(200);
+    expect((await handler(event('GET', '/_ping'), lambdaContext(30_000))).statusCode).toBe(200);
 
-    const refused = await handler(event('GET', '/images/json'));
+    const refused = await handler(event('GET', '/images/json'), lambdaContext(30_000));
     expect(refused.statusCode).toBe(401);
     expect(refused.headers?.['WWW-Authenticate']).toBe('Bearer realm="image-cache"');
     expect(JSON.parse(refused.body ?? '')).toEqual({
@@ -84,12 +85,14 @@ describe('the api handler on AWS', () => {
 
     const listed = await handler(
       event('GET', '/images/json', { authorization: `Bearer ${token}` }),
+      lambdaContext(30_000),
     );
     expect(listed.statusCode).toBe(200);
     expect(JSON.parse(listed.body ?? '')).toEqual([]);
 
     const forbidden = await handler(
       event('POST', '/cache/gc', { authorization: `Bearer ${token}` }),
+      lambdaContext(30_000),
     );
     expect(forbidden.statusCode).toBe(403);
     expect(JSON.parse(forbidden.body ?? '').message).toMatch(/needs scope admin/);

@@ -8,11 +8,8 @@ import { type Composition, composeEmbedded } from '../lib/composition.ts';
 import { parseServeArgs } from '../lib/config.ts';
 import type { HttpResponse } from '../lib/engine/http.ts';
 import { createRouter, type Router } from '../lib/engine/router.ts';
-import {
-  LAMBDA_RESPONSE_LIMIT,
-  toHttpApiResult,
-  toHttpRequest,
-} from '../lib/lambda/http-api-adapter.ts';
+import { toHttpApiResult, toHttpRequest } from '../lib/lambda/http-api-adapter.ts';
+import { LAMBDA_RESPONSE_LIMIT } from '../lib/lambda/response-limits.ts';
 import { lambdaRuntime } from '../lib/lambda/runtime.ts';
 
 /** An HTTP API payload 2.0 event as API Gateway delivers it to the $default route. */
@@ -262,6 +259,8 @@ describe('toHttpApiResult', () => {
     });
     expect(result.statusCode).toBe(413);
     expect(result.body).toMatch(/52428800 bytes/);
+    // The docker CLI's way past 6 MB without a redirect: the streaming front door.
+    expect(result.body).toMatch(/docker CLI saves up to 200 MiB through the streaming endpoint/);
     expect(reads).toBe(0);
     expect(body.destroyed).toBe(true);
   });

@@ -1,14 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createToken } from '../lib/auth/tokens.ts';
 import type { CliContext } from '../lib/cli/context.ts';
 import { ApiClient } from '../lib/cli/http.ts';
 import { main } from '../lib/cli/main.ts';
 import { digestHex } from '../lib/digest.ts';
-import { lambdaRuntime } from '../lib/lambda/runtime.ts';
 import { systemClock } from '../lib/ports/clock.ts';
 import { prepareSave } from '../lib/save/save.ts';
 import {
@@ -16,52 +13,38 @@ import {
   type HttpApiHandler,
   startApiGatewayLocal,
 } from './support/api-gateway-local.ts';
-import {
-  awsEmulators,
-  freshResourceNames,
-  openAwsAdapters,
-  stopAwsEmulators,
-} from './support/aws-emulators.ts';
-import { docker } from './support/docker-cli.ts';
 import { type GeneratedImage, generateImage } from './support/image-factory.ts';
 import { pushImage } from './support/push.ts';
-import { type RegistryServer, startRegistry } from './support/registry-server.ts';
 import { readTar } from './support/save-fixtures.ts';
-import { type TempDir, tempDir } from './support/tmp.ts';
+import {
+  type ServerlessStack,
+  startServerlessStack,
+  stopServerlessProcess,
+} from './support/serverless-stack.ts';
 
 /**
  * The deployed shape without AWS: functions/api.ts (bundled by the stack as the Api function)
  * behind a local API Gateway HTTP API (payload 2.0 events, 10 MB requests, 30 s timeout,
  * buffered 6 MB results), with the AWS backend on DynamoDB Local and fauxqs and a real
- * docker-registry as docker.io. The judge is the real docker CLI with DOCKER_HOST pointing at
- * the gateway, sending a bearer token through config.json's HttpHeaders (the function always
- * requires tokens); the project's CLI saves past the 6 MB result through the S3 redirect. This file's process is one Lambda container: the function's environment
- * is set before the handler's first invocation, as Lambda sets it before the init phase.
+ * docker-registry as docker.io (test/support/serverless-stack.ts). The judge is the real docker
+ * CLI with DOCKER_HOST pointing at the gateway, sending a bearer token through config.json's
+ * HttpHeaders (the function always requires tokens); the project's CLI saves past the 6 MB
+ * result through the S3 redirect.
  */
-afterAll(async () => {
-  await (await lambdaRuntime().catch(() => undefined))?.composition.close();
-  await stopAwsEmulators();
-});
+afterAll(stopServerlessProcess);
 
 describe('serverless: docker CLI -> API Gateway (local) -> api Lambda -> S3 + DynamoDB', () => {
-  let registry: RegistryServer;
+  let stack: ServerlessStack;
   let gateway: ApiGatewayLocal;
-  let names: { bucket: string; table: string };
   let small: GeneratedImage;
   let big: GeneratedImage;
-  let work: TempDir;
-  let adapters: ReturnType<typeof openAwsAdapters>;
-  /** Bearer tokens by scope, created in the table as `image-cache token create` would. */
-  const tokens = { admin: '', read: '' };
+  let adapters: ServerlessStack['adapters'];
+  let work: ServerlessStack['work'];
+  let tokens: ServerlessStack['tokens'];
 
   beforeAll(async () => {
-    const [reg, emulators, dir] = await Promise.all([
-      startRegistry(),
-      awsEmulators(),
-      tempDir('serverless-e2e'),
-    ]);
-    registry = reg;
-    work = dir;
+    stack = await startServerlessStack('serverless-e2e');
+    ({ adapters, work, tokens } = stack);
     small = await generateImage({ seed: 'sls-small', format: 'docker', layers: 2 });
     // Incompressible: its save (about 6.3 MB) is past what a buffered Lambda result carries.
     big = await generateImage({
@@ -69,43 +52,19 @@ describe('serverless: docker CLI -> API Gateway (local) -> api Lambda -> S3 + Dy
       format: 'oci',
       layers: [{ files: [6 * 1024 * 1024] }],
     });
-    await pushImage({ url: registry.url, repository: 'library/small' }, small, { tags: ['1'] });
-    await pushImage({ url: registry.url, repository: 'library/big' }, big, { tags: ['1'] });
-
-    // The stack's resources, created here as `cdk deploy` would (the function never creates them).
-    names = freshResourceNames();
-    adapters = openAwsAdapters(emulators, names);
-    await adapters.catalog.createTable();
-    await adapters.blobs.client.send(new CreateBucketCommand({ Bucket: names.bucket }));
-    for (const scope of ['admin', 'read'] as const) {
-      tokens[scope] = (await createToken(adapters.catalog, { scope }, Date.now())).token;
-    }
-
-    // The function's environment (infra/image-cache-stack.ts), then its first import.
-    Object.assign(process.env, emulators.env, {
-      IMAGE_CACHE_BACKEND: 'aws',
-      IMAGE_CACHE_BUCKET: names.bucket,
-      IMAGE_CACHE_TABLE: names.table,
-      IMAGE_CACHE_REGISTRIES: `docker.io=${registry.url}`,
-    });
+    const { url } = stack.registry;
+    await pushImage({ url, repository: 'library/small' }, small, { tags: ['1'] });
+    await pushImage({ url, repository: 'library/big' }, big, { tags: ['1'] });
     const { handler } = (await import('../functions/api.ts')) as { handler: HttpApiHandler };
     gateway = await startApiGatewayLocal({ handler });
   });
 
   afterAll(async () => {
-    adapters?.close();
     await gateway?.close();
-    await registry?.stop();
-    await work?.cleanup();
+    await stack?.close();
   });
 
-  const cli = (args: string[], token: string | undefined = tokens.admin) =>
-    docker(
-      gateway.hostPort,
-      args,
-      60_000,
-      token ? { headers: { Authorization: `Bearer ${token}` } } : {},
-    );
+  const cli = (args: string[], token?: string) => stack.docker(gateway.hostPort, args, token);
   const lastInvocation = () => gateway.invocations.at(-1)!;
 
   it('pulls through the gateway into S3 and DynamoDB', async () => {

@@ -1,21 +1,29 @@
 /**
  * API Gateway HTTP API (payload format 2.0) events to the router's HttpRequest, and its
  * HttpResponse back to the structured result. The only place that knows the event shape: the
- * routes see the same request the Node server hands them.
+ * routes see the same request the Node server hands them, and the function URL's streaming
+ * front door (stream-adapter.ts), whose events have the same shape, reads them through here.
  *
  * A buffered Lambda response is capped at 6 MB (the serialized JSON, so binary bodies lose a
  * quarter to base64). A body past the cap is refused with a message that names the way around
  * it, rather than left to fail as an opaque 502 from API Gateway.
  */
 import { Readable } from 'node:stream';
-import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
+import type {
+  APIGatewayProxyEventV2,
+  APIGatewayProxyStructuredResultV2,
+  Context,
+} from 'aws-lambda';
 import { errorResponse, type HttpRequest, type HttpResponse } from '../engine/http.ts';
-import { ImageCacheError } from '../errors.ts';
+import { LAMBDA_RESPONSE_LIMIT, ResponseTooLargeError } from './response-limits.ts';
 
-/** What Lambda accepts as the serialized result of a buffered (not streamed) invocation. */
-export const LAMBDA_RESPONSE_LIMIT = 6 * 1024 * 1024;
 /** Kept free for the status, headers and JSON quoting around the body. */
 const ENVELOPE_RESERVE = 16 * 1024;
+
+/** API Gateway answers 503 after this, however long the function may still run. */
+export const HTTP_API_TIMEOUT_MS = 30_000;
+/** Left for the answer to travel back (and be buffered, base64'd) after a route hands over. */
+const HTTP_API_DEADLINE_MARGIN_MS = 4_000;
 
 /** Hop-by-hop headers mean nothing through API Gateway, which sets its own framing. */
 const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'transfer-encoding', 'content-length']);
@@ -23,22 +31,16 @@ const DROPPED_RESPONSE_HEADERS = new Set(['connection', 'transfer-encoding', 'co
 /** Bodies sent as text; everything else (tarballs, blobs) is base64. */
 const TEXT_TYPES = /^(text\/|application\/(json|x-ndjson|[\w.+-]+\+json)\b)/i;
 
+/** The part of Lambda's context the deadlines need (tests pass just this). */
+export type RemainingTime = Pick<Context, 'getRemainingTimeInMillis'>;
+
 /**
- * The response was larger than a buffered Lambda answer can carry. 413 because the content is
- * too large for this transport, not because the server failed; the message says what to do.
+ * When API Gateway stops waiting: its 30 s, or the function's own timeout if that comes first,
+ * less a margin for the answer to get back.
  */
-export class ResponseTooLargeError extends ImageCacheError {
-  constructor(bytes: number | undefined, limit: number, saveRedirect?: string) {
-    const size = bytes === undefined ? 'more than' : `${bytes} bytes, more than`;
-    const url = saveRedirect ?? 'https://<endpoint>/images/get?names=<image>&redirect=1';
-    super(
-      'PAYLOAD_TOO_LARGE',
-      `the response is ${size} the ${limit} bytes a Lambda response behind API Gateway can ` +
-        'carry; large saves go through S3 as a presigned download: ' +
-        `curl -L -H 'Authorization: Bearer <token>' -o image.tar '${url}' ` +
-        '(the docker CLI does not follow redirects), or image-cache save -o image.tar <image>',
-    );
-  }
+export function httpApiDeadline(context: RemainingTime, now = Date.now()): number {
+  const window = Math.min(HTTP_API_TIMEOUT_MS, context.getRemainingTimeInMillis());
+  return now + window - HTTP_API_DEADLINE_MARGIN_MS;
 }
 
 /**
@@ -56,7 +58,8 @@ export function saveRedirectUrl(event: APIGatewayProxyEventV2): string | undefin
   return `https://${host}${path}?${query}`;
 }
 
-export function toHttpRequest(event: APIGatewayProxyEventV2): HttpRequest {
+/** `deadline`: when the front door stops waiting (httpApiDeadline, streamDeadline). */
+export function toHttpRequest(event: APIGatewayProxyEventV2, deadline?: number): HttpRequest {
   const headers: Record<string, string | undefined> = {};
   // API Gateway already joins repeated headers with commas; cookies arrive apart and are unused.
   for (const [name, value] of Object.entries(event.headers ?? {})) {
@@ -69,6 +72,7 @@ export function toHttpRequest(event: APIGatewayProxyEventV2): HttpRequest {
     query: new URLSearchParams(event.rawQueryString ?? ''),
     headers,
   };
+  if (deadline !== undefined) request.deadline = deadline;
   if (event.body !== undefined) {
     const bytes = Buffer.from(event.body, event.isBase64Encoded ? 'base64' : 'utf8');
     // API Gateway may re-frame the body; the length the routes check is the one they receive.
@@ -90,10 +94,7 @@ export async function toHttpApiResult(
   options: ResultOptions = {},
 ): Promise<APIGatewayProxyStructuredResultV2> {
   const limit = options.limit ?? LAMBDA_RESPONSE_LIMIT;
-  const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(response.headers ?? {})) {
-    if (!DROPPED_RESPONSE_HEADERS.has(name.toLowerCase())) headers[name] = value;
-  }
+  const headers = forwardedHeaders(response);
   const contentType = findHeader(response.headers, 'content-type') ?? '';
   const text = TEXT_TYPES.test(contentType);
   // Base64 turns 3 bytes into 4, so a binary body has three quarters of the room.
@@ -120,7 +121,7 @@ export async function toHttpApiResult(
   const size = Buffer.byteLength(JSON.stringify(result));
   if (size > limit) {
     return toHttpApiResult(
-      errorResponse(new ResponseTooLargeError(size, limit, options.saveRedirect)),
+      errorResponse(new ResponseTooLargeError(size, limit, { saveRedirect: options.saveRedirect })),
       options,
     );
   }
@@ -137,14 +138,14 @@ async function bufferBody(
   if (body === undefined || typeof body === 'string') return body;
   if (body instanceof Uint8Array) {
     if (body.byteLength > maxBytes) {
-      throw new ResponseTooLargeError(body.byteLength, maxBytes, saveRedirect);
+      throw new ResponseTooLargeError(body.byteLength, maxBytes, { saveRedirect });
     }
     return Buffer.from(body.buffer, body.byteOffset, body.byteLength);
   }
-  const declared = Number(findHeader(response.headers, 'content-length') ?? Number.NaN);
-  if (Number.isFinite(declared) && declared > maxBytes) {
+  const declared = declaredLength(response);
+  if (declared !== undefined && declared > maxBytes) {
     body.destroy();
-    throw new ResponseTooLargeError(declared, maxBytes, saveRedirect);
+    throw new ResponseTooLargeError(declared, maxBytes, { saveRedirect });
   }
   const chunks: Buffer[] = [];
   let total = 0;
@@ -152,7 +153,7 @@ async function bufferBody(
     for await (const chunk of body) {
       const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
       total += bytes.length;
-      if (total > maxBytes) throw new ResponseTooLargeError(undefined, maxBytes, saveRedirect);
+      if (total > maxBytes) throw new ResponseTooLargeError(undefined, maxBytes, { saveRedirect });
       chunks.push(bytes);
     }
   } finally {
@@ -160,6 +161,21 @@ async function bufferBody(
     if (!body.readableEnded) body.destroy();
   }
   return Buffer.concat(chunks, total);
+}
+
+/** The response's headers without the hop-by-hop ones, which the front door sets itself. */
+export function forwardedHeaders(response: HttpResponse): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(response.headers ?? {})) {
+    if (!DROPPED_RESPONSE_HEADERS.has(name.toLowerCase())) headers[name] = value;
+  }
+  return headers;
+}
+
+/** The Content-Length a streamed body promises, if it states one. */
+export function declaredLength(response: HttpResponse): number | undefined {
+  const declared = Number(findHeader(response.headers, 'content-length') ?? Number.NaN);
+  return Number.isFinite(declared) ? declared : undefined;
 }
 
 function findHeader(headers: Record<string, string> | undefined, name: string): string | undefined {

@@ -1,0 +1,38 @@
+/**
+ * Every Engine API and /cache endpoint behind a function URL with InvokeMode RESPONSE_STREAM:
+ * the front door for the docker CLI (saves up to 200 MB, pulls as long as the function runs).
+ */
+import type { Writable } from 'node:stream';
+import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
+import { saveRedirectUrl, toHttpRequest } from '../lib/lambda/http-api-adapter.ts';
+import { lambdaRuntime } from '../lib/lambda/runtime.ts';
+import {
+  lambdaStreaming,
+  type StreamOptions,
+  sendStreamed,
+  streamDeadline,
+} from '../lib/lambda/stream-adapter.ts';
+
+export type StreamHandler = (
+  event: APIGatewayProxyEventV2,
+  responseStream: Writable,
+  context: Context,
+) => Promise<void>;
+
+/** `limit` is for tests that reach the cap without sending 200 MB. */
+export function createStreamHandler(options: Pick<StreamOptions, 'limit'> = {}): StreamHandler {
+  return async (event, responseStream, context) => {
+    // Taken before the runtime is built: a cold start spends the same function time.
+    const deadline = streamDeadline(context);
+    const saveRedirect = saveRedirectUrl(event);
+    await sendStreamed(
+      responseStream,
+      async () => (await lambdaRuntime()).router(toHttpRequest(event, deadline)),
+      saveRedirect ? { ...options, saveRedirect } : options,
+    );
+  };
+}
+
+export const streamHandler = createStreamHandler();
+
+export const handler = lambdaStreaming()?.streamifyResponse(streamHandler) ?? streamHandler;
