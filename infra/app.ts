@@ -21,4 +21,5 @@ new ImageCacheStack(app, setting('stackName') ?? 'ImageCache', {
   ...optional('maxBytes'),
   ...optional('maxAge'),
   ...optional('alarmEmail'),
+  ...optional('registrySecretArn'),
 });

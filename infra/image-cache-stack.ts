@@ -1,10 +1,13 @@
 /**
- * The AWS shape of image-cache: an HTTP API whose $default route sends every request to the
- * `api` function, blobs in S3, the catalog in one DynamoDB table, and a scheduled `prune`.
- * Each function gets exactly the S3 and DynamoDB actions its code paths use.
+ * The AWS shape of image-cache: two front doors on the same router — an HTTP API whose $default
+ * route sends every request to `api` (buffered, 30 s), and a streaming function URL on
+ * `streamApi` for the docker CLI (saves up to 200 MB, pulls followed for up to 15 min) — a
+ * `worker` that runs pulls and loads handed over as jobs, blobs in S3, the catalog in one
+ * DynamoDB table, upstream credentials in Secrets Manager, and a scheduled `prune`.
+ * Each function gets exactly the S3, DynamoDB and other actions its code paths use.
  */
 import { fileURLToPath } from 'node:url';
-import { CfnOutput, Duration, Stack, type StackProps } from 'aws-cdk-lib';
+import { CfnOutput, Duration, Fn, SecretValue, Stack, type StackProps } from 'aws-cdk-lib';
 import { HttpApi, HttpStage } from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import { Alarm, ComparisonOperator, TreatMissingData } from 'aws-cdk-lib/aws-cloudwatch';
@@ -13,10 +16,11 @@ import { AttributeType, BillingMode, Table } from 'aws-cdk-lib/aws-dynamodb';
 import { Rule, Schedule } from 'aws-cdk-lib/aws-events';
 import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
 import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
-import { Architecture, Runtime } from 'aws-cdk-lib/aws-lambda';
+import { Architecture, FunctionUrlAuthType, InvokeMode, Runtime } from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { BlockPublicAccess, Bucket, BucketEncryption, ObjectOwnership } from 'aws-cdk-lib/aws-s3';
+import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { Topic } from 'aws-cdk-lib/aws-sns';
 import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import type { Construct } from 'constructs';
@@ -53,6 +57,8 @@ export interface ImageCacheStackProps extends StackProps {
   maxAge?: string;
   /** An address that receives the alarms (an SNS email subscription to confirm). */
   alarmEmail?: string;
+  /** An existing Secrets Manager secret with the upstream credentials; created when unset. */
+  registrySecretArn?: string;
 }
 
 const root = (path: string) => fileURLToPath(new URL(`../${path}`, import.meta.url));
@@ -84,6 +90,16 @@ export class ImageCacheStack extends Stack {
       timeToLiveAttribute: TTL_ATTRIBUTE,
     });
 
+    // Upstream registry credentials (docker config.json "auths"), read by every function that
+    // pulls. Created empty unless an existing secret is named; its value is set outside CDK
+    // (`aws secretsmanager put-secret-value`), so it never appears in a template.
+    const registrySecret = props.registrySecretArn
+      ? Secret.fromSecretCompleteArn(this, 'RegistryCredentials', props.registrySecretArn)
+      : new Secret(this, 'RegistryCredentials', {
+          description: 'image-cache: upstream registry credentials ({"auths":{...}})',
+          secretStringValue: SecretValue.unsafePlainText(JSON.stringify({ auths: {} })),
+        });
+
     const environment: Record<string, string> = {
       IMAGE_CACHE_BACKEND: 'aws',
       IMAGE_CACHE_BUCKET: bucket.bucketName,
@@ -93,12 +109,27 @@ export class ImageCacheStack extends Stack {
       ...(props.maxBytes && { IMAGE_CACHE_MAX_BYTES: props.maxBytes }),
       ...(props.maxAge && { IMAGE_CACHE_MAX_AGE: props.maxAge }),
     };
+    const pulling = { ...environment, IMAGE_CACHE_REGISTRY_SECRET: registrySecret.secretArn };
 
+    // Pulls and loads that outlive a request run here, one invocation per job (lib/jobs/).
+    const worker = this.#function('Worker', 'functions/worker.ts', {
+      timeout: Duration.minutes(15),
+      environment: pulling,
+      // A job whose worker died is taken over by the next request that follows it (the lease
+      // expires); one retry covers a crash nobody follows.
+      retryAttempts: 1,
+    });
+    const fronting = { ...pulling, IMAGE_CACHE_WORKER_FUNCTION: worker.functionName };
+    // Behind API Gateway (30 s): long work is handed to the worker before the gateway gives up.
     const api = this.#function('Api', 'functions/api.ts', {
-      // API Gateway answers after 30 s; a longer pull still finishes and lands in the cache,
-      // so the client's next pull is a hit (until the pull worker takes long pulls over).
-      timeout: Duration.minutes(5),
-      environment,
+      timeout: Duration.minutes(1),
+      environment: fronting,
+    });
+    // Behind a streaming function URL, the docker CLI's endpoint: saves stream up to 200 MB and
+    // pull progress streams for as long as the function runs.
+    const streamApi = this.#function('StreamApi', 'functions/api-stream.ts', {
+      timeout: Duration.minutes(15),
+      environment: fronting,
     });
     const prune = this.#function('Prune', 'functions/prune.ts', {
       timeout: Duration.minutes(15),
@@ -106,25 +137,37 @@ export class ImageCacheStack extends Stack {
       // A failed run is retried by the next one, 6 hours later; GC is safe to run again anyway.
       retryAttempts: 0,
     });
+    const streamUrl = streamApi.addFunctionUrl({
+      // Our own bearer tokens guard every route (lib/auth/); IAM auth would need SigV4 clients.
+      authType: FunctionUrlAuthType.NONE,
+      invokeMode: InvokeMode.RESPONSE_STREAM,
+    });
 
     // Object actions by prefix. ListBucket is on the whole bucket without a prefix condition:
     // without it a HEAD of a missing blob answers 403 instead of 404 (stat must see "absent").
     const objects = (...prefixes: string[]) => prefixes.map((p) => bucket.arnForObjects(`${p}*`));
-    api.addToRolePolicy(
-      new PolicyStatement({
-        sid: 'BlobObjects',
-        actions: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'],
-        resources: objects(BLOBS_PREFIX, STAGING_PREFIX),
-      }),
-    );
-    // Save exports: HeadObject (GetObject), the tarball upload, and the presigned GET it signs.
-    api.addToRolePolicy(
-      new PolicyStatement({
-        sid: 'SaveExports',
-        actions: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'],
-        resources: objects(EXPORTS_PREFIX),
-      }),
-    );
+    // Pulls write blobs; loads read and discard their uploads under staging.
+    for (const fn of [api, streamApi, worker]) {
+      fn.addToRolePolicy(
+        new PolicyStatement({
+          sid: 'BlobObjects',
+          actions: ['s3:GetObject', 's3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload'],
+          resources: objects(BLOBS_PREFIX, STAGING_PREFIX),
+        }),
+      );
+      registrySecret.grantRead(fn);
+    }
+    for (const fn of [api, streamApi]) {
+      // Save exports: HeadObject (GetObject), the tarball upload, and the presigned GET it signs.
+      fn.addToRolePolicy(
+        new PolicyStatement({
+          sid: 'SaveExports',
+          actions: ['s3:GetObject', 's3:PutObject', 's3:AbortMultipartUpload'],
+          resources: objects(EXPORTS_PREFIX),
+        }),
+      );
+      worker.grantInvoke(fn);
+    }
     // The collector only reads (HeadObject) and deletes blobs: it never writes one.
     prune.addToRolePolicy(
       new PolicyStatement({
@@ -133,7 +176,7 @@ export class ImageCacheStack extends Stack {
         resources: objects(BLOBS_PREFIX),
       }),
     );
-    for (const fn of [api, prune]) {
+    for (const fn of [api, streamApi, worker, prune]) {
       fn.addToRolePolicy(
         new PolicyStatement({
           sid: 'ListBlobs',
@@ -141,7 +184,8 @@ export class ImageCacheStack extends Stack {
           resources: [bucket.bucketArn],
         }),
       );
-      // Both write: api pulls, tags and removes; prune moves blob states and stores its report.
+      // All write: the fronts and the worker pull, tag, remove and keep jobs; prune moves blob
+      // states and stores its report.
       fn.addToRolePolicy(
         new PolicyStatement({
           sid: 'Catalog',
@@ -174,6 +218,8 @@ export class ImageCacheStack extends Stack {
     if (props.alarmEmail) alarms.addSubscription(new EmailSubscription(props.alarmEmail));
     for (const [name, fn] of [
       ['Api', api],
+      ['StreamApi', streamApi],
+      ['Worker', worker],
       ['Prune', prune],
     ] as const) {
       for (const [kind, metric] of [
@@ -197,8 +243,22 @@ export class ImageCacheStack extends Stack {
       value: httpApi.apiEndpoint,
     });
     new CfnOutput(this, 'DockerHost', {
-      description: 'DOCKER_HOST for the docker CLI (with DOCKER_TLS_VERIFY=1)',
+      description: 'DOCKER_HOST through API Gateway (buffered: 30 s, 6 MB answers)',
       value: `tcp://${host}:443`,
+    });
+    // https://<id>.lambda-url.<region>.on.aws/ -> the host between the slashes.
+    const streamHost = Fn.select(2, Fn.split('/', streamUrl.url));
+    new CfnOutput(this, 'StreamEndpoint', {
+      description: 'The streaming endpoint (function URL) for the docker CLI and big saves',
+      value: streamUrl.url,
+    });
+    new CfnOutput(this, 'StreamDockerHost', {
+      description: 'DOCKER_HOST for the docker CLI (with DOCKER_TLS=1): streamed saves and pulls',
+      value: Fn.join('', ['tcp://', streamHost, ':443']),
+    });
+    new CfnOutput(this, 'RegistrySecretArn', {
+      description: 'Upstream registry credentials: put {"auths":{...}} here',
+      value: registrySecret.secretArn,
     });
     new CfnOutput(this, 'BucketName', { value: bucket.bucketName });
     new CfnOutput(this, 'TableName', { value: table.tableName });

@@ -4,7 +4,7 @@
  * functions with esbuild), then a smoke run of the bundled api handler itself.
  */
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -27,7 +27,14 @@ let resources: Record<string, Resource>;
 
 beforeAll(() => {
   outdir = mkdtempSync(join(tmpdir(), 'image-cache-cdk-'));
-  const app = new App({ outdir, context: { 'aws:cdk:enable-asset-metadata': true } });
+  // The feature flags of cdk.json, as `npx cdk synth` applies them.
+  const cdkJson = JSON.parse(readFileSync(new URL('../cdk.json', import.meta.url), 'utf8')) as {
+    context: Record<string, unknown>;
+  };
+  const app = new App({
+    outdir,
+    context: { ...cdkJson.context, 'aws:cdk:enable-asset-metadata': true },
+  });
   const stack = new ImageCacheStack(app, 'ImageCacheTest', {
     env: { account: '123456789012', region: 'eu-west-1' },
     registries: 'docker.io=https://registry-1.docker.io',
@@ -48,7 +55,10 @@ function only(type: string): [string, Resource] {
   return found[0]!;
 }
 
-/** The Lambda function whose logical id starts with `prefix` (Api, Prune). */
+/** Every function, by the logical-id prefix the tests name it with. */
+const FUNCTIONS = ['Api', 'StreamApi', 'Worker', 'Prune'];
+
+/** The Lambda function whose logical id starts with `prefix` (Api, StreamApi, Worker, Prune). */
 function fn(prefix: string): [string, Resource] {
   const found = Object.entries(resources).filter(
     ([id, r]) => r.Type === 'AWS::Lambda::Function' && id.startsWith(prefix),
@@ -182,7 +192,7 @@ describe('table', () => {
 });
 
 describe('functions', () => {
-  it.each(['Api', 'Prune'])('%s runs Node 24 on arm64 with the aws backend', (prefix) => {
+  it.each(FUNCTIONS)('%s runs Node 24 on arm64 with the aws backend', (prefix) => {
     const [, lambda] = fn(prefix);
     expect(lambda.Properties).toMatchObject({
       Runtime: 'nodejs24.x',
@@ -201,23 +211,59 @@ describe('functions', () => {
     });
   });
 
-  it('gives the api room past the front door and prune the full 15 minutes', () => {
-    expect(fn('Api')[1].Properties.Timeout).toBe(300);
-    expect(fn('Prune')[1].Properties.Timeout).toBe(900);
+  it('gives the api room past the gateway, and the stream, worker and prune the full 15 minutes', () => {
+    expect(fn('Api')[1].Properties.Timeout).toBe(60);
+    for (const prefix of ['StreamApi', 'Worker', 'Prune']) {
+      expect(fn(prefix)[1].Properties.Timeout).toBe(900);
+    }
+  });
+
+  it('tells the fronts which worker runs jobs, and every puller where the credentials are', () => {
+    const variables = (prefix: string) =>
+      (fn(prefix)[1].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+    const [workerId] = fn('Worker');
+    const [secretId] = only('AWS::SecretsManager::Secret');
+    for (const prefix of ['Api', 'StreamApi']) {
+      expect(variables(prefix).IMAGE_CACHE_WORKER_FUNCTION).toEqual({ Ref: workerId });
+    }
+    for (const prefix of ['Api', 'StreamApi', 'Worker']) {
+      expect(variables(prefix).IMAGE_CACHE_REGISTRY_SECRET).toEqual({ Ref: secretId });
+    }
+    expect(variables('Worker').IMAGE_CACHE_WORKER_FUNCTION).toBeUndefined();
+    expect(variables('Prune').IMAGE_CACHE_REGISTRY_SECRET).toBeUndefined();
+    // The template holds an empty credential set only; the real one is put outside CDK.
+    const [, secret] = only('AWS::SecretsManager::Secret');
+    expect(JSON.parse(secret.Properties.SecretString as string)).toEqual({ auths: {} });
+  });
+
+  it('serves the stream function at a public function URL that streams its responses', () => {
+    template.hasResourceProperties('AWS::Lambda::Url', {
+      AuthType: 'NONE',
+      InvokeMode: 'RESPONSE_STREAM',
+      TargetFunctionArn: { 'Fn::GetAtt': [fn('StreamApi')[0], 'Arn'] },
+    });
+    template.resourceCountIs('AWS::Lambda::Url', 1);
+  });
+
+  it('retries a worker invocation once (a job whose worker died is taken over anyway)', () => {
+    template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
+      FunctionName: { Ref: fn('Worker')[0] },
+      MaximumRetryAttempts: 1,
+    });
   });
 
   it('logs each function to its own group kept for a month', () => {
     const groups = Object.entries(resources).filter(([, r]) => r.Type === 'AWS::Logs::LogGroup');
-    expect(groups).toHaveLength(2);
+    expect(groups).toHaveLength(FUNCTIONS.length);
     for (const [, group] of groups) expect(group.Properties.RetentionInDays).toBe(30);
-    for (const prefix of ['Api', 'Prune']) {
+    for (const prefix of FUNCTIONS) {
       const logging = fn(prefix)[1].Properties.LoggingConfig as { LogGroup: { Ref: string } };
       expect(logging.LogGroup.Ref.startsWith(`${prefix}Logs`)).toBe(true);
     }
   });
 
   it('bundles each handler as a minified ES module with a source map', () => {
-    for (const prefix of ['Api', 'Prune']) {
+    for (const prefix of FUNCTIONS) {
       const asset = fn(prefix)[1].Metadata?.['aws:asset:path'] as string;
       const bundle = statSync(join(outdir, asset, 'index.mjs'));
       expect(bundle.size).toBeGreaterThan(10_000);
@@ -235,8 +281,9 @@ describe('functions', () => {
         version: '2.0', routeKey: '$default', rawPath, rawQueryString: '', headers: {},
         isBase64Encoded: false, requestContext: { http: { method, path: rawPath } },
       });
-      const ping = await handler(event('HEAD', '/_ping'));
-      const version = await handler(event('GET', '/v1.47/version'));
+      const context = { awsRequestId: 'smoke', getRemainingTimeInMillis: () => 60_000 };
+      const ping = await handler(event('HEAD', '/_ping'), context);
+      const version = await handler(event('GET', '/v1.47/version'), context);
       process.stdout.write(JSON.stringify({ ping, version }));`;
     const { stdout } = await promisify(execFile)(
       process.execPath,
@@ -263,30 +310,64 @@ describe('functions', () => {
 });
 
 describe('least privilege', () => {
-  it('lets the api read, write and delete blobs and staging objects, and use the catalog', () => {
-    const actions = actionsOf('Api');
-    expect([...actions].sort()).toEqual(
-      [
-        's3:AbortMultipartUpload',
-        's3:DeleteObject',
-        's3:GetObject',
-        's3:ListBucket',
-        's3:PutObject',
-        ...CATALOG,
-      ].sort(),
-    );
+  const BLOBS = [
+    's3:AbortMultipartUpload',
+    's3:DeleteObject',
+    's3:GetObject',
+    's3:ListBucket',
+    's3:PutObject',
+  ];
+  const SECRET = ['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue'];
+
+  it.each(['Api', 'StreamApi'])(
+    'lets %s use blobs, staging and the catalog, read the credentials and start the worker',
+    (prefix) => {
+      expect([...actionsOf(prefix)].sort()).toEqual(
+        [...BLOBS, ...CATALOG, ...SECRET, 'lambda:InvokeFunction'].sort(),
+      );
+      const invoke = statementsOf(prefix).find((s) =>
+        [s.Action].flat().includes('lambda:InvokeFunction'),
+      );
+      const [workerId] = fn('Worker');
+      expect(JSON.stringify(invoke?.Resource)).toContain(workerId);
+      expect(JSON.stringify(invoke?.Resource)).not.toContain(fn('Prune')[0]);
+    },
+  );
+
+  it('lets the worker use blobs, staging and the catalog and read the credentials, nothing else', () => {
+    expect([...actionsOf('Worker')].sort()).toEqual([...BLOBS, ...CATALOG, ...SECRET].sort());
+    const resources = JSON.stringify(statementsOf('Worker').map((s) => s.Resource));
+    expect(resources).not.toContain(s3Keys().exportsPrefix);
   });
 
-  it('lets the api read and write save exports, but not delete them (the lifecycle rule does)', () => {
-    const exports = statementsOf('Api').filter((s) =>
-      JSON.stringify(s.Resource).includes(`/${s3Keys().exportsPrefix}*`),
-    );
-    expect(exports).toHaveLength(1);
-    expect([exports[0]!.Action].flat().sort()).toEqual([
-      's3:AbortMultipartUpload',
-      's3:GetObject',
-      's3:PutObject',
-    ]);
+  it.each(['Api', 'StreamApi'])(
+    'lets %s read and write save exports, but not delete them (the lifecycle rule does)',
+    (prefix) => {
+      const exports = statementsOf(prefix).filter((s) =>
+        JSON.stringify(s.Resource).includes(`/${s3Keys().exportsPrefix}*`),
+      );
+      expect(exports).toHaveLength(1);
+      expect([exports[0]!.Action].flat().sort()).toEqual([
+        's3:AbortMultipartUpload',
+        's3:GetObject',
+        's3:PutObject',
+      ]);
+    },
+  );
+
+  it('lets only the functions that pull read the credentials secret', () => {
+    const [secretId] = only('AWS::SecretsManager::Secret');
+    for (const prefix of FUNCTIONS) {
+      const reads = statementsOf(prefix).filter((s) =>
+        [s.Action].flat().includes('secretsmanager:GetSecretValue'),
+      );
+      if (prefix === 'Prune') {
+        expect(reads).toHaveLength(0);
+      } else {
+        expect(reads).toHaveLength(1);
+        expect(reads[0]!.Resource).toEqual({ Ref: secretId });
+      }
+    }
   });
 
   it('lets prune only read, list and delete blobs: it never writes an object', () => {
@@ -303,13 +384,13 @@ describe('least privilege', () => {
   });
 
   it('grants no wildcards, no table or bucket management, and no other resources', () => {
-    for (const prefix of ['Api', 'Prune']) {
+    for (const prefix of FUNCTIONS) {
       for (const statement of statementsOf(prefix)) {
         expect(statement.Effect).toBe('Allow');
         for (const action of [statement.Action].flat()) expect(action).not.toContain('*');
         const resource = JSON.stringify(statement.Resource);
         expect(resource).not.toBe('"*"');
-        expect(resource).toMatch(/Blobs|Catalog/);
+        expect(resource).toMatch(/Blobs|Catalog|RegistryCredentials|Worker/);
       }
       const actions = actionsOf(prefix);
       for (const forbidden of [
@@ -326,22 +407,37 @@ describe('least privilege', () => {
     }
   });
 
-  it('lets only API Gateway invoke the api, and only the schedule invoke prune', () => {
+  it('lets API Gateway invoke the api, anyone only the stream function through its URL, the schedule prune, and nobody the worker', () => {
     const permissions = Object.values(resources).filter(
       (r) => r.Type === 'AWS::Lambda::Permission',
     );
-    const [apiId] = fn('Api');
-    const [pruneId] = fn('Prune');
     const target = (p: Resource) => JSON.stringify(p.Properties.FunctionName);
-    for (const p of permissions) {
-      if (target(p).includes(apiId)) {
-        expect(p.Properties.Principal).toBe('apigateway.amazonaws.com');
-      } else {
-        expect(target(p)).toContain(pruneId);
-        expect(p.Properties.Principal).toBe('events.amazonaws.com');
-      }
-    }
-    expect(permissions.some((p) => target(p).includes(pruneId))).toBe(true);
+    const of = (prefix: string) => permissions.filter((p) => target(p).includes(fn(prefix)[0]));
+    expect(of('Worker')).toEqual([]);
+    expect(of('Api').length).toBeGreaterThan(0);
+    for (const p of of('Api')) expect(p.Properties.Principal).toBe('apigateway.amazonaws.com');
+    expect(of('Prune').length).toBeGreaterThan(0);
+    for (const p of of('Prune')) expect(p.Properties.Principal).toBe('events.amazonaws.com');
+    // The public grant is scoped to the URL: a direct Invoke with no credentials is refused.
+    const stream = of('StreamApi').map((p) => p.Properties);
+    expect(stream).toHaveLength(2);
+    expect(stream).toContainEqual(
+      expect.objectContaining({
+        Action: 'lambda:InvokeFunctionUrl',
+        Principal: '*',
+        FunctionUrlAuthType: 'NONE',
+      }),
+    );
+    expect(stream).toContainEqual(
+      expect.objectContaining({
+        Action: 'lambda:InvokeFunction',
+        Principal: '*',
+        InvokedViaFunctionUrl: true,
+      }),
+    );
+    expect(permissions).toHaveLength(
+      of('Api').length + of('Prune').length + of('StreamApi').length,
+    );
   });
 });
 
@@ -383,7 +479,7 @@ describe('front door and schedule', () => {
 describe('alarms and outputs', () => {
   it('alarms on errors and throttles of each function, to the alarm topic', () => {
     const alarms = Object.values(resources).filter((r) => r.Type === 'AWS::CloudWatch::Alarm');
-    expect(alarms).toHaveLength(4);
+    expect(alarms).toHaveLength(2 * FUNCTIONS.length);
     const [topicId] = only('AWS::SNS::Topic');
     const seen = new Set<string>();
     for (const alarm of alarms) {
@@ -397,12 +493,9 @@ describe('alarms and outputs', () => {
       expect(dimension?.Name).toBe('FunctionName');
       seen.add(`${dimension?.Value.Ref.replace(/[0-9A-F]{8}$/, '')}:${p.MetricName}`);
     }
-    expect([...seen].sort()).toEqual([
-      'Api:Errors',
-      'Api:Throttles',
-      'Prune:Errors',
-      'Prune:Throttles',
-    ]);
+    expect([...seen].sort()).toEqual(
+      FUNCTIONS.flatMap((f) => [`${f}:Errors`, `${f}:Throttles`]).sort(),
+    );
     template.hasResourceProperties('AWS::SNS::Subscription', {
       Protocol: 'email',
       Endpoint: 'ops@example.com',
@@ -412,12 +505,26 @@ describe('alarms and outputs', () => {
   it('outputs the endpoint, the DOCKER_HOST and the resource names', () => {
     const outputs = template.toJSON().Outputs as Record<string, { Value: unknown }>;
     expect(Object.keys(outputs).sort()).toEqual(
-      ['AlarmTopicArn', 'BucketName', 'DockerHost', 'Endpoint', 'TableName'].sort(),
+      [
+        'AlarmTopicArn',
+        'BucketName',
+        'DockerHost',
+        'Endpoint',
+        'RegistrySecretArn',
+        'StreamDockerHost',
+        'StreamEndpoint',
+        'TableName',
+      ].sort(),
     );
     const [apiId] = only('AWS::ApiGatewayV2::Api');
     expect(JSON.stringify(outputs.Endpoint?.Value)).toContain(apiId);
     const dockerHost = JSON.stringify(outputs.DockerHost?.Value);
     expect(dockerHost).toContain('tcp://');
     expect(dockerHost).toContain(':443');
+    const [urlId] = only('AWS::Lambda::Url');
+    expect(JSON.stringify(outputs.StreamEndpoint?.Value)).toContain(urlId);
+    const streamHost = JSON.stringify(outputs.StreamDockerHost?.Value);
+    expect(streamHost).toContain('tcp://');
+    expect(streamHost).toContain(urlId);
   });
 });
