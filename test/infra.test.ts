@@ -83,6 +83,17 @@ function actionsOf(prefix: string): Set<string> {
   return new Set(statementsOf(prefix).flatMap((s) => [s.Action].flat()));
 }
 
+/** What a bundle needs to build its composition: no AWS call is made before a request needs one. */
+function bundleEnvironment(): NodeJS.ProcessEnv {
+  return {
+    PATH: process.env.PATH,
+    AWS_REGION: 'eu-west-1',
+    IMAGE_CACHE_BACKEND: 'aws',
+    IMAGE_CACHE_BUCKET: 'image-cache-test',
+    IMAGE_CACHE_TABLE: 'image-cache-test',
+  };
+}
+
 const CATALOG = [
   'dynamodb:BatchGetItem',
   'dynamodb:BatchWriteItem',
@@ -288,16 +299,7 @@ describe('functions', () => {
     const { stdout } = await promisify(execFile)(
       process.execPath,
       ['--input-type=module', '-e', script],
-      {
-        timeout: 30_000,
-        env: {
-          PATH: process.env.PATH,
-          AWS_REGION: 'eu-west-1',
-          IMAGE_CACHE_BACKEND: 'aws',
-          IMAGE_CACHE_BUCKET: 'image-cache-test',
-          IMAGE_CACHE_TABLE: 'image-cache-test',
-        },
-      },
+      { timeout: 30_000, env: bundleEnvironment() },
     );
     const { ping, version } = JSON.parse(stdout) as Record<
       string,
@@ -306,6 +308,47 @@ describe('functions', () => {
     expect(ping?.statusCode).toBe(200);
     expect(version?.statusCode).toBe(200);
     expect(JSON.parse(version!.body)).toMatchObject({ Version: expect.any(String) });
+  });
+  it('the bundled stream handler writes the HTTP integration prelude, then the body', async () => {
+    const asset = fn('StreamApi')[1].Metadata?.['aws:asset:path'] as string;
+    const script = `
+      const { PassThrough } = await import('node:stream');
+      const { handler } = await import(${JSON.stringify(join(outdir, asset, 'index.mjs'))});
+      const out = new PassThrough();
+      const chunks = [];
+      out.on('data', (chunk) => chunks.push(chunk));
+      const event = {
+        version: '2.0', routeKey: '$default', rawPath: '/v1.47/version', rawQueryString: '',
+        headers: {}, isBase64Encoded: false,
+        requestContext: { http: { method: 'GET', path: '/v1.47/version' } },
+      };
+      await handler(event, out, { awsRequestId: 'smoke', getRemainingTimeInMillis: () => 60_000 });
+      process.stdout.write(Buffer.concat(chunks).toString('base64'));`;
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--input-type=module', '-e', script],
+      { timeout: 30_000, env: bundleEnvironment() },
+    );
+    const bytes = Buffer.from(stdout, 'base64');
+    const separator = bytes.indexOf(Buffer.alloc(8));
+    expect(separator).toBeGreaterThan(0);
+    const prelude = JSON.parse(bytes.subarray(0, separator).toString()) as { statusCode: number };
+    expect(prelude.statusCode).toBe(200);
+    const body = JSON.parse(bytes.subarray(separator + 8).toString()) as Record<string, unknown>;
+    expect(body).toMatchObject({ Version: expect.any(String) });
+  });
+
+  it('the bundled worker refuses an event without a job id before touching anything', async () => {
+    const asset = fn('Worker')[1].Metadata?.['aws:asset:path'] as string;
+    const script = `
+      const { handler } = await import(${JSON.stringify(join(outdir, asset, 'index.mjs'))});
+      await handler({}).then(() => process.exit(3), (error) => process.stdout.write(error.message));`;
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--input-type=module', '-e', script],
+      { timeout: 30_000, env: bundleEnvironment() },
+    );
+    expect(stdout).toContain('jobId');
   });
 });
 
