@@ -79,6 +79,22 @@ export class PullService {
     this.#fetcher = new BlobFetcher(deps);
   }
 
+  /**
+   * Whether a pull of `ref` is answered from the catalog alone: a tag checked less than the TTL
+   * ago, for the platform it was pulled for, with its manifest stored (the same test `#resolve`
+   * and `#fromCachedTag` make). Such a pull is a few catalog reads, so a front door with a
+   * deadline runs it in the request rather than paying for a job and a worker.
+   */
+  async isFreshInCache(ref: Reference, platform?: Platform): Promise<boolean> {
+    if (ref.digest) return false;
+    const { catalog, clock, tagTtlMs } = this.#deps;
+    const cached = await catalog.getTag(repositoryName(ref), ref.tag ?? 'latest');
+    if (!cached || clock.now() - cached.checkedAt >= tagTtlMs) return false;
+    const wanted = platform ? formatPlatform(normalizePlatform(platform)) : undefined;
+    if (wanted && cached.platform && cached.platform !== wanted) return false;
+    return (await catalog.getManifest(cached.manifest)) !== undefined;
+  }
+
   async pull(ref: Reference, options: PullOptions = {}): Promise<PullResult> {
     const emit = options.onProgress ?? (() => {});
     const repo = { registry: ref.registry, repository: ref.repository };

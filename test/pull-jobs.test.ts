@@ -149,6 +149,23 @@ describe('pull as a background job when the front door has a deadline', () => {
     ]);
   });
 
+  it('answers a pull of a fresh cached tag in the request, without a job, however close the deadline', async () => {
+    const untimed = await router({
+      method: 'POST',
+      path: '/v1.47/images/create',
+      query: new URLSearchParams({ fromImage: `docker.io/${REPO}`, tag: '1' }),
+      headers: {},
+    });
+    expect((await lines(untimed)).at(-1)).toEqual({
+      status: 'Status: Downloaded newer image for slow:1',
+    });
+    // No time to follow a job at all: only an answer from the catalog can finish.
+    const again = await lines(await pull('1', 0));
+    expect(again.some((l) => l.job || l.errorDetail)).toBe(false);
+    expect(again.at(-1)).toEqual({ status: 'Status: Image is up to date for slow:1' });
+    expect(registry.count(registry.blobPath(REPO, image.layers[0]!.digest), 'GET')).toBe(1);
+  });
+
   it('lets the project CLI follow a handed-over pull to its end', async () => {
     registry.inject(registry.blobPath(REPO, image.layers[0]!.digest), {
       kind: 'slow',

@@ -15,7 +15,7 @@ export const imageRoutes: Route[] = [
     method: 'POST',
     pattern: /^\/images\/create$/,
     scope: ROUTE_SCOPES['POST /images/create'],
-    handler: (request, _params, context) => {
+    handler: async (request, _params, context) => {
       const query = request.query;
       if (query.get('fromSrc')) {
         throw new InvalidArgumentError('importing a root filesystem (fromSrc) is not supported');
@@ -29,7 +29,10 @@ export const imageRoutes: Route[] = [
       if (deadline !== undefined && context.jobs) {
         // Refused registries are refused here, with their status, not as a failed job.
         if (!context.registries.has(ref.registry)) throw new RegistryNotAllowedError(ref.registry);
-        return pullThroughJob({ ...request, deadline }, ref, platform, context, context.jobs);
+        // A cache hit is answered at once: a job would only add writes and a worker start.
+        if (!(await context.pulls.isFreshInCache(ref, platform))) {
+          return pullThroughJob({ ...request, deadline }, ref, platform, context, context.jobs);
+        }
       }
       return streamPull((onProgress) => context.pulls.pull(ref, { platform, onProgress }));
     },
