@@ -45,7 +45,7 @@ export function serveBody(
       res.write(body.subarray(0, Math.min(fault.afterBytes, body.length)));
       return;
     case 'slow':
-      void trickle(res, body, fault.chunkBytes, fault.delayMs);
+      void trickle(res, body, fault);
       return;
     default:
       res.end(body);
@@ -55,10 +55,14 @@ export function serveBody(
 async function trickle(
   res: ServerResponse,
   body: Buffer,
-  chunkBytes: number,
-  delayMs: number,
+  { chunkBytes, delayMs, gate }: Extract<BodyFault, { kind: 'slow' }>,
 ): Promise<void> {
+  let held = gate;
   for (let offset = 0; offset < body.length; offset += chunkBytes) {
+    if (held && offset >= held.afterBytes) {
+      await held.open;
+      held = undefined;
+    }
     if (res.destroyed) return;
     res.write(body.subarray(offset, offset + chunkBytes));
     await delay(delayMs);

@@ -49,8 +49,17 @@ export type Fault =
     }
   /** Redirect (307 by default) to `to`, e.g. `cdn.cdnUrl(digest)`. */
   | { kind: 'redirect'; to: string; status?: number; times?: number }
-  /** Send the body in `chunkBytes` pieces `delayMs` apart. */
-  | { kind: 'slow'; chunkBytes: number; delayMs: number; times?: number }
+  /**
+   * Send the body in `chunkBytes` pieces `delayMs` apart; with `gate`, stop once `afterBytes`
+   * went out until `open` settles (an upstream as slow as the test needs, not a guess of it).
+   */
+  | {
+      kind: 'slow';
+      chunkBytes: number;
+      delayMs: number;
+      gate?: { afterBytes: number; open: Promise<unknown> };
+      times?: number;
+    }
   /** Set (or, with `value: undefined`, drop) a response header. */
   | { kind: 'header'; name: string; value: string | undefined; times?: number };
 

@@ -1,11 +1,12 @@
 /**
  * The deployed shape's back end without AWS, for the end-to-end tests of the Lambda front doors
- * (serverless-e2e: API Gateway; function-url-e2e: the streaming function URL): a real
- * docker-registry as docker.io, DynamoDB Local and fauxqs with the stack's table and bucket
- * created as `cdk deploy` would, bearer tokens made as `image-cache token create` would, and the
- * function's environment in process.env. The caller imports its handler after this, since
- * lib/lambda/runtime.ts reads the environment on the first invocation: one test file's process
- * is one Lambda container.
+ * (serverless-e2e: API Gateway; function-url-e2e: the streaming function URL;
+ * serverless-jobs-e2e: API Gateway handing a long pull to the worker function): a real
+ * docker-registry as docker.io (and any other upstream the options allow-list), DynamoDB Local
+ * and fauxqs with the stack's table and bucket created as `cdk deploy` would, bearer tokens made
+ * as `image-cache token create` would, and the function's environment in process.env. The
+ * caller imports its handler after this, since lib/lambda/runtime.ts reads the environment on
+ * the first invocation: one test file's module graph is one Lambda container.
  */
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { createToken } from '../../lib/auth/tokens.ts';
@@ -37,7 +38,17 @@ export interface ServerlessStack {
   close(): Promise<void>;
 }
 
-export async function startServerlessStack(prefix: string): Promise<ServerlessStack> {
+export interface ServerlessStackOptions {
+  /** More allow-listed upstreams (name -> url) beside docker.io, e.g. a FakeRegistry. */
+  registries?: Record<string, string>;
+  /** More of the function's environment (IMAGE_CACHE_WORKER_FUNCTION, AWS_ENDPOINT_URL_LAMBDA). */
+  env?: Record<string, string>;
+}
+
+export async function startServerlessStack(
+  prefix: string,
+  options: ServerlessStackOptions = {},
+): Promise<ServerlessStack> {
   const [registry, emulators, work] = await Promise.all([
     startRegistry(),
     awsEmulators(),
@@ -56,7 +67,10 @@ export async function startServerlessStack(prefix: string): Promise<ServerlessSt
     IMAGE_CACHE_BACKEND: 'aws',
     IMAGE_CACHE_BUCKET: names.bucket,
     IMAGE_CACHE_TABLE: names.table,
-    IMAGE_CACHE_REGISTRIES: `docker.io=${registry.url}`,
+    IMAGE_CACHE_REGISTRIES: Object.entries({ 'docker.io': registry.url, ...options.registries })
+      .map(([name, url]) => `${name}=${url}`)
+      .join(','),
+    ...options.env,
   });
   return {
     registry,
