@@ -243,7 +243,8 @@ export class ImageCacheStack extends Stack {
       value: httpApi.apiEndpoint,
     });
     new CfnOutput(this, 'DockerHost', {
-      description: 'DOCKER_HOST through API Gateway (buffered: 30 s, 6 MB answers)',
+      description:
+        'DOCKER_HOST through API Gateway (buffered: 30 s, 6 MB answers); DOCKER_TLS_VERIFY=1 with the CA roots as ca.pem',
       value: `tcp://${host}:443`,
     });
     // https://<id>.lambda-url.<region>.on.aws/ -> the host between the slashes.
@@ -253,7 +254,8 @@ export class ImageCacheStack extends Stack {
       value: streamUrl.url,
     });
     new CfnOutput(this, 'StreamDockerHost', {
-      description: 'DOCKER_HOST for the docker CLI (with DOCKER_TLS=1): streamed saves and pulls',
+      description:
+        'DOCKER_HOST for the docker CLI, streamed saves and pulls; DOCKER_TLS_VERIFY=1 with the CA roots as ca.pem (see README)',
       value: Fn.join('', ['tcp://', streamHost, ':443']),
     });
     new CfnOutput(this, 'RegistrySecretArn', {
