@@ -86,14 +86,14 @@ export async function composeAws(
     registryCredentials?.close();
     throw error;
   }
-  const context = engineContext(config, blobs, catalog, overrides, registryCredentials);
+  const context = {
+    ...engineContext(config, blobs, catalog, overrides, registryCredentials),
+    // Before the jobs: their runner writes the exports that outlive a request.
+    exports: new S3SaveExports(blobs, { now: () => (overrides.clock ?? systemClock).now() }),
+  };
   const jobs = await awsJobs(context, config.aws.workerFunction);
   return {
-    context: {
-      ...context,
-      exports: new S3SaveExports(blobs, { now: () => (overrides.clock ?? systemClock).now() }),
-      jobs,
-    },
+    context: { ...context, jobs },
     close: async () => {
       await jobs.local.idle();
       catalog.close();

@@ -18,6 +18,7 @@ import { startDeadlineDoor } from './support/deadline-door.ts';
 import { FakeRegistry } from './support/fake-registry.ts';
 import { type GeneratedImage, generateImage } from './support/image-factory.ts';
 import { type LambdaLocal, startLambdaLocal } from './support/lambda-local.ts';
+import { seedImage } from './support/seed-images.ts';
 import { docker25Members, tarBuffer, writeTarFile } from './support/tarballs.ts';
 import { tempDir } from './support/tmp.ts';
 import { readAll } from './support/upstream-harness.ts';
@@ -170,6 +171,43 @@ describe('jobs through the Lambda dispatcher and the worker function', () => {
     expect(await adapters.catalog.getTag('docker.io/library/loaded', '1')).toMatchObject({
       manifest: loaded.digest,
     });
+  });
+
+  it('hands a save export past the deadline to the worker function', async () => {
+    await seedImage(adapters, {
+      name: 'exported',
+      layers: [['exported-layer', 64 * 1024]],
+      tags: [['docker.io/library/exported', '1']],
+      now: Date.now(),
+    });
+    const before = lambda.invocations.length;
+    const save = () =>
+      call({
+        method: 'GET',
+        path: '/v1.47/images/get',
+        query: new URLSearchParams({ names: 'exported:1', redirect: '1' }),
+        // No time to follow: the answer is the job.
+        deadline: Date.now() + HANDOVER_MARGIN_MS,
+      });
+    const first = await save();
+    expect(first.status).toBe(202);
+    const pending = JSON.parse(String(first.body));
+    expect(pending).toMatchObject({ kind: 'export', request: { names: ['exported:1'] } });
+
+    const waited = await call({
+      method: 'GET',
+      path: pending.url,
+      query: new URLSearchParams({ wait: '30' }),
+    });
+    expect(JSON.parse(String(waited.body))).toMatchObject({
+      status: 'succeeded',
+      result: { kind: 'export', url: expect.any(String) },
+    });
+    await lambda.idle();
+    expect(lambda.invocations.slice(before).map((i) => i.payload)).toEqual([{ jobId: pending.id }]);
+    // Exported now: the same save redirects at once, with no job.
+    expect((await save()).status).toBe(307);
+    expect(lambda.invocations.length).toBe(before + 1);
   });
 
   it('lets the project CLI wait for a load the server answered with 202', async () => {

@@ -2,21 +2,20 @@ import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
-import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { S3BlobStore } from '../lib/adapters/s3-blob-store.ts';
-import { createToken } from '../lib/auth/tokens.ts';
 import type { CliContext } from '../lib/cli/context.ts';
 import { ApiClient } from '../lib/cli/http.ts';
 import { main } from '../lib/cli/main.ts';
-import { type Composition, composeAws } from '../lib/composition.ts';
-import { parseServeArgs } from '../lib/config.ts';
-import type { HttpResponse } from '../lib/engine/http.ts';
-import { createRouter, type Router } from '../lib/engine/router.ts';
+import type { Router } from '../lib/engine/router.ts';
 import { saveRedirectUrl, toHttpApiResult, toHttpRequest } from '../lib/lambda/http-api-adapter.ts';
 import { type ApiGatewayLocal, startApiGatewayLocal } from './support/api-gateway-local.ts';
-import { awsEmulators, freshResourceNames, stopAwsEmulators } from './support/aws-emulators.ts';
+import { stopAwsEmulators } from './support/aws-emulators.ts';
+import {
+  type AwsSaveBackend,
+  bodyBytes,
+  getRequest,
+  startAwsSaveBackend,
+} from './support/aws-save-backend.ts';
 import { startEngine } from './support/engine-harness.ts';
 import { seedImage } from './support/seed-images.ts';
 import { type TempDir, tempDir } from './support/tmp.ts';
@@ -29,73 +28,29 @@ afterAll(async () => {
   await stopAwsEmulators();
 });
 
-async function bodyBytes(response: HttpResponse): Promise<Buffer> {
-  const { body } = response;
-  if (body === undefined) return Buffer.alloc(0);
-  if (typeof body === 'string') return Buffer.from(body);
-  if (body instanceof Uint8Array) return Buffer.from(body);
-  const chunks: Buffer[] = [];
-  for await (const chunk of body as Readable) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
-}
-
-const get = (path: string, query: string, token: string, headers: Record<string, string> = {}) => ({
-  method: 'GET',
-  path,
-  query: new URLSearchParams(query),
-  headers: { authorization: `Bearer ${token}`, ...headers },
-});
+const get = getRequest;
 
 describe('save exports on the AWS backend', () => {
-  let composition: Composition;
+  let backend: AwsSaveBackend;
   let router: Router;
-  let blobs: S3BlobStore;
-  let bucket: string;
   let token: string;
+  let writes: string[];
   let work: TempDir;
-  /** S3 write requests to export keys seen by the backend's client, by command name. */
-  const writes: string[] = [];
 
   beforeAll(async () => {
-    const emulators = await awsEmulators();
+    backend = await startAwsSaveBackend();
+    ({ router, token, writes } = backend);
     work = await tempDir('save-exports');
-    const names = freshResourceNames();
-    bucket = names.bucket;
-    // The SDK's standard settings, read by composeAws's clients.
-    Object.assign(process.env, emulators.env);
-    const config = parseServeArgs(['--backend', 'aws', '--create-resources'], {
-      ...emulators.env,
-      IMAGE_CACHE_BUCKET: names.bucket,
-      IMAGE_CACHE_TABLE: names.table,
-      IMAGE_CACHE_REGISTRIES: '',
-    });
-    composition = await composeAws({ ...config, requireAuth: true });
-    router = createRouter(composition.context);
-    blobs = composition.context.blobs as S3BlobStore;
-    blobs.client.middlewareStack.add(
-      (next, context) => async (args) => {
-        const name = context.commandName ?? '';
-        const key = (args.input as { Key?: string }).Key ?? '';
-        if (
-          key.startsWith('exports/') &&
-          /^(PutObject|CreateMultipartUpload|UploadPart|CompleteMultipartUpload)/.test(name)
-        ) {
-          writes.push(name);
-        }
-        return next(args);
-      },
-      { step: 'initialize', name: 'countWrites' },
-    );
-    token = (await createToken(composition.context.catalog, { scope: 'read' }, Date.now())).token;
+    const context = backend.composition.context;
     const now = Date.now();
-    await seedImage(composition.context, {
+    await seedImage(context, {
       name: 'small',
       layers: [['small-layer', 4096]],
       tags: [['docker.io/library/small', '1']],
       now,
     });
     // Past one 8 MiB part (multipart export) and past a 6 MB Lambda result.
-    await seedImage(composition.context, {
+    await seedImage(context, {
       name: 'big',
       layers: [
         ['big-layer-a', 6 * 1024 * 1024],
@@ -107,21 +62,12 @@ describe('save exports on the AWS backend', () => {
   });
 
   afterAll(async () => {
-    await composition?.close();
+    await backend?.close();
     await work?.cleanup();
   });
 
-  const exportKeys = async () => {
-    const listed = await blobs.client.send(
-      new ListObjectsV2Command({ Bucket: bucket, Prefix: blobs.keys.exportsPrefix }),
-    );
-    return (listed.Contents ?? []).map((o) => ({ key: o.Key!, size: o.Size! }));
-  };
-  const streamed = async (name: string) => {
-    const response = await router(get('/images/get', `names=${name}`, token));
-    expect(response.status).toBe(200);
-    return bodyBytes(response);
-  };
+  const exportKeys = () => backend.exportKeys();
+  const streamed = (names: string) => backend.streamedSave(names);
 
   it('exports once per content under exports/, reuses it, and the URL serves the streamed tar', async () => {
     const first = await router(get('/cache/exports', 'names=small:1', token));

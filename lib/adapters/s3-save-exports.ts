@@ -46,11 +46,16 @@ export class S3SaveExports implements SaveExports {
     return this.#signed(objectKey, size);
   }
 
-  async export(key: string, size: number, open: () => Readable): Promise<SaveExport> {
+  async export(
+    key: string,
+    size: number,
+    open: () => Readable,
+    onProgress?: (bytes: number) => void,
+  ): Promise<SaveExport> {
     const objectKey = this.#store.keys.export(key);
     const body = open();
     try {
-      await uploadFromStream(body, {
+      await uploadFromStream(onProgress ? counted(body, onProgress) : body, {
         client: this.#store.client,
         bucket: this.#store.bucket,
         partSize: choosePartSize(size, DEFAULT_PART_SIZING),
@@ -77,5 +82,21 @@ export class S3SaveExports implements SaveExports {
     );
     if (!url) throw new ImageCacheError('INTERNAL', `no presigned URL for ${objectKey}`);
     return { url, size, expires: new Date(issued + this.#urlSeconds * 1000) };
+  }
+}
+
+/**
+ * The bytes the uploader has taken so far. It sends each part before it reads on (one part in
+ * flight), so this runs ahead of what S3 holds by at most the part being sent.
+ */
+async function* counted(
+  source: AsyncIterable<Uint8Array>,
+  onProgress: (bytes: number) => void,
+): AsyncGenerator<Uint8Array> {
+  let bytes = 0;
+  for await (const chunk of source) {
+    yield chunk;
+    bytes += chunk.length;
+    onProgress(bytes);
   }
 }

@@ -1,7 +1,7 @@
 /**
- * Waiting for a background job the server handed a pull or load over to: long-polls
- * `GET /cache/jobs/<id>?wait=` and passes on each progress message not seen before, until the
- * job ends. Each poll stays below API Gateway's 30 s; the server caps it by its deadline anyway.
+ * Waiting for a background job the server handed a pull, load or save export over to:
+ * long-polls `GET /cache/jobs/<id>?wait=` and passes on each progress message not seen before,
+ * until the job ends. Each poll stays below API Gateway's 30 s; the server caps it by its deadline anyway.
  */
 import { ProgressDiff } from '../jobs/progress-log.ts';
 import type { JobError, JobMessage, JobProgress, JobResult, JobStatus } from '../ports/catalog.ts';
@@ -12,7 +12,8 @@ export interface JobJson {
   url: string;
   status: JobStatus;
   progress: JobProgress;
-  result?: JobResult;
+  /** A succeeded export's result also carries a download URL, signed when the job was read. */
+  result?: JobResult & { url?: string };
   error?: JobError;
 }
 

@@ -1,10 +1,13 @@
-/** `GET /cache/jobs/{id}?wait=N`: a background job, long-polled until it ends or N seconds. */
+/**
+ * `GET /cache/jobs/{id}?wait=N`: a background job, long-polled until it ends or N seconds; a
+ * succeeded export's result carries a freshly signed download URL.
+ */
 import { ROUTE_SCOPES } from '../auth/scopes.ts';
 import { InvalidArgumentError, NotFoundError } from '../errors.ts';
-import { jobView } from '../jobs/job-view.ts';
 import { followJob, isEnded } from '../jobs/jobs.ts';
 import { json } from './http.ts';
 import { answerBy } from './job-deadline.ts';
+import { viewWithDownload } from './job-export.ts';
 import type { Route } from './router.ts';
 
 /** Longest wait the Node server holds a request for; behind a deadline, less. */
@@ -33,7 +36,7 @@ export const jobRoutes: Route[] = [
         job =
           (await followJob(context.catalog, id!, { until, ...(signals && { signals }) })) ?? job;
       }
-      return json(200, jobView(job));
+      return json(200, await viewWithDownload(job, context.exports));
     },
   },
 ];

@@ -4,6 +4,7 @@ import { exportSave, type SaveExport, type SaveExports, wantsRedirect } from '..
 import { prepareSave } from '../save/save.ts';
 import type { EngineContext } from './context.ts';
 import { type HttpRequest, type HttpResponse, json } from './http.ts';
+import { exportBody, exportThroughJob } from './job-export.ts';
 import type { Route } from './router.ts';
 
 async function save(
@@ -13,11 +14,10 @@ async function save(
 ): Promise<HttpResponse> {
   // A redirect only for clients that asked (the docker CLI refuses them) and backends that can.
   if (context.exports && wantsRedirect(request.query, request.headers)) {
-    const exported = await exportSave(withExports(context, context.exports), names);
-    return {
+    return exported(names, request, context, context.exports, (ready) => ({
       status: 307,
-      headers: { Location: exported.url, 'Cache-Control': 'no-store' },
-    };
+      headers: { Location: ready.url, 'Cache-Control': 'no-store' },
+    }));
   }
   const tarball = await prepareSave(context, names);
   return {
@@ -30,12 +30,24 @@ async function save(
   };
 }
 
-function withExports(context: EngineContext, exports: SaveExports) {
-  return { catalog: context.catalog, blobs: context.blobs, clock: context.clock, exports };
-}
-
-function exportBody(exported: SaveExport) {
-  return { url: exported.url, size: exported.size, expires: exported.expires.toISOString() };
+/**
+ * The save's export answered by `answer`: written in the request where there is no deadline
+ * (the Node server), else by a job the request follows until its deadline nears (202 then).
+ */
+async function exported(
+  names: string[],
+  request: HttpRequest,
+  context: EngineContext,
+  exports: SaveExports,
+  answer: (ready: SaveExport) => HttpResponse,
+): Promise<HttpResponse> {
+  const { deadline } = request;
+  const { jobs } = context;
+  if (deadline !== undefined && jobs) {
+    return exportThroughJob({ ...request, deadline }, names, context, { exports, jobs }, answer);
+  }
+  const { catalog, blobs, clock } = context;
+  return answer(await exportSave({ catalog, blobs, clock, exports }, names));
 }
 
 /**
@@ -67,11 +79,9 @@ export const saveRoutes: Route[] = [
           'this backend has no save exports (the AWS backend has): use GET /images/get',
         );
       }
-      const exported = await exportSave(
-        withExports(context, context.exports),
-        request.query.getAll('names'),
+      return exported(request.query.getAll('names'), request, context, context.exports, (ready) =>
+        json(200, exportBody(ready), { 'Cache-Control': 'no-store' }),
       );
-      return json(200, exportBody(exported), { 'Cache-Control': 'no-store' });
     },
   },
 ];

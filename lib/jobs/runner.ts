@@ -1,7 +1,7 @@
 /**
  * Runs one job to its end in this process: claim it (conditional on its status and lease),
- * run the pull or load with progress going to the catalog, then record the result or the
- * error. Whoever starts a job only dispatches its id; the runner reads everything else from the
+ * run the pull, load or save export with progress going to the catalog, then record the result
+ * or the error. Whoever starts a job only dispatches its id; the runner reads everything else from the
  * record, so the in-process and the Lambda dispatchers run exactly the same code.
  */
 import { randomBytes } from 'node:crypto';
@@ -21,6 +21,7 @@ import type { Clock } from '../ports/clock.ts';
 import { presignedUploadsOf } from '../ports/presigned-uploads.ts';
 import type { PullService } from '../pull.ts';
 import { parseReference } from '../reference.ts';
+import { planExport, type SaveExports, storeExport } from '../save/export.ts';
 import type { JobSignals } from './job-signals.ts';
 import { ProgressWriter } from './progress-writer.ts';
 
@@ -34,6 +35,8 @@ export interface JobRunnerDeps {
   blobs: BlobStore;
   pulls: PullService;
   clock: Clock;
+  /** Save through storage, where the backend has it: what export jobs write to. */
+  exports?: SaveExports;
   /** Wakes followers in this process after each write. */
   signals?: JobSignals;
 }
@@ -98,6 +101,7 @@ export class JobRunner {
         source: pulled.source,
       };
     }
+    if (request.kind === 'export') return this.#export(request.names, onMessage);
     const uploads = presignedUploadsOf(this.#deps.blobs);
     if (!uploads) throw new NotFoundError('this backend has no presigned uploads to load from');
     const { catalog, blobs, clock } = this.#deps;
@@ -110,6 +114,23 @@ export class JobRunner {
         onMessage({ status: 'Loading', id: 'archive', progressDetail: { current: bytes } }),
     );
     return { kind: 'load', messages: loaded.messages };
+  }
+
+  /**
+   * The names are resolved again here: a tag moved since the route planned gives another
+   * export, and the result names the one written, which is what the route answers with.
+   */
+  async #export(names: string[], onMessage: (m: JobMessage) => void): Promise<JobResult> {
+    const { catalog, blobs, clock, exports } = this.#deps;
+    if (!exports) throw new NotFoundError('this backend has no save exports to write to');
+    const planned = await planExport({ catalog, blobs, clock }, names);
+    // Shown as a layer would be: the short key as its id, bytes against the tarball's size.
+    const id = planned.key.slice(0, 12);
+    const progress = (status: string, current: number) =>
+      onMessage({ status, id, progressDetail: { current, total: planned.size } });
+    await storeExport(exports, planned, (bytes) => progress('Uploading', bytes));
+    progress('Export complete', planned.size);
+    return { kind: 'export', key: planned.key, size: planned.size };
   }
 }
 

@@ -108,7 +108,7 @@ export interface TokenRecord {
   lastUsedAt?: number;
 }
 
-export type JobKind = 'pull' | 'load';
+export type JobKind = 'pull' | 'load' | 'export';
 export type JobStatus = 'queued' | 'running' | 'succeeded' | 'failed';
 
 /** One line of Docker's progress stream, as a job keeps it (the pull's ProgressMessage). */
@@ -135,11 +135,18 @@ export const MAX_JOB_PROGRESS_BYTES = 64 * 1024;
 export type JobRequest =
   | { kind: 'pull'; reference: string; platform?: string }
   /** The upload is complete (PresignedUploads.completeUpload): its id opens it without parts. */
-  | { kind: 'load'; uploadId: string };
+  | { kind: 'load'; uploadId: string }
+  /** A save's export to storage; the names as the client gave them, resolved by the runner. */
+  | { kind: 'export'; names: string[] };
 
 export type JobResult =
   | { kind: 'pull'; imageId: Digest; manifest: Digest; source: Digest }
-  | { kind: 'load'; messages: string[] };
+  | { kind: 'load'; messages: string[] }
+  /**
+   * The export's content key (SaveExports.find) and size: a presigned URL expires, so one is
+   * signed whenever the job is answered.
+   */
+  | { kind: 'export'; key: string; size: number };
 
 export interface JobError {
   message: string;
@@ -148,12 +155,15 @@ export interface JobError {
   code: string;
 }
 
-/** Pulls and loads that outlive the front door's time limit, run by a worker. */
+/** Pulls, loads and save exports that outlive the front door's time limit, run by a worker. */
 export interface JobRecord {
   /** Random and unguessable: knowing it is what lets a client follow the job. */
   id: string;
   kind: JobKind;
-  /** Single-flight key: one active job per key (pull: reference + platform; load: upload id). */
+  /**
+   * Single-flight key: one active job per key (pull: reference + platform; load: upload id;
+   * export: the export's content key).
+   */
   key: string;
   request: JobRequest;
   status: JobStatus;

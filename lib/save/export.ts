@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import type { ArchivePlan } from './archive.ts';
-import { prepareSave, type SaveDeps } from './save.ts';
+import { prepareSave, type SaveDeps, type SavedTarball } from './save.ts';
 
 /** A tarball in storage and a URL to fetch it with. */
 export interface SaveExport {
@@ -21,8 +21,23 @@ export interface SaveExport {
 export interface SaveExports {
   /** The export stored at `key`, with a fresh URL, when one of `size` bytes is there. */
   find(key: string, size: number): Promise<SaveExport | undefined>;
-  /** Streams the tarball to `key` (committed only when it ended cleanly) and signs a URL. */
-  export(key: string, size: number, open: () => Readable): Promise<SaveExport>;
+  /**
+   * Streams the tarball to `key` (committed only when it ended cleanly) and signs a URL;
+   * `onProgress` hears the bytes handed to storage so far.
+   */
+  export(
+    key: string,
+    size: number,
+    open: () => Readable,
+    onProgress?: (bytes: number) => void,
+  ): Promise<SaveExport>;
+}
+
+/** A save resolved and checked, with the key and size its export has in storage. */
+export interface PlannedExport {
+  key: string;
+  size: number;
+  tarball: SavedTarball;
 }
 
 /**
@@ -50,18 +65,30 @@ export function exportKeyOf(plan: ArchivePlan): string {
 
 /**
  * Resolves and checks the names as a streamed save does (404 for an unknown one, blobs
- * touched so GC keeps them while they are read), then reuses the export of the same content
- * or writes it.
+ * touched so GC keeps them while they are read) and derives the export's key: catalog reads
+ * only, so a route can afford it before deciding whether the export needs a job.
  */
+export async function planExport(deps: SaveDeps, names: string[]): Promise<PlannedExport> {
+  const tarball = await prepareSave(deps, names);
+  return { key: exportKeyOf(tarball.plan), size: tarball.contentLength, tarball };
+}
+
+/** The planned export in storage: the one of the same content if there is one, else written. */
+export async function storeExport(
+  exports: SaveExports,
+  planned: PlannedExport,
+  onProgress?: (bytes: number) => void,
+): Promise<SaveExport> {
+  const found = await exports.find(planned.key, planned.size);
+  if (found) return found;
+  return exports.export(planned.key, planned.size, () => planned.tarball.open(), onProgress);
+}
+
 export async function exportSave(
   deps: SaveDeps & { exports: SaveExports },
   names: string[],
 ): Promise<SaveExport> {
-  const tarball = await prepareSave(deps, names);
-  const key = exportKeyOf(tarball.plan);
-  const found = await deps.exports.find(key, tarball.contentLength);
-  if (found) return found;
-  return deps.exports.export(key, tarball.contentLength, () => tarball.open());
+  return storeExport(deps.exports, await planExport(deps, names));
 }
 
 /** `?redirect=1` or `X-Image-Cache-Redirect: 1`: the client follows a redirect to storage. */

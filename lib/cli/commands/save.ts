@@ -1,6 +1,7 @@
 /**
  * `image-cache save`: `docker save` over GET /images/get, streamed to a file or stdout, through
- * the presigned S3 download where the backend has one.
+ * the presigned S3 download where the backend has one (after waiting for the export's job when
+ * the server handed it over).
  */
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
@@ -12,6 +13,7 @@ import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { flagBoolean, flagString, parseArgs, UsageError } from '../args.ts';
 import type { CliContext, Command } from '../context.ts';
 import { ProgressBar } from '../progress-bar.ts';
+import { requestSave } from '../save-request.ts';
 
 const usage = `Usage:  image-cache save [OPTIONS] IMAGE [IMAGE...]
 
@@ -48,9 +50,7 @@ export const save: Command = {
     // redirect=1: a backend with save exports (AWS) answers 307 to a presigned S3 GET, which
     // fetch follows; it drops the Authorization header on that cross-origin hop, as the
     // presigned URL needs. Other backends ignore it and stream the tarball.
-    const response = await ctx.client().request('/images/get', {
-      query: { names: args.positionals, redirect: '1' },
-    });
+    const response = await requestSave(ctx, args.positionals);
     const length = Number.parseInt(response.headers.get('content-length') ?? '', 10);
     const total = Number.isSafeInteger(length) && length >= 0 ? length : undefined;
     const bar = new ProgressBar(ctx.stderr, { label: 'Saving', total, now: ctx.now });
