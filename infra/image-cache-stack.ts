@@ -157,8 +157,9 @@ export class ImageCacheStack extends Stack {
       );
       registrySecret.grantRead(fn);
     }
-    for (const fn of [api, streamApi]) {
-      // Save exports: HeadObject (GetObject), the tarball upload, and the presigned GET it signs.
+    // Save exports: HeadObject (GetObject), the tarball upload, and the presigned GET it signs.
+    // The worker writes the exports that outlive a request.
+    for (const fn of [api, streamApi, worker]) {
       fn.addToRolePolicy(
         new PolicyStatement({
           sid: 'SaveExports',
@@ -166,8 +167,8 @@ export class ImageCacheStack extends Stack {
           resources: objects(EXPORTS_PREFIX),
         }),
       );
-      worker.grantInvoke(fn);
     }
+    for (const fn of [api, streamApi]) worker.grantInvoke(fn);
     // The collector only reads (HeadObject) and deletes blobs: it never writes one.
     prune.addToRolePolicy(
       new PolicyStatement({
