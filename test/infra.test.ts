@@ -7,6 +7,7 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { App } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
@@ -568,4 +569,28 @@ describe('alarms and outputs', () => {
     expect(streamHost).toContain('tcp://');
     expect(streamHost).toContain(urlId);
   });
+});
+
+describe('npx cdk synth', () => {
+  it('synthesizes offline from cdk.json, without AWS credentials or a Docker engine', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'image-cache-synth-'));
+    try {
+      await promisify(execFile)('npx', ['cdk', 'synth', '-q', '--no-notices', '-o', out], {
+        cwd: fileURLToPath(new URL('..', import.meta.url)),
+        timeout: 120_000,
+        // No credentials, no region, no Docker: nothing may be looked up or built remotely.
+        env: { PATH: process.env.PATH, HOME: out, CDK_DISABLE_VERSION_CHECK: '1' },
+      });
+      const synthesized = JSON.parse(
+        readFileSync(join(out, 'ImageCache.template.json'), 'utf8'),
+      ) as { Resources: Record<string, Resource> };
+      const types = Object.values(synthesized.Resources).map((r) => r.Type);
+      expect(types.filter((t) => t === 'AWS::Lambda::Function')).toHaveLength(FUNCTIONS.length);
+      expect(types).toContain('AWS::Lambda::Url');
+      expect(types).toContain('AWS::ApiGatewayV2::Api');
+      expect(types).toContain('AWS::SecretsManager::Secret');
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  }, 150_000);
 });
