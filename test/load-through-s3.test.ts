@@ -5,6 +5,7 @@ import { CreateBucketCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_UPLOAD_PARTS, uploadPartSize } from '../lib/adapters/s3/uploads.ts';
 import { createToken } from '../lib/auth/tokens.ts';
+import { DIRECT_LOAD_LIMIT } from '../lib/cli/commands/load.ts';
 import type { CliContext } from '../lib/cli/context.ts';
 import { ApiClient } from '../lib/cli/http.ts';
 import { main } from '../lib/cli/main.ts';
@@ -62,7 +63,7 @@ describe('load through S3: POST /cache/loads + presigned parts + commit', () => 
         format: 'docker',
         layers: [{ files: [6 * MiB] }, { files: [6 * MiB] }],
       }),
-      generateImage({ seed: 's3-load-medium', format: 'oci', layers: [{ files: [6 * MiB] }] }),
+      generateImage({ seed: 's3-load-medium', format: 'oci', layers: [{ files: [3 * MiB] }] }),
     ]);
     bigTar = join(work.path, 'big.tar');
     mediumTar = join(work.path, 'medium.tar');
@@ -84,7 +85,8 @@ describe('load through S3: POST /cache/loads + presigned parts + commit', () => 
     });
     const { handler } = (await import('../functions/api.ts')) as { handler: HttpApiHandler };
     gateway = await startApiGatewayLocal({ handler });
-    smallGateway = await startApiGatewayLocal({ handler, payloadLimit: 4 * MiB });
+    // A front door smaller than the files the CLI sends directly, to make it refuse one.
+    smallGateway = await startApiGatewayLocal({ handler, payloadLimit: 2 * MiB });
   }, 120_000);
 
   afterAll(async () => {
@@ -178,8 +180,8 @@ describe('load through S3: POST /cache/loads + presigned parts + commit', () => 
 
   it("falls back to the presigned path when the gateway's 413 refuses the direct load", async () => {
     const size = (await stat(mediumTar)).size;
-    expect(size).toBeGreaterThan(4 * MiB);
-    expect(size).toBeLessThan(10 * MiB);
+    expect(size).toBeGreaterThan(2 * MiB);
+    expect(size).toBeLessThan(DIRECT_LOAD_LIMIT);
     const before = smallGateway.invocations.length;
     const run = await cli(smallGateway.url, ['load', '-i', mediumTar]);
     expect(run.code).toBe(0);

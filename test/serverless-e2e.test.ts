@@ -266,6 +266,31 @@ describe('the local API Gateway itself (fake handlers)', () => {
     expect(calls).toBe(0);
   });
 
+  it("answers 413 for a body under 10 MB whose base64 event is past Lambda's 6 MB, without invoking", async () => {
+    let calls = 0;
+    const gateway = await gatewayFor(async () => {
+      calls++;
+      return { statusCode: 200 };
+    });
+    // 4.8 MB of binary is 6.4 MB once base64-encoded into the event.
+    const refused = await fetch(`${gateway.url}/images/load`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-tar' },
+      body: randomBytes(4_800_000),
+    });
+    expect(refused.status).toBe(413);
+    expect(await refused.json()).toEqual({ message: 'Request Too Long' });
+    expect(calls).toBe(0);
+    // 4.6 MB (6.13 MB of base64) still fits.
+    const accepted = await fetch(`${gateway.url}/images/load`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-tar' },
+      body: randomBytes(4_600_000),
+    });
+    expect(accepted.status).toBe(200);
+    expect(calls).toBe(1);
+  });
+
   it('answers 503 when the integration takes longer than the timeout', async () => {
     const gateway = await gatewayFor(
       () => new Promise((resolve) => setTimeout(() => resolve({ statusCode: 200 }), 1000)),

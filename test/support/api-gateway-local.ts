@@ -5,6 +5,8 @@
  * becomes the HTTP answer. It enforces what the real front door enforces, with its own bodies:
  *   - request payloads over 10 MB: 413 {"message":"Request Entity Too Large"}, the handler is
  *     never invoked (the body is not even read past the limit);
+ *   - an event over Lambda's 6 MB request limit (the body travels in it, binary ones base64):
+ *     413 {"message":"Request Too Long"}, the handler is never invoked;
  *   - the 30 s integration timeout: 503 {"message":"Service Unavailable"};
  *   - a serialized result over Lambda's 6 MB: 502 {"message":"Internal Server Error"} (the
  *     invocation fails), and a handler that throws: 500 with the same body.
@@ -40,6 +42,8 @@ export const API_GATEWAY_PAYLOAD_LIMIT = 10 * 1024 * 1024;
 export const API_GATEWAY_TIMEOUT_MS = 30_000;
 /** A buffered (RequestResponse) Lambda invocation's result, serialized. */
 export const LAMBDA_RESULT_LIMIT = 6 * 1024 * 1024;
+/** A synchronous invocation's event, serialized: what makes 10 MB bodies unreachable. */
+export const LAMBDA_REQUEST_LIMIT = 6 * 1024 * 1024;
 
 export interface ApiGatewayLocalOptions {
   handler: HttpApiHandler;
@@ -47,6 +51,7 @@ export interface ApiGatewayLocalOptions {
   payloadLimit?: number;
   timeoutMs?: number;
   resultLimit?: number;
+  eventLimit?: number;
   /** The function's own timeout, which its context counts down (the stack's Api function). */
   functionTimeoutMs?: number;
 }
@@ -74,6 +79,7 @@ export async function startApiGatewayLocal(
   const payloadLimit = options.payloadLimit ?? API_GATEWAY_PAYLOAD_LIMIT;
   const timeoutMs = options.timeoutMs ?? API_GATEWAY_TIMEOUT_MS;
   const resultLimit = options.resultLimit ?? LAMBDA_RESULT_LIMIT;
+  const eventLimit = options.eventLimit ?? LAMBDA_REQUEST_LIMIT;
   const functionTimeoutMs = options.functionTimeoutMs ?? timeoutMs;
   const invocations: InvocationRecord[] = [];
 
@@ -119,6 +125,11 @@ export async function startApiGatewayLocal(
       return;
     }
     const event = toPayloadV2Event(req, record, body, ORIGIN);
+    if (Buffer.byteLength(JSON.stringify(event)) > eventLimit) {
+      // Lambda refuses the invocation; API Gateway passes that on as a 413 of its own.
+      answer(gatewayMessage(413, 'Request Too Long'));
+      return;
+    }
     record.invoked = true;
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<'timeout'>((resolve) => {
