@@ -104,7 +104,7 @@ describe('pull as a background job when the front door has a deadline', () => {
     expect(last.errorDetail.message).toBe(last.error);
     expect(last.error).toContain(`the pull continues in the background as job ${last.job.id}`);
     expect(last.error).toContain('run the same docker pull again');
-    expect(last.error).toContain(`'https://cache.example.com/cache/jobs/${last.job.id}?wait=60'`);
+    expect(last.error).toContain(`'https://cache.example.com/cache/jobs/${last.job.id}?wait=20'`);
     // The progress that existed: at least the "Pulling from" line, none of the end.
     expect(firstLines[0]).toMatchObject({ status: `Pulling from ${REPO}`, id: '1' });
     expect(firstLines.some((l) => String(l.status).startsWith('Status:'))).toBe(false);

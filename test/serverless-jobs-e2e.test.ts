@@ -126,7 +126,7 @@ describe('serverless jobs: docker pull past the API Gateway timeout', () => {
     jobId = handedOver(first) ?? '';
     expect(jobId).toMatch(/^[a-f0-9]{32}$/);
     expect(first.stderr).toContain('run the same docker pull again');
-    expect(first.stderr).toContain(`/cache/jobs/${jobId}?wait=60`);
+    expect(first.stderr).toContain(`/cache/jobs/${jobId}?wait=20`);
     // The api answered (200, a stream ending in the errorDetail), not the gateway's 503.
     expect(pullsAnswered()).toEqual([
       expect.objectContaining({ status: 200, invoked: true, ms: expect.any(Number) }),

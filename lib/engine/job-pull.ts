@@ -50,7 +50,7 @@ function handoverLine(id: string, request: HttpRequest) {
   const message =
     `the pull continues in the background as job ${id}: run the same docker pull again to ` +
     `follow it (it joins the same job), or wait for it with curl -H 'Authorization: Bearer ` +
-    `<token>' '${endpointOf(request)}${url}?wait=60'`;
+    `<token>' '${endpointOf(request)}${url}?wait=20'`;
   return { errorDetail: { message }, error: message, job: { id, url } };
 }
 
