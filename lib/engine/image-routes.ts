@@ -26,13 +26,16 @@ export const imageRoutes: Route[] = [
       const platformText = query.get('platform');
       const platform = platformText ? parsePlatform(platformText) : undefined;
       const { deadline } = request;
-      if (deadline !== undefined && context.jobs) {
+      // A cache hit is answered at once, as on the Node server: a job would only add writes and
+      // a worker start.
+      if (
+        deadline !== undefined &&
+        context.jobs &&
+        !(await context.pulls.isFreshInCache(ref, platform))
+      ) {
         // Refused registries are refused here, with their status, not as a failed job.
         if (!context.registries.has(ref.registry)) throw new RegistryNotAllowedError(ref.registry);
-        // A cache hit is answered at once: a job would only add writes and a worker start.
-        if (!(await context.pulls.isFreshInCache(ref, platform))) {
-          return pullThroughJob({ ...request, deadline }, ref, platform, context, context.jobs);
-        }
+        return pullThroughJob({ ...request, deadline }, ref, platform, context, context.jobs);
       }
       return streamPull((onProgress) => context.pulls.pull(ref, { platform, onProgress }));
     },
