@@ -1,8 +1,10 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SqliteCatalog } from '../lib/adapters/sqlite-catalog.ts';
-import { followJob } from '../lib/jobs/jobs.ts';
+import { followJob, redispatchIfAbandoned } from '../lib/jobs/jobs.ts';
 import { ProgressLog } from '../lib/jobs/progress-log.ts';
+import { LEASE_MS } from '../lib/jobs/runner.ts';
 import type { JobMessage } from '../lib/ports/catalog.ts';
+import { ManualClock } from './support/upstream-harness.ts';
 
 /**
  * Following a job that runs in another process: only the catalog tells, so the follower polls
@@ -81,5 +83,58 @@ describe('followJob over the catalog (a worker elsewhere)', () => {
     expect(Date.now() - started).toBeGreaterThanOrEqual(190);
     expect(seen).toEqual([{ status: 'Pulling fs layer', id: 'aaa' }]);
     expect(await followJob(catalog, 'nope', { until: Date.now() })).toBeUndefined();
+  });
+
+  it('stops reading the job when its signal aborts (the client left)', async () => {
+    let reads = 0;
+    const gone = new AbortController();
+    const counting = Object.assign(Object.create(catalog) as SqliteCatalog, {
+      getJob: (id: string) => {
+        // The client leaves while the follower waits for its next read.
+        if (++reads === 1) setImmediate(() => gone.abort());
+        return catalog.getJob(id);
+      },
+    });
+    const started = Date.now();
+    const job = await followJob(counting, 'job1', {
+      until: started + 30_000,
+      pollMs: 20_000,
+      signal: gone.signal,
+    });
+    expect(job?.status).toBe('running');
+    expect(reads).toBe(1);
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+});
+
+describe('redispatchIfAbandoned', () => {
+  const clock = new ManualClock();
+  const dispatched: string[] = [];
+  const deps = { clock, dispatcher: { dispatch: async (id: string) => void dispatched.push(id) } };
+  const job = (status: 'queued' | 'running' | 'succeeded', leaseUntil?: number) => ({
+    id: 'j',
+    kind: 'pull' as const,
+    key: 'k',
+    request: { kind: 'pull' as const, reference: 'docker.io/library/x:1' },
+    status,
+    progress: { layers: [], lines: [], linesSeen: 0 },
+    createdAt: clock.now(),
+    updatedAt: clock.now(),
+    expiresAt: clock.now() + 3600_000,
+    ...(leaseUntil !== undefined && { lease: { owner: 'w', until: leaseUntil } }),
+  });
+
+  it('dispatches a job whose lease ran out, at most once per 10 s however often it is read', async () => {
+    const running = job('running', clock.now() + LEASE_MS);
+    expect(await redispatchIfAbandoned(deps, running)).toBe(false);
+    clock.advance(LEASE_MS + 1);
+    expect(await redispatchIfAbandoned(deps, running)).toBe(true);
+    clock.advance(9_000);
+    expect(await redispatchIfAbandoned(deps, running)).toBe(false);
+    clock.advance(1_000);
+    expect(await redispatchIfAbandoned(deps, running)).toBe(true);
+    expect(dispatched).toEqual(['j', 'j']);
+    expect(await redispatchIfAbandoned(deps, job('succeeded'))).toBe(false);
+    expect(dispatched).toHaveLength(2);
   });
 });

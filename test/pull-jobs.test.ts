@@ -2,12 +2,18 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { type Composition, composeEmbedded } from '../lib/composition.ts';
 import { parseServeArgs } from '../lib/config.ts';
+import type { EngineContext } from '../lib/engine/context.ts';
 import type { HttpResponse } from '../lib/engine/http.ts';
 import { HANDOVER_MARGIN_MS } from '../lib/engine/job-deadline.ts';
 import { createRouter, type Router } from '../lib/engine/router.ts';
+import { FOLLOW_POLL_MS } from '../lib/jobs/jobs.ts';
+import { AFTER_LEASE_MS, runAfterLease } from '../lib/jobs/run-after-lease.ts';
+import { LEASE_MS } from '../lib/jobs/runner.ts';
+import type { Catalog } from '../lib/ports/catalog.ts';
 import { runCliAgainst } from './support/cli-capture.ts';
 import { startDeadlineDoor } from './support/deadline-door.ts';
 import type { FakeRegistry } from './support/fake-registry.ts';
@@ -41,6 +47,7 @@ describe('pull as a background job when the front door has a deadline', () => {
   const harness = new Harness();
   let registry: FakeRegistry;
   let dataDir: string;
+  let clock: ManualClock;
   let cache: Composition;
   let router: Router;
   let image: GeneratedImage;
@@ -51,7 +58,7 @@ describe('pull as a background job when the front door has a deadline', () => {
     const config = parseServeArgs(['--data', dataDir, '--gc-interval', '0'], {
       IMAGE_CACHE_REGISTRIES: `docker.io=${registry.url.origin}`,
     });
-    const clock = new ManualClock();
+    clock = new ManualClock();
     const upstream = harness.upstream(registry, { registries: config.registries, clock });
     cache = composeEmbedded(config, { clock, upstream });
     router = createRouter(cache.context);
@@ -66,8 +73,8 @@ describe('pull as a background job when the front door has a deadline', () => {
   });
 
   /** Deadline `followMs` after the margin: how long the route may follow before handing over. */
-  const pull = (tag: string, followMs: number, query: Record<string, string> = {}) =>
-    router({
+  const pull = (tag: string, followMs: number, query: Record<string, string> = {}, via = router) =>
+    via({
       method: 'POST',
       path: '/v1.47/images/create',
       query: new URLSearchParams({ fromImage: `docker.io/${REPO}`, tag, ...query }),
@@ -234,4 +241,154 @@ describe('pull as a background job when the front door has a deadline', () => {
     });
     expect(bad.status).toBe(400);
   });
+  /**
+   * A job whose worker died: whoever waits on it or follows it dispatches it again once its
+   * lease has run out, a worker whose claim meets a live lease waits for it, and a follower
+   * whose client left stops reading the catalog.
+   */
+  describe('when the worker died', () => {
+    const KEY = `pull|docker.io/${REPO}:1|default`;
+
+    /** The job as a worker that then died left it: running, its lease `leaseMs` from now. */
+    async function orphanedPull(leaseMs = LEASE_MS, progress = false): Promise<string> {
+      const { catalog } = cache.context;
+      const now = clock.now();
+      const { job } = await catalog.createOrJoinJob({
+        id: 'orphan0123456789abcdef0123456789',
+        kind: 'pull',
+        key: KEY,
+        request: { kind: 'pull', reference: `docker.io/${REPO}:1` },
+        now,
+        expiresAt: now + 3600_000,
+      });
+      const lease = { owner: 'dead-worker', now, until: now + leaseMs };
+      expect(await catalog.claimJob(job.id, lease)).toBeDefined();
+      const lines = progress ? [{ status: `Pulling from ${REPO}`, id: '1' }] : [];
+      await catalog.recordJobProgress(job.id, lease, {
+        layers: [],
+        lines,
+        linesSeen: lines.length,
+      });
+      return job.id;
+    }
+
+    /** What the worker function's run needs; `sleep` moves the manual clock instead of waiting. */
+    const workerDeps = (sleep: (ms: number) => Promise<void>) => ({
+      runner: cache.context.jobs!.runner,
+      catalog: cache.context.catalog,
+      clock,
+      sleep,
+    });
+
+    const via = (context: Partial<EngineContext>) => createRouter({ ...cache.context, ...context });
+
+    it('GET /cache/jobs/<id>?wait= dispatches a job whose lease ran out again, and it finishes', async () => {
+      const id = await orphanedPull();
+      clock.advance(LEASE_MS + 1);
+      const job = await getJob(id, 20);
+      expect(job.body).toMatchObject({
+        id,
+        status: 'succeeded',
+        result: { manifest: image.digest },
+      });
+      expect(registry.count(registry.blobPath(REPO, image.layers[0]!.digest), 'GET')).toBe(1);
+    });
+
+    it('a follower dispatches the job again once the lease of its dead worker runs out', async () => {
+      const jobs = cache.context.jobs!;
+      let dispatches = 0;
+      let died!: () => void;
+      const dead = new Promise<void>((resolve) => {
+        died = resolve;
+      });
+      // The first dispatch reaches a worker that claims the job and dies at once.
+      const dispatcher = {
+        dispatch: async (jobId: string) => {
+          if (dispatches++ > 0) return jobs.dispatcher.dispatch(jobId);
+          const now = clock.now();
+          await cache.context.catalog.claimJob(jobId, {
+            owner: 'dead-worker',
+            now,
+            until: now + LEASE_MS,
+          });
+          died();
+        },
+      };
+      const response = pull('1', 15_000, {}, via({ jobs: { ...jobs, dispatcher } }));
+      await dead;
+      clock.advance(LEASE_MS + 1);
+      const out = await lines(await response);
+      expect(out.some((line) => line.job)).toBe(false);
+      expect(out.at(-1)).toEqual({ status: 'Status: Downloaded newer image for slow:1' });
+      expect(dispatches).toBe(2);
+    });
+
+    it('a worker whose claim meets a live lease waits until it runs out, then takes the job', async () => {
+      const id = await orphanedPull();
+      const waited: number[] = [];
+      const deps = workerDeps(async (ms) => {
+        waited.push(ms);
+        clock.advance(ms);
+      });
+      // Not enough time left to wait and run: left to a later start, as before.
+      expect(await runAfterLease(deps, id, () => LEASE_MS)).toBeUndefined();
+      expect(waited).toEqual([]);
+
+      clock.advance(10_000);
+      const job = await runAfterLease(deps, id, () => 15 * 60_000);
+      expect(waited).toEqual([LEASE_MS - 10_000 + AFTER_LEASE_MS]);
+      expect(job).toMatchObject({ id, status: 'succeeded' });
+    });
+
+    it('a worker gives up when the lease it waited for was renewed (its owner is alive)', async () => {
+      const id = await orphanedPull();
+      const deps = workerDeps(async (ms) => {
+        clock.advance(ms);
+        const now = clock.now();
+        const lease = { owner: 'dead-worker', now, until: now + LEASE_MS };
+        await cache.context.catalog.recordJobProgress(id, lease, {
+          layers: [],
+          lines: [],
+          linesSeen: 0,
+        });
+      });
+      expect(await runAfterLease(deps, id, () => 15 * 60_000)).toBeUndefined();
+      expect(await cache.context.catalog.getJob(id)).toMatchObject({
+        status: 'running',
+        lease: { owner: 'dead-worker' },
+      });
+    });
+
+    it('a follower stops reading the job once its client closed the response', async () => {
+      // A live worker elsewhere: the job runs on, only the follower should stop.
+      await orphanedPull(3600_000, true);
+      const counted = countingGetJob(cache.context.catalog);
+      const response = await pull('1', 60_000, {}, via({ catalog: counted.catalog }));
+      const body = response.body as Readable;
+      expect(JSON.parse(String(body.read()))).toMatchObject({ status: `Pulling from ${REPO}` });
+      body.destroy();
+      const atClose = counted.calls();
+      // Four polls' time: a follower that went on would read the job about four more times.
+      await sleep(4 * FOLLOW_POLL_MS);
+      expect(counted.calls()).toBeLessThanOrEqual(atClose + 1);
+    });
+  });
 });
+
+/** Counts getJob calls: what a follower costs the catalog. */
+function countingGetJob(catalog: Catalog): { catalog: Catalog; calls: () => number } {
+  let calls = 0;
+  const wrapped = new Proxy(catalog, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (prop === 'getJob') {
+        return (id: string) => {
+          calls++;
+          return target.getJob(id);
+        };
+      }
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+  return { catalog: wrapped, calls: () => calls };
+}

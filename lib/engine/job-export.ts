@@ -32,14 +32,16 @@ export async function exportThroughJob(
   const planned = await planExport({ catalog, blobs, clock }, names);
   const found = await exports.find(planned.key, planned.size);
   if (found) return answer(found);
+  const redispatch = { clock, dispatcher: jobs.dispatcher };
   const job = await startJob(
-    { catalog, clock, dispatcher: jobs.dispatcher },
+    { catalog, ...redispatch },
     { kind: 'export', key: `export|${planned.key}`, request: { kind: 'export', names } },
   );
   const last =
     (await followJob(catalog, job.id, {
       until: answerBy(request.deadline),
       signals: jobs.signals,
+      redispatch,
     })) ?? job;
   if (last.status === 'failed') throw errorOfJob(last.error);
   if (last.status === 'succeeded') {

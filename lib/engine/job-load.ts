@@ -18,8 +18,9 @@ export async function loadThroughJob(
   /** A completed upload (PresignedUploads.completeUpload). */
   uploadId: string,
 ): Promise<HttpResponse> {
+  const redispatch = { clock: context.clock, dispatcher: jobs.dispatcher };
   const job = await startJob(
-    { catalog: context.catalog, clock: context.clock, dispatcher: jobs.dispatcher },
+    { catalog: context.catalog, ...redispatch },
     {
       kind: 'load',
       key: `load|${uploadId}`,
@@ -30,6 +31,7 @@ export async function loadThroughJob(
     (await followJob(context.catalog, job.id, {
       until: answerBy(request.deadline),
       signals: jobs.signals,
+      redispatch,
     })) ?? job;
   if (last.status === 'succeeded' && last.result?.kind === 'load') {
     return loadedResponse(last.result.messages);

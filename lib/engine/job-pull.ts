@@ -25,19 +25,23 @@ export async function pullThroughJob(
 ): Promise<HttpResponse> {
   const reference = formatReference(ref);
   const platformText = platform ? formatPlatform(normalizePlatform(platform)) : undefined;
+  const redispatch = { clock: context.clock, dispatcher: jobs.dispatcher };
   const job = await startJob(
-    { catalog: context.catalog, clock: context.clock, dispatcher: jobs.dispatcher },
+    { catalog: context.catalog, ...redispatch },
     {
       kind: 'pull',
       key: `pull|${reference}|${platformText ?? 'default'}`,
       request: { kind: 'pull', reference, ...(platformText && { platform: platformText }) },
     },
   );
-  return streamPull(async (onProgress) => {
+  return streamPull(async (onProgress, closed) => {
     const last = await followJob(context.catalog, job.id, {
       until: answerBy(request.deadline),
       onMessage: onProgress,
       signals: jobs.signals,
+      redispatch,
+      // Nobody reads the progress any more; the job goes on.
+      signal: closed,
     });
     if (last?.status === 'succeeded') return;
     if (last?.status === 'failed') throw errorOfJob(last.error);

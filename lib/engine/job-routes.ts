@@ -1,10 +1,11 @@
 /**
  * `GET /cache/jobs/{id}?wait=N`: a background job, long-polled until it ends or N seconds; a
- * succeeded export's result carries a freshly signed download URL.
+ * succeeded export's result carries a freshly signed download URL. Reading a job that looks
+ * abandoned dispatches it again.
  */
 import { ROUTE_SCOPES } from '../auth/scopes.ts';
 import { InvalidArgumentError, NotFoundError } from '../errors.ts';
-import { followJob, isEnded } from '../jobs/jobs.ts';
+import { followJob, isEnded, redispatchIfAbandoned } from '../jobs/jobs.ts';
 import { json } from './http.ts';
 import { answerBy } from './job-deadline.ts';
 import { viewWithDownload } from './job-export.ts';
@@ -26,15 +27,25 @@ export const jobRoutes: Route[] = [
       const notFound = () => new NotFoundError(`no such job: ${id}`);
       let job = await context.catalog.getJob(id!);
       if (!job) throw notFound();
+      const { jobs } = context;
+      // Waiting on a job whose worker died would wait in vain: each read starts it again.
+      const redispatch = jobs && { clock: context.clock, dispatcher: jobs.dispatcher };
       const waitMs = Math.min(Number(waitText), MAX_WAIT_S) * 1000;
       if (waitMs > 0 && !isEnded(job)) {
+        // The request's lifetime is not known here (HttpRequest has no signal): a client that
+        // leaves is followed until `wait` or the deadline.
         const until = Math.min(
           Date.now() + waitMs,
           request.deadline === undefined ? Number.POSITIVE_INFINITY : answerBy(request.deadline),
         );
-        const signals = context.jobs?.signals;
         job =
-          (await followJob(context.catalog, id!, { until, ...(signals && { signals }) })) ?? job;
+          (await followJob(context.catalog, id!, {
+            until,
+            ...(jobs && { signals: jobs.signals }),
+            ...(redispatch && { redispatch }),
+          })) ?? job;
+      } else if (redispatch && !isEnded(job)) {
+        await redispatchIfAbandoned(redispatch, job);
       }
       return json(200, await viewWithDownload(job, context.exports));
     },

@@ -7,12 +7,15 @@ import type { HttpResponse } from './http.ts';
  * Runs a pull and answers with Docker's progress stream. The status line is held back until the
  * first message, so failures found while resolving (bad reference, unknown tag, registry not
  * allowed, upstream down) still get their own HTTP status; later failures become an
- * `errorDetail` line, as the daemon writes them.
+ * `errorDetail` line, as the daemon writes them. `closed` aborts when the body is closed: the
+ * server destroys it when the client goes away, so a run that only follows a job can stop.
  */
 export function streamPull(
-  run: (onProgress: (m: ProgressMessage) => void) => Promise<unknown>,
+  run: (onProgress: (m: ProgressMessage) => void, closed: AbortSignal) => Promise<unknown>,
 ): Promise<HttpResponse> {
   const out = new PassThrough();
+  const closed = new AbortController();
+  out.once('close', () => closed.abort());
   return new Promise<HttpResponse>((resolve, reject) => {
     let started = false;
     const start = () => {
@@ -23,7 +26,7 @@ export function streamPull(
     run((message) => {
       start();
       out.write(`${JSON.stringify(withProgressBar(message))}\r\n`);
-    }).then(
+    }, closed.signal).then(
       () => {
         start();
         out.end();

@@ -31,9 +31,13 @@ export class JobSignals {
     for (const wake of [...(this.#waiters.get(jobId) ?? [])]) wake();
   }
 
-  /** Resolves at the job's next signal, or after `ms`, whichever comes first. */
-  wait(jobId: string, ms: number): Promise<void> {
+  /** Resolves at the job's next signal, after `ms` or when `signal` aborts, whichever is first. */
+  wait(jobId: string, ms: number, signal?: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
+      if (signal?.aborted) {
+        resolve();
+        return;
+      }
       let waiters = this.#waiters.get(jobId);
       if (!waiters) {
         waiters = new Set();
@@ -42,11 +46,13 @@ export class JobSignals {
       const own = waiters;
       const wake = () => {
         clearTimeout(timer);
+        signal?.removeEventListener('abort', wake);
         own.delete(wake);
         if (own.size === 0 && this.#waiters.get(jobId) === own) this.#waiters.delete(jobId);
         resolve();
       };
       const timer = setTimeout(wake, ms);
+      signal?.addEventListener('abort', wake, { once: true });
       own.add(wake);
     });
   }
