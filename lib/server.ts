@@ -62,12 +62,17 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
 
 async function serveRequest(router: Router, req: IncomingMessage, res: ServerResponse) {
   const url = new URL(req.url ?? '/', 'http://localhost');
+  const gone = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) gone.abort();
+  });
   const request: HttpRequest = {
     method: req.method ?? 'GET',
     path: url.pathname,
     query: url.searchParams,
     headers: req.headers as Record<string, string | undefined>,
     body: req,
+    signal: gone.signal,
   };
   const response = await router(request);
   await writeResponse(res, response).catch(() => {

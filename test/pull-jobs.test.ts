@@ -372,6 +372,29 @@ describe('pull as a background job when the front door has a deadline', () => {
       await sleep(4 * FOLLOW_POLL_MS);
       expect(counted.calls()).toBeLessThanOrEqual(atClose + 1);
     });
+
+    it('a wait on /cache/jobs/<id> ends when its client leaves (request.signal)', async () => {
+      const id = await orphanedPull(3600_000, true);
+      const counted = countingGetJob(cache.context.catalog);
+      const gone = new AbortController();
+      const answer = via({ catalog: counted.catalog })({
+        method: 'GET',
+        path: `/cache/jobs/${id}`,
+        query: new URLSearchParams({ wait: '60' }),
+        headers: {},
+        signal: gone.signal,
+      });
+      await sleep(2 * FOLLOW_POLL_MS);
+      gone.abort();
+      const started = Date.now();
+      const response = await answer;
+      // It answers what it has at once rather than after the 60 s it was asked to wait.
+      expect(Date.now() - started).toBeLessThan(2_000);
+      expect(JSON.parse(String(response.body))).toMatchObject({ id, status: 'running' });
+      const atAbort = counted.calls();
+      await sleep(4 * FOLLOW_POLL_MS);
+      expect(counted.calls()).toBe(atAbort);
+    });
   });
 });
 

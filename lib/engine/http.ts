@@ -20,6 +20,11 @@ export interface HttpRequest {
    * limit. Long work (pulls, loads) hands over to a background job before it passes.
    */
   deadline?: number;
+  /**
+   * Aborted when the client leaves before the answer is complete, where the front door can tell
+   * (the Node server). Waits on jobs stop then instead of polling for nobody.
+   */
+  signal?: AbortSignal;
 }
 
 export interface HttpResponse {

@@ -42,6 +42,7 @@ export async function exportThroughJob(
       until: answerBy(request.deadline),
       signals: jobs.signals,
       redispatch,
+      ...(request.signal && { signal: request.signal }),
     })) ?? job;
   if (last.status === 'failed') throw errorOfJob(last.error);
   if (last.status === 'succeeded') {

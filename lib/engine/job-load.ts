@@ -32,6 +32,7 @@ export async function loadThroughJob(
       until: answerBy(request.deadline),
       signals: jobs.signals,
       redispatch,
+      ...(request.signal && { signal: request.signal }),
     })) ?? job;
   if (last.status === 'succeeded' && last.result?.kind === 'load') {
     return loadedResponse(last.result.messages);

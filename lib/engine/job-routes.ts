@@ -32,8 +32,8 @@ export const jobRoutes: Route[] = [
       const redispatch = jobs && { clock: context.clock, dispatcher: jobs.dispatcher };
       const waitMs = Math.min(Number(waitText), MAX_WAIT_S) * 1000;
       if (waitMs > 0 && !isEnded(job)) {
-        // The request's lifetime is not known here (HttpRequest has no signal): a client that
-        // leaves is followed until `wait` or the deadline.
+        // A client that leaves stops the wait where the front door tells (request.signal);
+        // elsewhere it lasts until `wait` or the deadline.
         const until = Math.min(
           Date.now() + waitMs,
           request.deadline === undefined ? Number.POSITIVE_INFINITY : answerBy(request.deadline),
@@ -43,6 +43,7 @@ export const jobRoutes: Route[] = [
             until,
             ...(jobs && { signals: jobs.signals }),
             ...(redispatch && { redispatch }),
+            ...(request.signal && { signal: request.signal }),
           })) ?? job;
       } else if (redispatch && !isEnded(job)) {
         await redispatchIfAbandoned(redispatch, job);
