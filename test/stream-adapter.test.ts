@@ -116,7 +116,7 @@ describe('sendStreamed', () => {
     }
   });
 
-  it('cuts a body of unknown length at the cap: the producer stops, the stream ends', async () => {
+  it('cuts a body of unknown length at the cap: the producer stops, the stream breaks', async () => {
     const logged = vi.spyOn(console, 'error').mockImplementation(() => {});
     let produced = 0;
     const endless = new Readable({
@@ -134,8 +134,11 @@ describe('sendStreamed', () => {
     expect(body.length).toBe(48 * 1024);
     expect(endless.destroyed).toBe(true);
     expect(produced).toBeLessThan(256 * 1024);
-    expect(out.writableFinished).toBe(true);
-    expect(logged).toHaveBeenCalledWith(expect.stringMatching(/cut at 49152 bytes/));
+    // A short body must not look whole: the stream is destroyed with an error, never ended.
+    expect(out.writableEnded).toBe(false);
+    expect(out.destroyed).toBe(true);
+    expect(out.errored?.message).toMatch(/cut at 49152 bytes/);
+    expect(logged).toHaveBeenCalledWith(expect.any(String), out.errored);
     logged.mockRestore();
   });
 });
@@ -248,6 +251,29 @@ describe('function URL (local) with the stream adapter', () => {
     expect(response.status).toBe(200);
     // A short tar must not look whole: the client sees the transfer fail.
     await expect(response.arrayBuffer()).rejects.toThrow();
+    logged.mockRestore();
+  });
+
+  it('breaks the connection when a body of unknown length passes the cap', async () => {
+    const logged = vi.spyOn(console, 'error').mockImplementation(() => {});
+    const endless = new Readable({
+      read() {
+        this.push(Buffer.alloc(4096, 1));
+      },
+    });
+    const door = await functionUrl({
+      handler: streaming(async () => ({ status: 200, headers: tar, body: endless }), {
+        limit: 64 * 1024,
+      }),
+    });
+    const response = await fetch(`${door.url}/images/get?names=x`);
+    expect(response.status).toBe(200);
+    // The client sees the transfer fail, not a clean end of a short tar.
+    await expect(response.arrayBuffer()).rejects.toThrow();
+    expect(endless.destroyed).toBe(true);
+    const record = door.invocations.at(-1)!;
+    expect(record.cut).toBe('handler-error');
+    expect(record.bodyBytes).toBeLessThanOrEqual(48 * 1024);
     logged.mockRestore();
   });
 

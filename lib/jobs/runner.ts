@@ -2,18 +2,21 @@
  * Runs one job to its end in this process: claim it (conditional on its status and lease),
  * run the pull, load or save export with progress going to the catalog, then record the result
  * or the error. Whoever starts a job only dispatches its id; the runner reads everything else from the
- * record, so the in-process and the Lambda dispatchers run exactly the same code.
+ * record, so the in-process and the Lambda dispatchers run exactly the same code. What a job
+ * stores is bounded here, once for every catalog (a DynamoDB item holds 400 KB).
  */
 import { randomBytes } from 'node:crypto';
 import { errorBody, ImageCacheError, NotFoundError } from '../errors.ts';
-import { loadUploadedArchive } from '../load/from-upload.ts';
+import { discardUpload, loadOpenedUpload } from '../load/from-upload.ts';
 import { parsePlatform } from '../manifest.ts';
 import type { BlobStore } from '../ports/blob-store.ts';
 import type {
   Catalog,
+  JobEnd,
   JobError,
   JobMessage,
   JobOutcome,
+  JobProgress,
   JobRecord,
   JobResult,
 } from '../ports/catalog.ts';
@@ -29,6 +32,19 @@ import { ProgressWriter } from './progress-writer.ts';
 export const LEASE_MS = 60_000;
 /** How long an ended job stays readable (the table's TTL removes it after). */
 export const ENDED_JOB_TTL_MS = 24 * 3600_000;
+/** Lines of a load's result kept in the job, then one counting the rest. */
+export const MAX_JOB_LOAD_MESSAGES = 100;
+/**
+ * Characters kept of a failed job's message and of each line of a load's result: an upstream's
+ * error text can be long, and so can a tag an archive names (the registry part has no limit).
+ */
+export const MAX_JOB_TEXT_CHARS = 1024;
+/** Recorded instead when a job's own end could not be (see #finish). */
+const UNRECORDED_END: JobError = {
+  message: 'the job ended, but its outcome could not be recorded',
+  status: 500,
+  code: 'INTERNAL',
+};
 
 export interface JobRunnerDeps {
   catalog: Catalog;
@@ -66,29 +82,61 @@ export class JobRunner {
       onChange: () => signals?.notify(jobId),
     });
     signals?.started(jobId, () => writer.progress());
+    // Work held back until the end is recorded: a load's upload, so a re-run still finds it.
+    const afterEnd: (() => Promise<void>)[] = [];
     let outcome: JobOutcome;
     try {
-      outcome = { status: 'succeeded', result: await this.#execute(job, writer.onMessage) };
+      const result = await this.#execute(job, writer.onMessage, afterEnd);
+      outcome = { status: 'succeeded', result: boundedResult(result) };
     } catch (error) {
       if (!(error instanceof ImageCacheError)) console.error(`job ${jobId} failed:`, error);
       outcome = { status: 'failed', error: jobError(error) };
     }
     await writer.stop();
-    const end = clock.now();
+    let recorded: boolean;
     try {
-      await catalog.finishJob(jobId, this.owner, {
-        ...outcome,
-        progress: writer.progress(),
-        now: end,
-        expiresAt: end + ENDED_JOB_TTL_MS,
-      });
+      recorded = await this.#finish(jobId, outcome, writer.progress());
     } finally {
       signals?.ended(jobId);
     }
+    // Not recorded: another worker took the job over and cleans up after its own end.
+    if (recorded) for (const task of afterEnd) await task();
     return catalog.getJob(jobId);
   }
 
-  async #execute(job: JobRecord, onMessage: (m: JobMessage) => void): Promise<JobResult> {
+  /**
+   * Records the end; if that throws (an item the catalog refuses, a catalog out of reach), tries
+   * once more with a short failure, so the job does not stay running and hold its key until
+   * its lease runs out. Throws when neither could be recorded.
+   */
+  async #finish(jobId: string, outcome: JobOutcome, progress: JobProgress): Promise<boolean> {
+    const { catalog, clock } = this.#deps;
+    const endOf = (ended: JobOutcome): JobEnd => {
+      const now = clock.now();
+      return { ...ended, progress, now, expiresAt: now + ENDED_JOB_TTL_MS };
+    };
+    try {
+      return await catalog.finishJob(jobId, this.owner, endOf(outcome));
+    } catch (error) {
+      console.error(`recording the end of job ${jobId} failed; recording it as failed:`, error);
+      try {
+        return await catalog.finishJob(
+          jobId,
+          this.owner,
+          endOf({ status: 'failed', error: UNRECORDED_END }),
+        );
+      } catch (again) {
+        console.error(`recording job ${jobId} as failed failed too:`, again);
+        throw error;
+      }
+    }
+  }
+
+  async #execute(
+    job: JobRecord,
+    onMessage: (m: JobMessage) => void,
+    afterEnd: (() => Promise<void>)[],
+  ): Promise<JobResult> {
     const request = job.request;
     if (request.kind === 'pull') {
       const ref = parseReference(request.reference);
@@ -105,13 +153,11 @@ export class JobRunner {
     const uploads = presignedUploadsOf(this.#deps.blobs);
     if (!uploads) throw new NotFoundError('this backend has no presigned uploads to load from');
     const { catalog, blobs, clock } = this.#deps;
-    const loaded = await loadUploadedArchive(
-      uploads,
-      request.uploadId,
-      undefined,
-      { catalog, blobs, clock },
-      (bytes) =>
-        onMessage({ status: 'Loading', id: 'archive', progressDetail: { current: bytes } }),
+    // As in the request: an upload that does not open stays; once opened, it goes (after the end).
+    const body = await uploads.openUpload(request.uploadId, undefined);
+    afterEnd.push(() => discardUpload(uploads, request.uploadId));
+    const loaded = await loadOpenedUpload(body, { catalog, blobs, clock }, (bytes) =>
+      onMessage({ status: 'Loading', id: 'archive', progressDetail: { current: bytes } }),
     );
     return { kind: 'load', messages: loaded.messages };
   }
@@ -134,9 +180,28 @@ export class JobRunner {
   }
 }
 
-/** The error as a request would have answered it: its message, status and code. */
+/** The error as a request would have answered it: its message (bounded), status and code. */
 function jobError(error: unknown): JobError {
   const { status, body } = errorBody(error);
   const code = error instanceof ImageCacheError ? error.code : 'INTERNAL';
-  return { message: body.message, status, code };
+  return { message: truncated(body.message, MAX_JOB_TEXT_CHARS), status, code };
+}
+
+/**
+ * A load's lines cut to the first ones, each of them bounded, and a count of the rest (about
+ * 100 KB at most); pull and export results are a few digests.
+ */
+export function boundedResult(result: JobResult): JobResult {
+  if (result.kind !== 'load') return result;
+  const kept = result.messages
+    .slice(0, MAX_JOB_LOAD_MESSAGES)
+    .map((line) => truncated(line, MAX_JOB_TEXT_CHARS));
+  const more = result.messages.length - kept.length;
+  return { kind: 'load', messages: more > 0 ? [...kept, `... and ${more} more images`] : kept };
+}
+
+/** At most `max` characters, cut between code points. */
+function truncated(text: string, max: number): string {
+  if (text.length <= max) return text;
+  return `${Array.from(text.slice(0, max)).slice(0, -1).join('')}…`;
 }

@@ -166,10 +166,10 @@ async function pump(body: BodyReader, out: Writable, maxBodyBytes: number): Prom
   try {
     for (let chunk = body.first; chunk !== undefined; chunk = await body.next()) {
       if (sent + chunk.length > maxBodyBytes) {
-        // Only a body of unknown length gets here (a known one was refused up front).
+        // Only a body of unknown length gets here (a known one was refused up front). What went
+        // out is short, so the stream is broken below rather than ended as if it were whole.
         await write(out, chunk.subarray(0, maxBodyBytes - sent));
-        console.error(`response cut at ${maxBodyBytes} bytes, the most a stream can carry`);
-        break;
+        throw new Error(`response cut at ${maxBodyBytes} bytes, the most a stream can carry`);
       }
       await write(out, chunk);
       sent += chunk.length;

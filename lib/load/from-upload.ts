@@ -1,8 +1,11 @@
 /**
- * The load of an archive uploaded through presigned URLs: complete and open the upload, run
- * the same streaming load as `POST /images/load`, and remove the object whatever the outcome.
- * The commit route runs it in the request; the job runner runs it in a worker.
+ * The load of an archive uploaded through presigned URLs: complete and open the upload, then
+ * run the same streaming load as `POST /images/load`. The commit route runs it in the request
+ * and removes the object whatever the outcome (`loadUploadedArchive`); the job runner opens and
+ * loads the same way but removes the object only once the job's end is recorded, so a job
+ * re-run after a lost finish still finds its archive.
  */
+import type { Readable } from 'node:stream';
 import type { PresignedUploads, UploadedPart } from '../ports/presigned-uploads.ts';
 import { type LoadDeps, type LoadResult, loadArchive } from './load.ts';
 import { loadLimitsFromEnv } from './tar-reader.ts';
@@ -18,14 +21,31 @@ export async function loadUploadedArchive(
   // again with the right parts; once opened, it is removed whatever the load's outcome.
   const body = await uploads.openUpload(id, parts);
   try {
+    return await loadOpenedUpload(body, deps, onProgress);
+  } finally {
+    await discardUpload(uploads, id);
+  }
+}
+
+/** Loads an opened upload and closes it; the object stays for the caller to discard. */
+export async function loadOpenedUpload(
+  body: Readable,
+  deps: LoadDeps,
+  onProgress?: (bytes: number) => void,
+): Promise<LoadResult> {
+  try {
     return await loadArchive(body, deps, {
       limits: loadLimitsFromEnv(process.env),
       ...(onProgress && { onProgress }),
     });
   } finally {
     body.destroy();
-    await uploads.discardUpload(id).catch((error: unknown) => {
-      console.error(`discarding upload ${id}:`, error);
-    });
   }
+}
+
+/** Removes the uploaded object; a failure is logged, not thrown (the load's outcome stands). */
+export async function discardUpload(uploads: PresignedUploads, id: string): Promise<void> {
+  await uploads.discardUpload(id).catch((error: unknown) => {
+    console.error(`discarding upload ${id}:`, error);
+  });
 }

@@ -2,7 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { expect, it } from 'vitest';
 import { sha256 } from '../../lib/digest.ts';
 import { ProgressLog } from '../../lib/jobs/progress-log.ts';
-import { type Catalog, MAX_JOB_PROGRESS_BYTES, type NewJob } from '../../lib/ports/catalog.ts';
+import { boundedResult, MAX_JOB_LOAD_MESSAGES } from '../../lib/jobs/runner.ts';
+import {
+  type Catalog,
+  type JobProgress,
+  MAX_JOB_PROGRESS_BYTES,
+  type NewJob,
+} from '../../lib/ports/catalog.ts';
 
 const DAY = 24 * 3600_000;
 
@@ -18,6 +24,22 @@ function newJob(key: string, now = 1_000): NewJob {
 }
 
 const progress = { layers: [{ status: 'Downloading', id: 'abc' }], lines: [], linesSeen: 0 };
+
+/** The progress of a pull of 1,000 layers with long warnings, compacted as the runner keeps it. */
+function hugeProgress(): JobProgress {
+  const log = new ProgressLog();
+  for (let layer = 0; layer < 1_000; layer++) {
+    for (let step = 0; step < 5; step++) {
+      log.add({
+        status: 'Downloading',
+        id: `layer${layer}`.padEnd(12, '0'),
+        progressDetail: { current: step * 1000, total: 5000 },
+      });
+    }
+    log.add({ status: `Warning ${layer}: ${'x'.repeat(2_000)}` });
+  }
+  return log.snapshot();
+}
 
 /** Job records: part of catalogConformance, run on every adapter. */
 export function jobConformance(catalogOf: () => Catalog): void {
@@ -181,23 +203,34 @@ export function jobConformance(catalogOf: () => Catalog): void {
     const catalog = catalogOf();
     const { job } = await catalog.createOrJoinJob(newJob('huge'));
     await catalog.claimJob(job.id, { owner: 'w', now: 2_000, until: 62_000 });
-    const log = new ProgressLog();
-    for (let layer = 0; layer < 1_000; layer++) {
-      for (let step = 0; step < 5; step++) {
-        log.add({
-          status: 'Downloading',
-          id: `layer${layer}`.padEnd(12, '0'),
-          progressDetail: { current: step * 1000, total: 5000 },
-        });
-      }
-      log.add({ status: `Warning ${layer}: ${'x'.repeat(2_000)}` });
-    }
-    const big = log.snapshot();
+    const big = hugeProgress();
     expect(JSON.stringify(big).length).toBeLessThanOrEqual(MAX_JOB_PROGRESS_BYTES);
     expect(big.linesSeen).toBe(1_000);
     expect(
       await catalog.recordJobProgress(job.id, { owner: 'w', now: 3_000, until: 63_000 }, big),
     ).toBe(true);
     expect((await catalog.getJob(job.id))?.progress).toEqual(big);
+  });
+
+  it('stores the largest outcome the runner keeps whole, beside the largest progress', async () => {
+    const catalog = catalogOf();
+    const { job } = await catalog.createOrJoinJob(newJob('largest'));
+    await catalog.claimJob(job.id, { owner: 'w', now: 2_000, until: 62_000 });
+    // Far more lines than are kept, each longer than a line is kept (a tag's registry part has
+    // no limit): the kept ones and the largest progress fit in one item.
+    const line = (i: number) => `Loaded image: ${'d'.repeat(5_000)}.io/r:${i}`;
+    const result = boundedResult({
+      kind: 'load',
+      messages: Array.from({ length: 1_000 }, (_, i) => line(i)),
+    });
+    expect(result).toMatchObject({ messages: { length: MAX_JOB_LOAD_MESSAGES + 1 } });
+    const big = hugeProgress();
+    const end = { status: 'succeeded' as const, result, progress: big, now: 3_000 };
+    expect(await catalog.finishJob(job.id, 'w', { ...end, expiresAt: 3_000 + DAY })).toBe(true);
+    expect(await catalog.getJob(job.id)).toMatchObject({
+      status: 'succeeded',
+      result,
+      progress: big,
+    });
   });
 }

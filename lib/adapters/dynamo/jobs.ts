@@ -16,7 +16,7 @@ import type {
 } from '../../ports/catalog.ts';
 import { av, type Item, keyItem, num, optNum, optStr, str } from './items.ts';
 import { keys, TTL_ATTRIBUTE } from './schema.ts';
-import { CONFLICT_ATTEMPTS, lostRace, type Table } from './table.ts';
+import { backoff, CONFLICT_ATTEMPTS, lostRace, type Table } from './table.ts';
 
 const EMPTY_PROGRESS: JobProgress = { layers: [], lines: [], linesSeen: 0 };
 const ACTIVE: readonly JobStatus[] = ['queued', 'running'];
@@ -28,6 +28,7 @@ export async function createOrJoinJob(
   const keyKey = keys.jobKey(job.key);
   const item = jobItem(job);
   for (let attempt = 0; attempt < CONFLICT_ATTEMPTS; attempt++) {
+    if (attempt > 0) await backoff(attempt);
     const outcome = await table.transact([
       {
         Put: {
@@ -167,6 +168,7 @@ export async function finishJob(
     },
   ];
   for (let attempt = 0; attempt < CONFLICT_ATTEMPTS; attempt++) {
+    if (attempt > 0) await backoff(attempt);
     const outcome = await table.transact(actions);
     if (outcome.ok) return true;
     if (outcome.failed.includes(0)) return false;
