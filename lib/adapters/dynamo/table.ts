@@ -46,6 +46,9 @@ type Expression = Pick<
   'ExpressionAttributeNames' | 'ExpressionAttributeValues' | 'ConditionExpression'
 >;
 
+/** Cancellation reasons that no retry can cure (TransactWriteItems' CancellationReason codes). */
+const UNRETRYABLE_REASONS = new Set(['ValidationError', 'ItemCollectionSizeLimitExceeded']);
+
 export class Table {
   readonly client: DynamoDBClient;
   readonly name: string;
@@ -219,6 +222,9 @@ export class Table {
       }
       if (!(error instanceof TransactionCanceledException)) throw error;
       const reasons = error.CancellationReasons ?? [];
+      // An item too large or otherwise invalid fails the same way every time: not a race.
+      if (reasons.some((reason) => reason.Code && UNRETRYABLE_REASONS.has(reason.Code)))
+        throw error;
       const failed: number[] = [];
       let conflict = false;
       reasons.forEach((reason, index) => {
