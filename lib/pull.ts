@@ -81,18 +81,22 @@ export class PullService {
 
   /**
    * Whether a pull of `ref` is answered from the catalog alone: a tag checked less than the TTL
-   * ago, for the platform it was pulled for, with its manifest stored (the same test `#resolve`
-   * and `#fromCachedTag` make). Such a pull is a few catalog reads, so a front door with a
-   * deadline runs it in the request rather than paying for a job and a worker.
+   * ago, for the platform it was pulled for, with its manifest stored (the tests `#resolve`
+   * and `#fromCachedTag` make, through the same helpers). Such a pull is a few catalog reads,
+   * so a front door with a deadline runs it in the request rather than paying for a job.
    */
   async isFreshInCache(ref: Reference, platform?: Platform): Promise<boolean> {
     if (ref.digest) return false;
-    const { catalog, clock, tagTtlMs } = this.#deps;
+    const { catalog, clock } = this.#deps;
     const cached = await catalog.getTag(repositoryName(ref), ref.tag ?? 'latest');
-    if (!cached || clock.now() - cached.checkedAt >= tagTtlMs) return false;
-    const wanted = platform ? formatPlatform(normalizePlatform(platform)) : undefined;
-    if (wanted && cached.platform && cached.platform !== wanted) return false;
+    if (!cached || !this.#isFresh(cached, clock.now())) return false;
+    if (!servesPlatform(cached, platform ? normalizePlatform(platform) : undefined)) return false;
     return (await catalog.getManifest(cached.manifest)) !== undefined;
+  }
+
+  /** A tag checked against the upstream less than the TTL ago is served without asking again. */
+  #isFresh(cached: TagRecord, now: number): boolean {
+    return now - cached.checkedAt < this.#deps.tagTtlMs;
   }
 
   async pull(ref: Reference, options: PullOptions = {}): Promise<PullResult> {
@@ -159,7 +163,7 @@ export class PullService {
     platform: Platform | undefined,
     emit: (m: ProgressMessage) => void,
   ): Promise<Resolved> {
-    const { catalog, clock, tagTtlMs } = this.#deps;
+    const { catalog, clock } = this.#deps;
     const repo = { registry: ref.registry, repository: ref.repository };
     const wanted = platform ? normalizePlatform(platform) : undefined;
     if (ref.digest) {
@@ -172,8 +176,7 @@ export class PullService {
       const fetched = this.#toRecord(await this.#fetchManifest(repo, tag));
       return this.#fromSource(repo, fetched.digest, wanted, false, fetched);
     }
-    const fresh = now - cached.checkedAt < tagTtlMs;
-    if (!fresh) {
+    if (!this.#isFresh(cached, now)) {
       try {
         const head = await this.#deps.upstream.headManifest(repo, tag);
         if (head.digest !== cached.source)
@@ -195,8 +198,7 @@ export class PullService {
     cached: TagRecord,
     wanted: Platform | undefined,
   ): Promise<Resolved> {
-    const samePlatform = !wanted || !cached.platform || cached.platform === formatPlatform(wanted);
-    if (samePlatform) {
+    if (servesPlatform(cached, wanted)) {
       const image = await this.#deps.catalog.getManifest(cached.manifest);
       if (image) {
         const resolved = await this.#resolvedFromImage(
@@ -417,4 +419,9 @@ async function readAll(stream: NodeJS.ReadableStream): Promise<Uint8Array> {
   const chunks: Buffer[] = [];
   for await (const chunk of stream) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
+}
+
+/** Whether the tag's image is the one for `wanted` (any platform when either side names none). */
+function servesPlatform(cached: TagRecord, wanted: Platform | undefined): boolean {
+  return !wanted || !cached.platform || cached.platform === formatPlatform(wanted);
 }
