@@ -94,6 +94,26 @@ export function renderTemplate(template: Template, value: unknown): string {
 }
 
 /**
+ * A list as docker's `--format` renders it: `json` is one JSON object per line, `table` (or no
+ * format) the command's own table template, anything else the caller's Go template.
+ */
+export function renderRows(
+  rows: readonly unknown[],
+  format: string | undefined,
+  tableTemplate: string,
+  headers: Readonly<Record<string, string>>,
+): string {
+  const chosen = format || 'table';
+  if (chosen === 'json') return jsonLines(rows);
+  return renderAll(parseTemplate(chosen === 'table' ? tableTemplate : chosen), rows, headers);
+}
+
+/** One JSON object per line, as docker's `--format json` prints a list. */
+export function jsonLines(values: readonly unknown[]): string {
+  return values.map((value) => `${goJson(value)}\n`).join('');
+}
+
+/**
  * Render one line per value; a `table` template gets a header line from `headers` (docker's
  * names for each field) and is laid out by the tabwriter.
  */

@@ -1,9 +1,9 @@
 /** `image-cache history`: `docker image history` over GET /images/{name}/history. */
 import { flagBoolean, flagString, parseArgs, UsageError } from '../args.ts';
 import type { CliContext, Command } from '../context.ts';
-import { createdSince, ellipsis, goJson, humanSizeWithPrecision, rfc3339 } from '../format.ts';
+import { createdSince, ellipsis, humanSizeWithPrecision, rfc3339 } from '../format.ts';
 import { imagePath } from '../http.ts';
-import { parseTemplate, renderAll } from '../template.ts';
+import { renderRows } from '../template.ts';
 
 /** One entry of GET /images/{name}/history, newest layer first. */
 export interface HistoryEntry {
@@ -79,12 +79,7 @@ export function renderHistory(
 ): string {
   const rows = entries.map((e) => historyRow(e, options));
   if (options.quiet) return rows.map((r) => `${r.ID}\n`).join('');
-  const format = options.format || 'table';
-  if (format === 'json') return rows.map((r) => `${goJson(r)}\n`).join('');
-  const template = parseTemplate(
-    format === 'table' ? (options.human ? TABLE_HUMAN : TABLE_RAW) : format,
-  );
-  return renderAll(template, rows, HEADERS);
+  return renderRows(rows, options.format, options.human ? TABLE_HUMAN : TABLE_RAW, HEADERS);
 }
 
 export const history: Command = {

@@ -1,9 +1,9 @@
 /** `image-cache images`: `docker image ls` over GET /images/json. */
 import { flagBoolean, flagList, flagString, parseArgs, UsageError } from '../args.ts';
 import type { CliContext, Command } from '../context.ts';
-import { createdSince, goJson, goTimeString, humanSizeWithPrecision } from '../format.ts';
+import { createdSince, goTimeString, humanSizeWithPrecision } from '../format.ts';
 import { familiarName } from '../names.ts';
-import { parseTemplate, renderAll } from '../template.ts';
+import { renderRows } from '../template.ts';
 
 /** One entry of GET /images/json, as the Docker Engine API spells it. */
 export interface ImageSummary {
@@ -186,12 +186,7 @@ export function renderImages(
     return ids.map((id) => `${id}\n`).join('');
   }
   const rows = images.flatMap((image) => imageRows(image, options));
-  const format = options.format || 'table';
-  if (format === 'json') return rows.map((r) => `${goJson(r)}\n`).join('');
-  const template = parseTemplate(
-    format === 'table' ? (options.digests ? TABLE_DIGESTS : TABLE) : format,
-  );
-  return renderAll(template, rows, IMAGE_HEADERS);
+  return renderRows(rows, options.format, options.digests ? TABLE_DIGESTS : TABLE, IMAGE_HEADERS);
 }
 
 export const images: Command = {

@@ -1,8 +1,9 @@
 /** `image-cache pin`, `unpin` and `pins`: the cache's pins over /cache/pins. */
 import { flagBoolean, flagString, parseArgs, UsageError } from '../args.ts';
 import type { CliContext, Command } from '../context.ts';
-import { goJson, table } from '../format.ts';
+import { table } from '../format.ts';
 import { imagePath } from '../http.ts';
+import { jsonLines } from '../template.ts';
 
 /** One entry of GET /cache/pins. */
 export interface PinEntry {
@@ -93,7 +94,7 @@ export const pins: Command = {
     }
     const entries = await ctx.client().json<PinEntry[]>('/cache/pins');
     if (format === 'json') {
-      ctx.stdout.write(entries.map((e) => `${goJson(e)}\n`).join(''));
+      ctx.stdout.write(jsonLines(entries));
       return 0;
     }
     const rows = entries.map((e) => [

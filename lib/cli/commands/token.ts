@@ -6,7 +6,8 @@
 import type { Composition } from '../../composition.ts';
 import { flagBoolean, flagString, type ParsedArgs, parseArgs, UsageError } from '../args.ts';
 import type { CliContext, Command } from '../context.ts';
-import { goJson, table } from '../format.ts';
+import { table } from '../format.ts';
+import { jsonLines } from '../template.ts';
 
 const usage = `Usage:  image-cache token COMMAND [OPTIONS]
 
@@ -102,7 +103,7 @@ const list: Action = async (args, rest, { context }, ctx) => {
     LastUsed: when(t.lastUsedAt),
   }));
   if (format === 'json') {
-    ctx.stdout.write(entries.map((e) => `${goJson(e)}\n`).join(''));
+    ctx.stdout.write(jsonLines(entries));
     return 0;
   }
   const rows = entries.map((e) => [e.ID, e.Name, e.Scope, e.Created, e.LastUsed || 'never']);
