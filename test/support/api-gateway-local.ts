@@ -22,6 +22,7 @@ import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, Context } from 'a
 import {
   type Answer,
   jsonAnswer,
+  LAMBDA_REQUEST_LIMIT,
   type LocalFrontDoor,
   lambdaContext,
   listenLocal,
@@ -42,8 +43,6 @@ export const API_GATEWAY_PAYLOAD_LIMIT = 10 * 1024 * 1024;
 export const API_GATEWAY_TIMEOUT_MS = 30_000;
 /** A buffered (RequestResponse) Lambda invocation's result, serialized. */
 export const LAMBDA_RESULT_LIMIT = 6 * 1024 * 1024;
-/** A synchronous invocation's event, serialized: what makes 10 MB bodies unreachable. */
-export const LAMBDA_REQUEST_LIMIT = 6 * 1024 * 1024;
 
 export interface ApiGatewayLocalOptions {
   handler: HttpApiHandler;

@@ -18,6 +18,7 @@ import type { APIGatewayProxyEventV2, StreamifyHandler } from 'aws-lambda';
 import {
   type Answer,
   jsonAnswer,
+  LAMBDA_REQUEST_LIMIT,
   type LocalFrontDoor,
   lambdaContext,
   listenLocal,
@@ -33,8 +34,6 @@ import { type CutReason, ResponseSink } from './response-sink.ts';
 /** What `awslambda.streamifyResponse` takes, as the types of the runtime describe it. */
 export type StreamingHandler = StreamifyHandler<APIGatewayProxyEventV2, void>;
 
-/** Lambda quotas: https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html */
-export const FUNCTION_URL_REQUEST_LIMIT = 6 * 1024 * 1024;
 export const STREAMED_RESPONSE_CAP = 200 * 1024 * 1024;
 export const UNTHROTTLED_BYTES = 6 * 1024 * 1024;
 export const STREAM_BYTES_PER_SECOND = 2 * 1024 * 1024;
@@ -78,7 +77,7 @@ const ORIGIN = { id: URL_ID, domainName: `${URL_ID}.lambda-url.us-east-1.on.aws`
 export async function startFunctionUrlLocal(
   options: FunctionUrlLocalOptions,
 ): Promise<FunctionUrlLocal> {
-  const requestLimit = options.requestLimit ?? FUNCTION_URL_REQUEST_LIMIT;
+  const requestLimit = options.requestLimit ?? LAMBDA_REQUEST_LIMIT;
   const timeoutMs = options.timeoutMs ?? MAX_FUNCTION_TIMEOUT_MS;
   const invocations: StreamInvocationRecord[] = [];
 

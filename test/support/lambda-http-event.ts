@@ -11,6 +11,12 @@ import type { AddressInfo } from 'node:net';
 import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 
 /** The front door the event comes through: its id and the domain clients use. */
+/**
+ * A synchronous invocation's event, serialized (Lambda quotas: gettingstarted-limits.html): a
+ * request body travels inside it, binary ones base64-encoded, behind either front door.
+ */
+export const LAMBDA_REQUEST_LIMIT = 6 * 1024 * 1024;
+
 export interface EventOrigin {
   id: string;
   domainName: string;
