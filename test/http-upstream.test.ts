@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { sha256 } from '../lib/digest.ts';
 import { DigestMismatchError, RegistryNotAllowedError, UpstreamError } from '../lib/errors.ts';
 import { MAX_JSON_BYTES, MediaType } from '../lib/media-types.ts';
@@ -267,5 +267,23 @@ describe('HttpUpstream retries and rate limits', () => {
     const error = await rejection(upstream.getManifest(app, '1'));
     await upstream.close();
     expect(error.code).toBe('UPSTREAM_TIMEOUT');
+  });
+
+  it('gives up a manifest body that drips, however steadily', async () => {
+    const registry = await harness.registry();
+    pushImage(registry, 'library/app', '1');
+    const path = '/v2/library/app/manifests/1';
+    // A byte every 20 ms never trips the 200 ms silence limit; the whole-body limit ends it.
+    const upstream = new HttpUpstream({
+      registries: new Map([[REGISTRY, registry.url]]),
+      retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 1 },
+      timeouts: { bodyMs: 200, jsonBodyMs: 500 },
+    });
+    registry.inject(path, { kind: 'slow', chunkBytes: 1, delayMs: 20 });
+    const error = await rejection(upstream.getManifest(app, '1'));
+    await upstream.close();
+    expect(error.code).toBe('UPSTREAM_TIMEOUT');
+    expect(error.message).toMatch(/did not arrive within 0\.5s/);
+    await vi.waitFor(() => expect(registry.active(path)).toBe(0));
   });
 });

@@ -81,30 +81,53 @@ function payloadTooLarge(name: string, limit: number): ImageCacheError {
 }
 
 /**
+ * How long a manifest, config or token body may take in all. The transport's body timeout only
+ * bounds the silence between chunks, so a registry dripping a byte a second would hold a 4 MiB
+ * manifest's pull for weeks.
+ */
+export const JSON_BODY_TIMEOUT_MS = 60_000;
+
+/**
  * Buffers a JSON body, refusing anything over `limit` before reading it (Content-Length) or as
- * soon as it grows past it, so a hostile registry cannot make the cache buffer gigabytes.
+ * soon as it grows past it, so a hostile registry cannot make the cache buffer gigabytes, nor
+ * hold it for longer than `timeoutMs`.
  */
 export async function readCapped(
   body: Readable,
   contentLength: string | string[] | undefined,
   name: string,
   limit = MAX_JSON_BYTES,
+  timeoutMs = JSON_BODY_TIMEOUT_MS,
 ): Promise<Buffer> {
   const declared = Number(Array.isArray(contentLength) ? contentLength[0] : contentLength);
   if (Number.isFinite(declared) && declared > limit) {
     body.destroy();
     throw payloadTooLarge(name, limit);
   }
+  const timer = setTimeout(() => {
+    body.destroy(
+      new UpstreamError(
+        'UPSTREAM_TIMEOUT',
+        `${name} did not arrive within ${timeoutMs / 1000}s; the registry sends too slowly`,
+        { retryable: true },
+      ),
+    );
+  }, timeoutMs);
+  timer.unref();
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of body) {
-    const buffer = chunk as Buffer;
-    size += buffer.length;
-    if (size > limit) {
-      body.destroy();
-      throw payloadTooLarge(name, limit);
+  try {
+    for await (const chunk of body) {
+      const buffer = chunk as Buffer;
+      size += buffer.length;
+      if (size > limit) {
+        body.destroy();
+        throw payloadTooLarge(name, limit);
+      }
+      chunks.push(buffer);
     }
-    chunks.push(buffer);
+  } finally {
+    clearTimeout(timer);
   }
   return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
 }

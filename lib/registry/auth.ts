@@ -1,5 +1,5 @@
 import { UpstreamError } from '../errors.ts';
-import { assertSafeDestination } from './destinations.ts';
+import { assertSafeDestination, type RegistryOrigin, ruleFor } from './destinations.ts';
 
 /** One challenge of a `WWW-Authenticate` header; the scheme is lowercased, params as sent. */
 export interface Challenge {
@@ -78,13 +78,15 @@ export function parseChallenges(header: string | string[] | undefined): Challeng
 
 /**
  * Picks the scheme to use. Bearer wins over Basic (the token keeps the password off every
- * request). The realm is a URL the registry chose, so it is checked like a redirect target and
+ * request). The realm is a URL the registry chose, so it is checked like a redirect target
+ * (`origin` says whether this registry may point at private addresses; destinations.ts) and
  * must not downgrade an https registry to plain http (it receives the credentials).
  */
 export function chooseScheme(
   challenges: Challenge[],
   registry: string,
   base: URL,
+  origin: RegistryOrigin,
 ): AuthScheme | undefined {
   const bearer = challenges.find((c) => c.scheme === 'bearer');
   if (bearer) {
@@ -98,7 +100,7 @@ export function chooseScheme(
         `${registry} sent a bearer challenge without a valid realm URL`,
       );
     }
-    assertSafeDestination(realm, `token realm of ${registry}`);
+    assertSafeDestination(realm, `token realm of ${registry}`, ruleFor(realm, origin));
     if (base.protocol === 'https:' && realm.protocol !== 'https:') {
       throw new UpstreamError(
         'UPSTREAM_ERROR',

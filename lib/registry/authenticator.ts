@@ -9,15 +9,18 @@ import {
   TokenCache,
 } from './auth.ts';
 import type { CredentialSource } from './credential-source.ts';
+import type { RegistryOrigin } from './destinations.ts';
 
 /**
  * Fetches a token document from a realm URL. Supplied by the HTTP client so token requests use
- * the same guarded connection pool, timeouts and retries as everything else.
+ * the same guarded connection pool, timeouts and retries as everything else; `origin` says
+ * what the realm may reach.
  */
 export type TokenFetcher = (
   realm: URL,
   authorization: string | undefined,
   registry: string,
+  origin: RegistryOrigin,
 ) => Promise<unknown>;
 
 export interface AuthenticatorOptions {
@@ -50,8 +53,8 @@ export class Authenticator {
   }
 
   /** Records the scheme of a 401. Returns false when the challenge offers nothing we speak. */
-  learn(registry: string, challenges: Challenge[], base: URL): boolean {
-    const scheme = chooseScheme(challenges, registry, base);
+  learn(registry: string, challenges: Challenge[], base: URL, origin: RegistryOrigin): boolean {
+    const scheme = chooseScheme(challenges, registry, base, origin);
     if (!scheme) return false;
     this.#schemes.set(registry, scheme);
     return true;
@@ -66,7 +69,11 @@ export class Authenticator {
    * The Authorization header for a request in `scope` (`repository:<name>:pull`), or undefined
    * when the registry has not asked for authentication (yet).
    */
-  async authorization(registry: string, scope: string): Promise<string | undefined> {
+  async authorization(
+    registry: string,
+    scope: string,
+    origin: RegistryOrigin,
+  ): Promise<string | undefined> {
     const scheme = this.#schemes.get(registry);
     if (!scheme) return undefined;
     if (scheme.kind === 'basic') {
@@ -84,7 +91,7 @@ export class Authenticator {
     if (cached) return `Bearer ${cached}`;
     let pending = this.#inFlight.get(key);
     if (!pending) {
-      pending = this.#requestToken(registry, scheme, scope, key).finally(() => {
+      pending = this.#requestToken(registry, scheme, scope, key, origin).finally(() => {
         this.#inFlight.delete(key);
       });
       this.#inFlight.set(key, pending);
@@ -113,6 +120,7 @@ export class Authenticator {
     scheme: Extract<AuthScheme, { kind: 'bearer' }>,
     scope: string,
     key: string,
+    origin: RegistryOrigin,
   ): Promise<string> {
     const url = new URL(scheme.realm);
     if (scheme.service) url.searchParams.set('service', scheme.service);
@@ -125,6 +133,7 @@ export class Authenticator {
         url,
         credentials ? basicAuthorization(credentials) : undefined,
         registry,
+        origin,
       );
     } catch (error) {
       // The token service refusing our login may mean it was rotated since we read it.
@@ -132,7 +141,7 @@ export class Authenticator {
       const next = refused ? await this.#credentials.refused(registry, credentials) : undefined;
       if (!next) throw error;
       requestedAt = this.#clock.now();
-      json = await this.#fetchToken(url, basicAuthorization(next), registry);
+      json = await this.#fetchToken(url, basicAuthorization(next), registry, origin);
     }
     const { token, expiresInSeconds } = parseTokenResponse(json, registry);
     // Count the lifetime from when we asked: the token service started its clock then.

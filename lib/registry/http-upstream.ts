@@ -6,6 +6,7 @@ import {
   RegistryNotAllowedError,
   UpstreamError,
 } from '../errors.ts';
+import { MAX_JSON_BYTES } from '../media-types.ts';
 import { type Clock, systemClock } from '../ports/clock.ts';
 import type {
   BlobFetchOptions,
@@ -27,7 +28,7 @@ import {
 import type { Credentials } from './auth.ts';
 import { openResumableBlob } from './blob-stream.ts';
 import { type CredentialSource, staticCredentials } from './credential-source.ts';
-import { RegistryClient, type Target } from './registry-client.ts';
+import { type AddressRuleOverrides, RegistryClient, type Target } from './registry-client.ts';
 import { readRegistryErrors, type Subject, statusError } from './registry-errors.ts';
 import { type RetryPolicy, realSleep, retryPolicy } from './retry.ts';
 import { DEFAULT_TIMEOUTS, discard, type Timeouts } from './transport.ts';
@@ -44,6 +45,8 @@ export interface HttpUpstreamOptions {
   maxRetryAfterMs?: number;
   timeouts?: Partial<Timeouts>;
   connectionsPerOrigin?: number;
+  /** For tests only: see AddressRuleOverrides. */
+  addressRule?: AddressRuleOverrides;
 }
 
 // distribution/reference's path component and tag grammars. Checking them here keeps
@@ -61,6 +64,7 @@ export class HttpUpstream implements Upstream {
   readonly #registries: Map<string, URL>;
   readonly #client: RegistryClient;
   readonly #policy: RetryPolicy;
+  readonly #timeouts: Timeouts;
 
   constructor(options: HttpUpstreamOptions) {
     this.#registries = new Map();
@@ -71,6 +75,7 @@ export class HttpUpstream implements Upstream {
       this.#registries.set(name, url);
     }
     this.#policy = retryPolicy(options.retry);
+    this.#timeouts = { ...DEFAULT_TIMEOUTS, ...options.timeouts };
     this.#client = new RegistryClient({
       credentials: credentialSource(options.credentials),
       clock: options.clock ?? systemClock,
@@ -78,8 +83,9 @@ export class HttpUpstream implements Upstream {
       sleep: realSleep,
       userAgent: options.userAgent ?? 'image-cache/0.1.0',
       maxRetryAfterMs: options.maxRetryAfterMs ?? 60_000,
-      timeouts: { ...DEFAULT_TIMEOUTS, ...options.timeouts },
+      timeouts: this.#timeouts,
       connectionsPerOrigin: options.connectionsPerOrigin ?? 8,
+      ...(options.addressRule && { addressRule: options.addressRule }),
     });
   }
 
@@ -107,6 +113,8 @@ export class HttpUpstream implements Upstream {
         res.body,
         res.headers['content-length'],
         `manifest for ${label}`,
+        MAX_JSON_BYTES,
+        this.#timeouts.jsonBodyMs,
       );
       const mediaType = resolveManifestMediaType(contentType, raw, label);
       const digest = verifyManifest(

@@ -5,6 +5,13 @@ import { readCapped } from './accept.ts';
 import { parseChallenges } from './auth.ts';
 import { Authenticator, pullScope } from './authenticator.ts';
 import type { CredentialSource } from './credential-source.ts';
+import {
+  type ReachDecider,
+  type RegistryOrigin,
+  RegistryReachCache,
+  type Resolver,
+  systemResolver,
+} from './destinations.ts';
 import { describeRateLimit, parseRateLimit, parseRetryAfter } from './rate-limit.ts';
 import { readRegistryErrors, type Subject, statusError } from './registry-errors.ts';
 import {
@@ -43,6 +50,18 @@ export interface RegistryClientOptions {
   maxRetryAfterMs: number;
   timeouts: Timeouts;
   connectionsPerOrigin: number;
+  addressRule?: AddressRuleOverrides;
+}
+
+/**
+ * Test seams for the address rule of destinations.ts; production passes neither. `resolve`
+ * replaces node:dns, so a test can make a name resolve to a forbidden address; `registryReach`
+ * decides whether a configured registry counts as private, so a fake registry on loopback can
+ * play a public one (every test server lives on 127.0.0.1, which is private).
+ */
+export interface AddressRuleOverrides {
+  resolve?: Resolver;
+  registryReach?: ReachDecider;
 }
 
 const TOKEN_BODY_LIMIT = 64 * 1024;
@@ -57,16 +76,23 @@ export class RegistryClient {
   readonly #options: RegistryClientOptions;
   readonly #transport: Transport;
   readonly #auth: Authenticator;
+  readonly #reach: RegistryReachCache;
   readonly #rateLimits = new Map<string, RateLimitInfo>();
 
   constructor(options: RegistryClientOptions) {
     this.#options = options;
-    this.#transport = new Transport(options);
+    const resolve = options.addressRule?.resolve ?? systemResolver;
+    this.#transport = new Transport({ ...options, resolve });
+    this.#reach = new RegistryReachCache({
+      resolve,
+      clock: options.clock,
+      ...(options.addressRule?.registryReach && { decide: options.addressRule.registryReach }),
+    });
     this.#auth = new Authenticator({
       credentials: options.credentials,
       clock: options.clock,
-      fetchToken: (realm, authorization, registry) =>
-        this.#fetchToken(realm, authorization, registry),
+      fetchToken: (realm, authorization, registry, origin) =>
+        this.#fetchToken(realm, authorization, registry, origin),
     });
   }
 
@@ -113,15 +139,21 @@ export class RegistryClient {
    */
   async #authorized(target: Target, url: URL, request: RegistryRequest): Promise<RegistryResponse> {
     const scope = pullScope(target.repository);
+    const registry: RegistryOrigin = {
+      origin: target.base.origin,
+      reach: await this.#reach.of(target.registry, target.base),
+    };
     let sent: string | undefined;
     const send = async () => {
-      sent = await this.#auth.authorization(target.registry, scope);
+      sent = await this.#auth.authorization(target.registry, scope, registry);
       return this.#transport.send(url, {
         method: request.method,
         headers: request.headers,
         authorization: sent,
         authorizedOrigin: target.base.origin,
         maxRedirects: request.maxRedirects,
+        registry,
+        purpose: `URL of registry ${target.registry}`,
       });
     };
     const challenged = (response: RegistryResponse) =>
@@ -131,7 +163,7 @@ export class RegistryClient {
     const challenges = parseChallenges(first.headers['www-authenticate']);
     let learnt: boolean;
     try {
-      learnt = this.#auth.learn(target.registry, challenges, target.base);
+      learnt = this.#auth.learn(target.registry, challenges, target.base, registry);
     } catch (err) {
       await discard(first.body);
       throw err;
@@ -195,6 +227,7 @@ export class RegistryClient {
     realm: URL,
     authorization: string | undefined,
     registry: string,
+    origin: RegistryOrigin,
   ): Promise<unknown> {
     const subject: Subject = { kind: 'token', registry };
     const response = await this.#transport.send(realm, {
@@ -203,6 +236,8 @@ export class RegistryClient {
       authorization,
       authorizedOrigin: realm.origin,
       maxRedirects: 0,
+      registry: origin,
+      purpose: `token realm of ${registry}`,
     });
     if (response.status !== 200) {
       throw statusError(response.status, subject, await readRegistryErrors(response.body));
@@ -214,6 +249,7 @@ export class RegistryClient {
         response.headers['content-length'],
         `token response of ${registry}`,
         TOKEN_BODY_LIMIT,
+        this.#options.timeouts.jsonBodyMs,
       );
     } catch (err) {
       throw networkError(err, describe('GET', realm));

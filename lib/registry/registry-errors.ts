@@ -9,6 +9,7 @@ export interface RegistryErrorEntry {
 }
 
 const ERROR_BODY_LIMIT = 64 * 1024;
+const ERROR_BODY_TIMEOUT_MS = 5000;
 
 /**
  * Reads an error body for its message. Bounded, and never throws: a broken error body must not
@@ -17,6 +18,9 @@ const ERROR_BODY_LIMIT = 64 * 1024;
 export async function readRegistryErrors(body: Readable): Promise<RegistryErrorEntry[]> {
   const chunks: Buffer[] = [];
   let size = 0;
+  // An error body is a courtesy: a registry dripping it gets a few seconds, then none is shown.
+  const timer = setTimeout(() => body.destroy(), ERROR_BODY_TIMEOUT_MS);
+  timer.unref();
   try {
     for await (const chunk of body) {
       size += (chunk as Buffer).length;
@@ -28,6 +32,8 @@ export async function readRegistryErrors(body: Readable): Promise<RegistryErrorE
     }
   } catch {
     return [];
+  } finally {
+    clearTimeout(timer);
   }
   return parseRegistryErrors(Buffer.concat(chunks).toString('utf8'));
 }

@@ -2,7 +2,16 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { Agent } from 'undici';
 import { UpstreamError } from '../errors.ts';
-import { assertSafeDestination, guardedLookup } from './destinations.ts';
+import {
+  ADDRESS_NOT_ALLOWED,
+  assertSafeDestination,
+  guardedLookup,
+  type Reach,
+  type RegistryOrigin,
+  type Resolver,
+  ruleFor,
+  systemResolver,
+} from './destinations.ts';
 import { networkError } from './retry.ts';
 
 export interface Timeouts {
@@ -12,14 +21,23 @@ export interface Timeouts {
   headersMs: number;
   /** Longest silence between two body chunks: a stalled CDN, not a slow one. */
   bodyMs: number;
+  /** A manifest or token body in all: a registry dripping one is given up (readCapped). */
+  jsonBodyMs: number;
 }
 
-export const DEFAULT_TIMEOUTS: Timeouts = { connectMs: 10_000, headersMs: 30_000, bodyMs: 30_000 };
+export const DEFAULT_TIMEOUTS: Timeouts = {
+  connectMs: 10_000,
+  headersMs: 30_000,
+  bodyMs: 30_000,
+  jsonBodyMs: 60_000,
+};
 
 export interface TransportOptions {
   userAgent: string;
   connectionsPerOrigin: number;
   timeouts: Timeouts;
+  /** Resolves names at connect time; node:dns unless a test makes a name resolve elsewhere. */
+  resolve?: Resolver;
 }
 
 export interface SendInit {
@@ -30,6 +48,10 @@ export interface SendInit {
   authorizedOrigin: string;
   /** 0 returns a 3xx to the caller; blobs allow a few hops to reach the CDN. */
   maxRedirects: number;
+  /** Whose request this is: decides which addresses each hop may reach (destinations.ts). */
+  registry: RegistryOrigin;
+  /** Names the first URL in a refusal: `URL of registry docker.io`, `token realm of ...`. */
+  purpose: string;
 }
 
 export interface RegistryResponse {
@@ -59,28 +81,40 @@ export async function discard(body: Readable): Promise<void> {
 }
 
 /**
- * The only place that opens connections. One keep-alive pool for every registry and CDN host:
- * pulls of many layers reuse warm connections (a TLS handshake per layer would dominate small
- * layers), and `connectionsPerOrigin` bounds how hard one pull hits one host.
+ * The only place that opens connections. One keep-alive pool per address policy, shared by
+ * every registry and CDN host: pulls of many layers reuse warm connections (a TLS handshake
+ * per layer would dominate small layers), and `connectionsPerOrigin` bounds how hard one pull
+ * hits one host. The `private` pool may connect to private addresses and serves a registry's
+ * configured origin and what a private registry points at; the `public` pool serves what a
+ * public registry points at. Neither connects to the "never" addresses.
  */
 export class Transport {
-  readonly #agent: Agent;
+  readonly #agents: Record<Reach, Agent>;
   readonly #userAgent: string;
 
   constructor(options: TransportOptions) {
     this.#userAgent = options.userAgent;
-    this.#agent = new Agent({
-      connections: options.connectionsPerOrigin,
-      keepAliveTimeout: 30_000,
-      headersTimeout: options.timeouts.headersMs,
-      bodyTimeout: options.timeouts.bodyMs,
-      connect: { timeout: options.timeouts.connectMs, lookup: guardedLookup },
-    });
+    const agent = (reach: Reach) =>
+      new Agent({
+        connections: options.connectionsPerOrigin,
+        keepAliveTimeout: 30_000,
+        headersTimeout: options.timeouts.headersMs,
+        bodyTimeout: options.timeouts.bodyMs,
+        connect: {
+          timeout: options.timeouts.connectMs,
+          lookup: guardedLookup(reach, options.resolve ?? systemResolver),
+        },
+      });
+    this.#agents = { private: agent('private'), public: agent('public') };
   }
 
   async send(url: URL, init: SendInit): Promise<RegistryResponse> {
     let current = url;
+    let purpose = init.purpose;
     for (let hop = 0; ; hop++) {
+      // IP literals are connected to without a lookup, so the URL itself is checked first.
+      const rule = ruleFor(current, init.registry);
+      assertSafeDestination(current, purpose, rule);
       const headers: Record<string, string> = {
         'user-agent': this.#userAgent,
         ...init.headers,
@@ -90,13 +124,20 @@ export class Transport {
       }
       let response: Awaited<ReturnType<Agent['request']>>;
       try {
-        response = await this.#agent.request({
+        response = await this.#agents[rule.reach].request({
           origin: current.origin,
           path: `${current.pathname}${current.search}`,
           method: init.method,
           headers,
         });
       } catch (err) {
+        const refused = addressRefusal(err);
+        if (refused) {
+          throw new UpstreamError(
+            'UPSTREAM_ERROR',
+            `refusing ${purpose} to ${current.host}: address not allowed (${refused})`,
+          );
+        }
         throw networkError(err, describe(init.method, current));
       }
       const { statusCode, headers: responseHeaders, body } = response;
@@ -120,12 +161,22 @@ export class Transport {
           `${describe(init.method, current)}: invalid redirect location`,
         );
       }
-      assertSafeDestination(next, `redirect from ${current.host}`);
+      purpose = `redirect from ${current.host}`;
       current = next;
     }
   }
 
   async close(): Promise<void> {
-    await this.#agent.close();
+    await Promise.all([this.#agents.private.close(), this.#agents.public.close()]);
   }
+}
+
+/** The message of a `guardedLookup` refusal somewhere in an undici error's causes. */
+function addressRefusal(err: unknown): string | undefined {
+  for (let cause = err, depth = 0; cause && depth < 5; depth++) {
+    const { code, message } = cause as { code?: unknown; message?: unknown };
+    if (code === ADDRESS_NOT_ALLOWED) return String(message);
+    cause = (cause as { cause?: unknown }).cause;
+  }
+  return undefined;
 }

@@ -110,6 +110,7 @@ export class FakeRegistry {
   readonly #blobs = new Map<string, Buffer>();
   readonly #manifests = new Map<string, Map<string, StoredManifest>>();
   readonly #faults = new Map<string, Fault[]>();
+  readonly #active = new Map<string, number>();
   #url: URL | undefined;
 
   private constructor(options: FakeRegistryOptions) {
@@ -201,6 +202,11 @@ export class FakeRegistry {
     return this.requestsTo(path, method).length;
   }
 
+  /** Responses to `path` still open: sent in part, or being sent (a slow body). */
+  active(path: string): number {
+    return this.#active.get(path) ?? 0;
+  }
+
   /** Makes every issued token invalid, as a token service rotating its keys would. */
   revokeTokens(): void {
     this.tokens.clear();
@@ -228,6 +234,8 @@ export class FakeRegistry {
     const method = req.method ?? 'GET';
     const path = decodeURIComponent(url.pathname);
     this.requests.push({ method, path, query: url.searchParams, headers: req.headers });
+    this.#active.set(path, this.active(path) + 1);
+    res.once('close', () => this.#active.set(path, this.active(path) - 1));
     req.resume();
 
     if (path === '/token') return this.#token(req, url, res);
