@@ -6,7 +6,7 @@
  * by no manifest, so the collector reclaims them after its grace window.
  */
 import { createHash } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { finished, pipeline, type Readable } from 'node:stream';
 import { type Digest, isDigest } from '../digest.ts';
 import {
   BlobNotLiveError,
@@ -154,12 +154,9 @@ class ArchiveScan {
     }
     this.#fileNames.add(path);
     // The next entry may stream in while this one is fsynced and recorded: wait only until
-    // the entry was read, keeping a few stores in flight.
-    const consumed = new Promise<void>((resolve) => {
-      stream.once('end', resolve);
-      stream.once('close', resolve);
-      stream.once('error', () => resolve());
-    });
+    // the entry was read, keeping a few stores in flight. finished() also settles for an entry
+    // that failed before we got here (the archive ended inside it).
+    const consumed = new Promise<void>((resolve) => finished(stream, () => resolve()));
     const task = this.#store(path, stream).then((stored) => {
       const previous = this.#files.get(path);
       if (previous && previous.digest !== stored.digest) this.#duplicate(path);
@@ -204,8 +201,10 @@ class ArchiveScan {
     const stats = countLayerFiles({ diffId: 'compressed-only' });
     // Socket-sized chunks would cost a thread-pool round trip each in the store's file writes.
     const tee = new TeeStream(stats.stream, { coalesceBytes: COALESCE_BYTES });
-    stream.on('error', (error) => tee.destroy(error));
-    stream.pipe(tee);
+    // pipeline(), not pipe(): it passes on a failure the entry had before this line ran (an
+    // archive cut inside it), which would otherwise leave the store waiting on its temp file
+    // forever. Its own outcome is the write's, reported below.
+    pipeline(stream, tee, () => {});
     let written: { digest: Digest; size: number };
     try {
       written = await blobs.write(tee, expected);
@@ -242,7 +241,12 @@ class ArchiveScan {
     const { catalog, blobs } = this.#deps;
     for (let attempt = 1; attempt <= COMMIT_ATTEMPTS; attempt++) {
       const state = await catalog.addBlob(
-        { digest: member.digest, size: member.size, unpackedSize: member.layer?.fileBytes },
+        {
+          digest: member.digest,
+          size: member.size,
+          unpackedSize: member.layer?.fileBytes,
+          diffId: member.layer?.diffId,
+        },
         now,
       );
       if (state === 'live') return;

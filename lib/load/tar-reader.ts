@@ -4,15 +4,9 @@
  * a regular file with a stream, an in-archive link, or a refusal. Names are normalised once
  * here, so nothing downstream ever sees `..`, an absolute path, a device or a fifo.
  */
-import {
-  pipeline,
-  type Readable,
-  Transform,
-  type TransformCallback,
-  type Writable,
-} from 'node:stream';
+import { pipeline, Readable, Transform, type TransformCallback, type Writable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import tar from 'tar-stream';
+import tar, { type ExtractEvents } from 'tar-stream';
 import { ImageCacheError, InvalidArgumentError } from '../errors.ts';
 
 export interface LoadLimits {
@@ -324,18 +318,80 @@ class Decompressor extends Transform {
       }
       if (!this.push(data)) gunzip.pause();
     });
-    gunzip.on('error', (error) =>
+    gunzip.on('error', (error: NodeJS.ErrnoException) =>
       this.destroy(
-        new InvalidArgumentError(`archive is not valid gzip or was cut short: ${error.message}`),
+        new InvalidArgumentError(
+          error.code === 'Z_BUF_ERROR'
+            ? `archive is truncated: the gzip stream ends early (${error.message})`
+            : `archive is not valid gzip: ${error.message}`,
+        ),
       ),
     );
   }
 }
 
+type TarHeader = ExtractEvents['entry'][0];
+type TarSource = ExtractEvents['entry'][1];
+
+/**
+ * A tar entry as a Node stream, attached to tar-stream's entry the moment the parser creates
+ * it. tar-stream (streamx) emits an entry's `error` and `close` once, and an archive that ends
+ * inside the entry destroys it in the same turn as it announced it, before whoever the entry is
+ * yielded to has listened: that consumer, and a blob store writing the entry to a temp file,
+ * would wait forever. A Node stream keeps its failure (`errored`), so `pipeline`, `finished`
+ * and async iteration report it however late they start.
+ */
+class EntryStream extends Readable {
+  readonly #source: TarSource;
+  #ended = false;
+  #discarding = false;
+
+  constructor(source: TarSource, failure: (cause?: Error) => Error) {
+    super({ highWaterMark: COALESCE_BYTES });
+    this.#source = source;
+    // The failure must not crash the process while nobody listens yet; it stays in `errored`.
+    this.on('error', () => {});
+    source.on('data', (chunk) => {
+      if (!this.#discarding && !this.push(chunk as Buffer)) source.pause();
+    });
+    source.on('end', () => {
+      this.#ended = true;
+      if (!this.#discarding) this.push(null);
+    });
+    source.on('error', (error: Error) => this.destroy(failure(error)));
+    source.on('close', () => {
+      if (!this.#ended) this.destroy(failure());
+    });
+    source.pause();
+  }
+
+  override _read(): void {
+    this.#source.resume();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    // A consumer that gave up on the entry must not stall the archive: the rest is skipped.
+    if (!this.#ended) {
+      this.#discarding = true;
+      this.#source.resume();
+    }
+    callback(error);
+  }
+}
+
+interface ArrivedEntry {
+  header: TarHeader;
+  stream: EntryStream;
+  /** Lets tar-stream parse the next header. */
+  next: () => void;
+}
+
 /**
  * Iterates the archive's entries. Each file entry's stream must be consumed (or resumed) before
- * the next entry arrives. Directories and pax headers are skipped; devices, fifos and unknown
- * types are refused. `stats` is filled as the archive streams.
+ * the next entry arrives; it fails with the archive's error (truncation, limits, bad gzip) if
+ * the archive breaks inside it. Directories and pax headers are skipped; devices, fifos and
+ * unknown types are refused. `stats` is filled as the archive streams, and `stats.error` is set
+ * as soon as the archive stream fails.
  */
 export async function* readArchive(
   body: Readable,
@@ -348,25 +404,72 @@ export async function* readArchive(
   );
   const decompressor = new Decompressor(limits, counter);
   const extract = tar.extract();
+  const arrived: ArrivedEntry[] = [];
+  let wake: (() => void) | undefined;
+  let finished = false;
+  let closing = false;
   let streamError: Error | undefined;
+  /** The entry whose data is still arriving, to name it when the archive ends inside it. */
+  let open: TarHeader | undefined;
+  const signal = () => {
+    const resolve = wake;
+    wake = undefined;
+    resolve?.();
+  };
+  const fail = (error: Error) => {
+    // Once the consumer stopped (its own error, or done), closing the streams is no failure.
+    if (closing || streamError) return;
+    streamError = error;
+    stats.error = archiveFailure(error, open);
+    signal();
+  };
+  // Entries are taken from the event, not tar-stream's iterator, so that each is wrapped in the
+  // very turn it is created, before the archive can fail underneath it.
+  extract.on('entry', (header, source, next) => {
+    open = header.size > 0 && header.type !== 'directory' ? header : undefined;
+    source.on('end', () => {
+      if (open === header) open = undefined;
+    });
+    const stream = new EntryStream(source, (cause) => {
+      if (cause) fail(cause);
+      return (
+        stats.error ?? new Error(`the archive was closed before ${entryName(header)} was read`)
+      );
+    });
+    arrived.push({ header, stream, next: () => next() });
+    signal();
+  });
+  extract.on('error', fail);
   // The body is piped, not part of the pipeline: a refused archive must not destroy the request
   // (and its socket) before the answer was written; the route drains what is left instead.
   body.on('error', (error) => counter.destroy(error));
   body.pipe(counter);
   pipeline(counter, decompressor, extract as unknown as Writable, (error) => {
-    // Once the consumer stopped (its own error, or done), closing the streams is no failure.
-    if (error && !closing) {
-      streamError = error;
-      stats.error = archiveError(error);
-    }
+    if (error) fail(error);
+    finished = true;
+    signal();
   });
+  const nextEntry = async (): Promise<ArrivedEntry | undefined> => {
+    for (;;) {
+      if (streamError) throw streamError;
+      const entry = arrived.shift();
+      if (entry) return entry;
+      if (finished) return undefined;
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+      });
+    }
+  };
   let entries = 0;
-  let closing = false;
+  let previous: ArrivedEntry | undefined;
   try {
-    for await (const entry of extract) {
+    for (;;) {
+      previous?.next();
+      previous = await nextEntry();
+      if (!previous) break;
+      const { header, stream: entry } = previous;
       stats.bodyBytes = counter.bytes;
       stats.compression = decompressor.compression ?? 'none';
-      const header = entry.header;
       if (++entries > limits.maxEntries) {
         throw new InvalidArgumentError(`archive has more than ${limits.maxEntries} entries`);
       }
@@ -378,7 +481,7 @@ export async function* readArchive(
       const path = normalizeArchivePath(header.name);
       if (path === '') throw new InvalidArgumentError('archive entry with an empty name');
       if (type === 'file' || type === 'contiguous-file') {
-        yield { kind: 'file', path, size: header.size ?? 0, stream: entry as unknown as Readable };
+        yield { kind: 'file', path, size: header.size ?? 0, stream: entry };
         continue;
       }
       if (type === 'symlink') {
@@ -400,17 +503,31 @@ export async function* readArchive(
       throw new InvalidArgumentError(`archive entry ${path} is ${what}; refusing to load`);
     }
   } catch (error) {
-    throw archiveError(streamError ?? error);
+    throw streamError ? (stats.error ?? archiveError(streamError)) : archiveError(error);
   } finally {
-    closing = streamError === undefined;
+    closing = true;
     body.unpipe(counter);
     extract.destroy();
+    for (const { stream } of arrived) stream.destroy();
     stats.bodyBytes = counter.bytes;
     stats.tarBytes = decompressor.guard?.bytes ?? counter.bytes;
   }
-  // The pipeline settles just after extract finished; its error (if any) wins.
-  await new Promise((r) => setImmediate(r));
-  if (streamError) throw archiveError(streamError);
+}
+
+/** An entry's name for a message: quoted, and cut short (a pax header may make it megabytes). */
+function entryName(header: TarHeader): string {
+  const name = header.name.length > 200 ? `${header.name.slice(0, 200)}...` : header.name;
+  return JSON.stringify(name);
+}
+
+/** The archive's failure for the client; a cut inside an entry names the entry. */
+function archiveFailure(error: Error, open: TarHeader | undefined): Error {
+  if (open && /Unexpected end of data/.test(error.message)) {
+    return new InvalidArgumentError(
+      `archive is truncated: it ends inside ${entryName(open)}, which declares ${open.size} bytes`,
+    );
+  }
+  return archiveError(error);
 }
 
 /** The error to report for a failure of the archive stream, worded for the client. */

@@ -319,6 +319,63 @@ export async function writeTarFile(
   await pack(members, createWriteStream(path), options.gzip ?? false);
 }
 
+/**
+ * One 512-byte ustar header written by hand, so a hostile test can declare any size for the
+ * data that follows (sizes past the 11 octal digits of the field need `paxHeaderBlocks`).
+ * `typeflag` is tar's one-letter type: `0` file, `x` pax extended header.
+ */
+export function tarHeaderBlock(name: string, size: number, typeflag = '0'): Buffer {
+  const header = Buffer.alloc(512);
+  header.write(name, 0, 100, 'utf8');
+  header.write('0000644\0', 100, 'ascii');
+  header.write('0000000\0', 108, 'ascii');
+  header.write('0000000\0', 116, 'ascii');
+  header.write(`${size.toString(8).padStart(11, '0')}\0`, 124, 'ascii');
+  header.write(`${Math.floor(MTIME.getTime() / 1000).toString(8)}\0`, 136, 'ascii');
+  header.write(typeflag, 156, 'ascii');
+  header.write('ustar\0', 257, 'ascii');
+  header.write('00', 263, 'ascii');
+  header.fill(' ', 148, 156);
+  let sum = 0;
+  for (const byte of header) sum += byte;
+  header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'ascii');
+  return header;
+}
+
+/** A pax record, `<length> <key>=<value>\n`, where the length counts the whole record. */
+function paxRecord(key: string, value: string): string {
+  const body = ` ${key}=${value}\n`;
+  let length = body.length + 1;
+  while (String(length).length + body.length !== length) length++;
+  return `${length}${body}`;
+}
+
+/**
+ * A pax extended header (`x`) carrying `records` (e.g. `{ size: '10000000000' }`), padded to
+ * whole blocks, then the ustar header of `name` it applies to (whose own size field says 0).
+ */
+export function paxHeaderBlocks(name: string, records: Record<string, string>): Buffer {
+  const data = Buffer.from(
+    Object.entries(records)
+      .map(([key, value]) => paxRecord(key, value))
+      .join(''),
+  );
+  const padded = Buffer.alloc(Math.ceil(data.length / 512) * 512);
+  data.copy(padded);
+  return Buffer.concat([
+    tarHeaderBlock('PaxHeader', data.length, 'x'),
+    padded,
+    tarHeaderBlock(name, 0),
+  ]);
+}
+
+/** A tarball's bytes without the zero blocks that end it, so hand-written entries can follow. */
+export function withoutEndBlocks(tarball: Buffer): Buffer {
+  let end = tarball.length;
+  while (end >= 512 && tarball.subarray(end - 512, end).every((byte) => byte === 0)) end -= 512;
+  return tarball.subarray(0, end);
+}
+
 export function readableOf(bytes: Buffer): Readable {
   return Readable.from([bytes]);
 }
