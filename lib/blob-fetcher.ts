@@ -1,6 +1,6 @@
 import type { Digest } from './digest.ts';
-import { ImageCacheError } from './errors.ts';
-import { countLayerFiles } from './layer-stats.ts';
+import { ImageCacheError, InvalidImageError, UpstreamError } from './errors.ts';
+import { countLayerFiles, type LayerStats } from './layer-stats.ts';
 import type { BlobStore } from './ports/blob-store.ts';
 import type { Catalog } from './ports/catalog.ts';
 import type { Clock } from './ports/clock.ts';
@@ -19,7 +19,10 @@ export interface EnsuredBlob {
   existed: boolean;
   /** Bytes of the files in a layer, when known. */
   unpackedSize?: number;
-  /** sha256 of the uncompressed layer, when it was computed during this fetch. */
+  /**
+   * sha256 of the uncompressed layer. Always set for a layer, but for a zstd layer on a Node
+   * without a zstd decoder (before 22.15), where it cannot be computed.
+   */
   diffId?: Digest;
 }
 
@@ -30,9 +33,30 @@ export interface BlobFetcherDeps {
   clock: Clock;
   /** How long to wait for the collector to finish deleting a blob we need again. */
   deletionWaitMs?: number;
+  /** When a download nobody waits for anymore is given up; see DEFAULT_ABANDON. */
+  abandon?: AbandonPolicy;
+}
+
+/**
+ * A download whose every waiter left (their clients disconnected) goes on while it makes
+ * progress, so the next pull finds the blob stored; one that brings fewer than `minBytes` in a
+ * window of `windowMs` is given up, closing its upstream connection. An upstream dripping a byte
+ * a second would otherwise hold a connection, a temp file and a slot for hours.
+ */
+export interface AbandonPolicy {
+  windowMs: number;
+  minBytes: number;
+}
+
+export const DEFAULT_ABANDON: AbandonPolicy = { windowMs: 30_000, minBytes: 256 * 1024 };
+
+/** A pull waiting on a download; without a signal it waits for good (a job, the CLI). */
+interface Waiter {
+  signal?: AbortSignal;
 }
 
 const PROGRESS_EVERY_BYTES = 512 * 1024;
+const COALESCE_BYTES = 1024 * 1024;
 const MAX_ATTEMPTS = 5;
 
 /**
@@ -46,6 +70,7 @@ export class BlobFetcher {
   /** 'retry' means the collector deleted the digest under us: fetch it once more. */
   readonly #flights = new SingleFlight<EnsuredBlob | 'retry'>();
   readonly #progress = new Map<string, Broadcast<BlobProgress>>();
+  readonly #waiters = new Map<string, Set<Waiter>>();
 
   constructor(deps: BlobFetcherDeps) {
     this.#deps = deps;
@@ -54,7 +79,7 @@ export class BlobFetcher {
   async ensure(
     repo: UpstreamRepository,
     blob: { digest: Digest; size: number },
-    options: { isLayer: boolean; onProgress?: (p: BlobProgress) => void },
+    options: EnsureOptions,
   ): Promise<EnsuredBlob> {
     const { catalog, blobs, clock } = this.#deps;
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
@@ -67,7 +92,11 @@ export class BlobFetcher {
         const stored = await blobs.stat(blob.digest);
         if (stored) {
           const record = await catalog.getBlob(blob.digest);
-          return { existed: true, unpackedSize: record?.unpackedSize };
+          if (options.isLayer && record?.diffId === undefined) {
+            // Stored before diff_ids were recorded, or stored as a config: read it once as a layer.
+            return { existed: true, ...(await this.#inspectStoredLayer(blob)) };
+          }
+          return { existed: true, unpackedSize: record?.unpackedSize, diffId: record?.diffId };
         }
         // A live record without bytes (lost file): fetch again, the write restores them.
       }
@@ -80,10 +109,31 @@ export class BlobFetcher {
     );
   }
 
+  /** Unpacks a stored layer to learn its diff_id and size, and records both. */
+  async #inspectStoredLayer(blob: {
+    digest: Digest;
+    size: number;
+  }): Promise<Pick<EnsuredBlob, 'unpackedSize' | 'diffId'>> {
+    const { catalog, blobs, clock } = this.#deps;
+    const stats = countLayerFiles({ diffId: 'compressed-only' });
+    const body = await blobs.read(blob.digest);
+    body.on('error', (error) => stats.stream.destroy(error));
+    body.pipe(stats.stream);
+    // A zstd layer without a decoder settles after its first bytes: no need to read the rest.
+    const layer = await stats.result
+      .catch((error: Error) => {
+        throw notALayer(blob.digest, error);
+      })
+      .finally(() => body.destroy());
+    const facts = layerFacts(blob.digest, layer);
+    if (facts.diffId !== undefined) await catalog.addBlob({ ...blob, ...facts }, clock.now());
+    return facts;
+  }
+
   #fetchShared(
     repo: UpstreamRepository,
     blob: { digest: Digest; size: number },
-    options: { isLayer: boolean; onProgress?: (p: BlobProgress) => void },
+    options: EnsureOptions,
   ): Promise<EnsuredBlob | 'retry'> {
     let progress = this.#progress.get(blob.digest);
     if (!progress) {
@@ -92,15 +142,30 @@ export class BlobFetcher {
     }
     const unsubscribe = options.onProgress ? progress.subscribe(options.onProgress) : () => {};
     const shared = progress;
+    // A digest fetched as a layer is unpacked and checked, as a config it is not: a manifest
+    // naming a config as a layer must not ride on (or be answered by) the config's fetch.
+    const key = `${options.isLayer ? 'layer' : 'blob'}|${blob.digest}`;
+    let waiters = this.#waiters.get(key);
+    if (!waiters) {
+      waiters = new Set();
+      this.#waiters.set(key, waiters);
+    }
+    const waiter: Waiter = { signal: options.signal };
+    waiters.add(waiter);
+    const someoneWaits = () => [...(this.#waiters.get(key) ?? [])].some((w) => !w.signal?.aborted);
     return this.#flights
-      .run(blob.digest, async () => {
+      .run(key, async () => {
         try {
-          return await this.#fetch(repo, blob, options.isLayer, shared);
+          return await this.#fetch(repo, blob, options.isLayer, shared, someoneWaits);
         } finally {
           this.#progress.delete(blob.digest);
+          this.#waiters.delete(key);
         }
       })
-      .finally(unsubscribe);
+      .finally(() => {
+        unsubscribe();
+        this.#waiters.get(key)?.delete(waiter);
+      });
   }
 
   async #fetch(
@@ -108,15 +173,18 @@ export class BlobFetcher {
     blob: { digest: Digest; size: number },
     isLayer: boolean,
     progress: Broadcast<BlobProgress>,
+    someoneWaits: () => boolean,
   ): Promise<EnsuredBlob | 'retry'> {
     const { catalog, blobs, upstream, clock } = this.#deps;
     progress.emit({ phase: 'downloading', current: 0, total: blob.size });
     // The store hashes while it writes and commits only on a match: one sha256 pass suffices.
     const body = await upstream.getBlob(repo, blob, { verify: 'size-only' });
-    const stats = isLayer ? countLayerFiles({ diffId: false }) : undefined;
+    const stats = isLayer ? countLayerFiles({ diffId: 'compressed-only' }) : undefined;
     let seen = 0;
     let reported = 0;
     const observer = new TeeStream(stats?.stream, {
+      // Sockets deliver 16-64 KiB; every piece costs the store a thread-pool round trip.
+      coalesceBytes: COALESCE_BYTES,
       onPiece: (piece) => {
         seen += piece.length;
         if (seen - reported < PROGRESS_EVERY_BYTES && seen !== blob.size) return;
@@ -133,15 +201,27 @@ export class BlobFetcher {
       observer.destroy(error);
     });
     body.pipe(observer);
+    const stopWatching = this.#abandonWhenStalled(body, () => seen, someoneWaits, repo, blob);
     try {
       await blobs.write(observer, { digest: blob.digest, size: blob.size });
     } catch (error) {
       throw upstreamFailure ?? error;
+    } finally {
+      stopWatching();
     }
     progress.emit({ phase: 'verifying' });
-    const layer = stats ? await stats.result.catch(() => undefined) : undefined;
+    // A layer that is not a tar is refused before it is recorded: its bytes are an orphan file
+    // for the collector, and no image can name it (invariant 6).
+    const layer = stats
+      ? layerFacts(
+          blob.digest,
+          await stats.result.catch((error: Error) => {
+            throw notALayer(blob.digest, error);
+          }),
+        )
+      : {};
     const state = await catalog.addBlob(
-      { digest: blob.digest, size: blob.size, unpackedSize: layer?.fileBytes },
+      { digest: blob.digest, size: blob.size, ...layer },
       clock.now(),
     );
     if (state === 'deleting') {
@@ -150,6 +230,60 @@ export class BlobFetcher {
       return 'retry';
     }
     progress.emit({ phase: 'stored' });
-    return { existed: false, unpackedSize: layer?.fileBytes, diffId: layer?.diffId };
+    return { existed: false, ...layer };
   }
+
+  /** Gives up the download (destroying `body`) once nobody waits and it stalls; see AbandonPolicy. */
+  #abandonWhenStalled(
+    body: { destroy(error: Error): void },
+    seen: () => number,
+    someoneWaits: () => boolean,
+    repo: UpstreamRepository,
+    blob: { digest: Digest },
+  ): () => void {
+    const { windowMs, minBytes } = this.#deps.abandon ?? DEFAULT_ABANDON;
+    const ticks = 10;
+    // Bytes seen at each of the last ticks + 1 samples: their spread covers one window.
+    const marks: number[] = [seen()];
+    const timer = setInterval(() => {
+      marks.push(seen());
+      if (marks.length > ticks + 1) marks.shift();
+      if (marks.length <= ticks) return;
+      const moved = marks.at(-1)! - marks[0]!;
+      if (moved >= minBytes || someoneWaits()) return;
+      clearInterval(timer);
+      body.destroy(
+        new UpstreamError(
+          'UPSTREAM_TIMEOUT',
+          `gave up blob ${blob.digest} from ${repo.registry}: no client waits for it anymore and the registry sent ${moved} bytes in ${windowMs / 1000}s`,
+        ),
+      );
+    }, windowMs / ticks);
+    timer.unref();
+    return () => clearInterval(timer);
+  }
+}
+
+/** What a pull passes along with a blob it needs. */
+export interface EnsureOptions {
+  isLayer: boolean;
+  onProgress?: (p: BlobProgress) => void;
+  /** Aborted when the pull's client left: the download may then be abandoned if it stalls. */
+  signal?: AbortSignal;
+}
+
+/** An uncompressed layer is its own diff: its digest, which the store verified, is the diff_id. */
+function layerFacts(
+  digest: Digest,
+  layer: LayerStats,
+): Pick<EnsuredBlob, 'unpackedSize' | 'diffId'> {
+  const diffId = layer.compression === 'none' ? digest : layer.diffId;
+  return {
+    ...(layer.fileBytes !== undefined && { unpackedSize: layer.fileBytes }),
+    ...(diffId !== undefined && { diffId }),
+  };
+}
+
+function notALayer(digest: Digest, cause: Error): InvalidImageError {
+  return new InvalidImageError(`layer ${digest} is not a valid tar archive: ${cause.message}`);
 }

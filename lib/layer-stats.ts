@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { pipeline, Transform, type TransformCallback, Writable } from 'node:stream';
-import { createGunzip } from 'node:zlib';
+import * as zlib from 'node:zlib';
 import { Coalescer } from './coalesce.ts';
 import type { Digest } from './digest.ts';
 import { TarSizeWalker } from './tar-size-walker.ts';
@@ -12,7 +12,7 @@ import { TarSizeWalker } from './tar-size-walker.ts';
  */
 export type LayerStats =
   | {
-      compression: 'gzip' | 'none';
+      compression: 'gzip' | 'zstd' | 'none';
       /** Sum of the sizes of the regular files (hard links, symlinks and dirs count 0). */
       fileBytes: number;
       fileCount: number;
@@ -21,7 +21,7 @@ export type LayerStats =
       uncompressedSize: number;
     }
   | {
-      /** Not readable without a zstd decoder (Node 20 has none): sizes stay unknown. */
+      /** zstd on a Node without a zstd decoder (before 22.15): sizes and diff_id stay unknown. */
       compression: 'zstd';
       fileBytes: undefined;
       fileCount: undefined;
@@ -47,6 +47,11 @@ const GZIP_MAGIC = [0x1f, 0x8b];
 const ZSTD_MAGIC = [0x28, 0xb5, 0x2f, 0xfd];
 const SNIFF_BYTES = ZSTD_MAGIC.length;
 
+/** Node 22.15 and 23.8 added zstd to zlib; Node 20 has none, so it is looked up, not imported. */
+const createZstdDecompress = (
+  zlib as unknown as { createZstdDecompress?: (options?: { chunkSize?: number }) => Transform }
+).createZstdDecompress;
+
 function startsWith(head: Buffer, magic: number[]): boolean {
   return head.length >= magic.length && magic.every((byte, i) => head[i] === byte);
 }
@@ -54,8 +59,7 @@ function startsWith(head: Buffer, magic: number[]): boolean {
 export interface LayerStatsOptions {
   /**
    * Hash the uncompressed tar (the diff_id). `'compressed-only'` skips it for an uncompressed
-   * layer, whose diff_id is the digest the blob store computes anyway (loads of `docker save`
-   * tarballs). A pull already verified the compressed digest and passes false.
+   * layer, whose diff_id is the digest the blob store computes anyway.
    */
   diffId?: boolean | 'compressed-only';
 }
@@ -138,7 +142,8 @@ class LayerStatsStream extends Writable {
 
   /** Picks the format from the first bytes; false when the layer will not be parsed. */
   #start(head: Buffer): boolean {
-    if (startsWith(head, ZSTD_MAGIC)) {
+    const zstd = startsWith(head, ZSTD_MAGIC);
+    if (zstd && !createZstdDecompress) {
       this.#mode = 'discard';
       this.#settle({
         compression: 'zstd',
@@ -149,10 +154,10 @@ class LayerStatsStream extends Writable {
       });
       return false;
     }
-    const compression = startsWith(head, GZIP_MAGIC) ? 'gzip' : 'none';
+    const compression = zstd ? 'zstd' : startsWith(head, GZIP_MAGIC) ? 'gzip' : 'none';
     const wantHash =
       this.#options.diffId === true ||
-      (this.#options.diffId === 'compressed-only' && compression === 'gzip');
+      (this.#options.diffId === 'compressed-only' && compression !== 'none');
     const hash = wantHash ? createHash('sha256') : undefined;
     let uncompressedSize = 0;
     const tap = new Transform({
@@ -164,10 +169,14 @@ class LayerStatsStream extends Writable {
     });
     const walker = new TarSizeWalker();
     // Large output chunks: zlib's default 16 KiB means a callback per 16 KiB on the main thread.
-    const gunzip = compression === 'gzip' ? createGunzip({ chunkSize: 256 * 1024 }) : undefined;
-    const sink = walker;
+    const decompress =
+      compression === 'gzip'
+        ? zlib.createGunzip({ chunkSize: 256 * 1024 })
+        : compression === 'zstd'
+          ? createZstdDecompress!({ chunkSize: 256 * 1024 })
+          : undefined;
     const coalescer = new Coalescer();
-    this.#inner = gunzip ? [coalescer, gunzip, tap, sink] : [coalescer, tap, sink];
+    this.#inner = decompress ? [coalescer, decompress, tap, walker] : [coalescer, tap, walker];
     this.#input = coalescer;
     this.#mode = 'parsing';
     // zlib can report an error after pipeline gave up on it (tar failed first, then the CRC):
@@ -186,8 +195,8 @@ class LayerStatsStream extends Writable {
         uncompressedSize,
       } as LayerStats);
     };
-    if (gunzip) pipeline(coalescer, gunzip, tap, sink, done);
-    else pipeline(coalescer, tap, sink, done);
+    if (decompress) pipeline(coalescer, decompress, tap, walker, done);
+    else pipeline(coalescer, tap, walker, done);
     return true;
   }
 

@@ -1,6 +1,13 @@
-import { BlobFetcher, type BlobProgress } from './blob-fetcher.ts';
+import { type AbandonPolicy, BlobFetcher, type BlobProgress } from './blob-fetcher.ts';
 import { type Digest, shortId } from './digest.ts';
-import { BlobNotLiveError, ImageCacheError, NotFoundError, UpstreamError } from './errors.ts';
+import {
+  BlobNotLiveError,
+  DigestMismatchError,
+  ImageCacheError,
+  InvalidImageError,
+  NotFoundError,
+  UpstreamError,
+} from './errors.ts';
 import { configLabels, parseImageConfig } from './image-config.ts';
 import {
   DEFAULT_PLATFORM,
@@ -11,6 +18,7 @@ import {
   parseManifest,
   selectPlatform,
 } from './manifest.ts';
+import { MAX_JSON_BYTES } from './media-types.ts';
 import type { Platform, Reference } from './model.ts';
 import type { BlobStore } from './ports/blob-store.ts';
 import type { Catalog, ManifestRecord, TagRecord } from './ports/catalog.ts';
@@ -29,6 +37,11 @@ export interface ProgressMessage {
 export interface PullOptions {
   platform?: Platform;
   onProgress?: (message: ProgressMessage) => void;
+  /**
+   * Aborted when the client stopped waiting. The pull goes on (the next client finds the image
+   * stored), but a download of it that stalls is then given up (BlobFetcher's AbandonPolicy).
+   */
+  signal?: AbortSignal;
 }
 
 export interface PullResult {
@@ -47,6 +60,8 @@ export interface PullServiceDeps {
   tagTtlMs: number;
   /** Layers downloaded at once per pull. */
   concurrency: number;
+  /** When a download nobody waits for is given up; the default suits production. */
+  abandon?: AbandonPolicy;
 }
 
 interface Resolved {
@@ -115,7 +130,13 @@ export class PullService {
     let commitError: unknown;
     for (let attempt = 1; attempt <= COMMIT_ATTEMPTS; attempt++) {
       try {
-        const summary = await this.#ensureContent(repo, resolved, emit, attempt === 1);
+        const summary = await this.#ensureContent(
+          repo,
+          resolved,
+          emit,
+          attempt === 1,
+          options.signal,
+        );
         const image: ManifestRecord = { ...resolved.image, image: summary };
         const records = [...resolved.records.slice(0, -1), image];
         await this.#deps.catalog.commitImage({
@@ -308,17 +329,31 @@ export class PullService {
     resolved: Resolved,
     emit: (m: ProgressMessage) => void,
     firstAttempt: boolean,
+    signal: AbortSignal | undefined,
   ) {
     const { parsed } = resolved;
-    await this.#fetcher.ensure(repo, parsed.config, { isLayer: false });
+    // The config is read into memory: refuse an oversized one before a byte of it is fetched.
+    if (parsed.config.size > MAX_JSON_BYTES) {
+      throw new ImageCacheError(
+        'PAYLOAD_TOO_LARGE',
+        `config ${parsed.config.digest} of ${resolved.image.digest} says it has ${parsed.config.size} bytes; configs are limited to ${MAX_JSON_BYTES}`,
+      );
+    }
+    await this.#fetcher.ensure(repo, parsed.config, { isLayer: false, signal });
     const configBytes = await this.#readConfig(parsed.config.digest);
     const config = parseImageConfig(configBytes);
+    if (config.rootfs.diff_ids.length !== parsed.layers.length) {
+      throw new InvalidImageError(
+        `${resolved.image.digest} has ${parsed.layers.length} layers, but its config lists ${config.rootfs.diff_ids.length} (rootfs.diff_ids)`,
+      );
+    }
     const layerSizes = await this.#ensureLayers(
       repo,
       parsed,
       config.rootfs.diff_ids,
       emit,
       firstAttempt,
+      signal,
     );
     return {
       configDigest: parsed.config.digest,
@@ -347,6 +382,7 @@ export class PullService {
     diffIds: Digest[],
     emit: (m: ProgressMessage) => void,
     announce: boolean,
+    signal: AbortSignal | undefined,
   ): Promise<number[]> {
     const layers = parsed.layers;
     const sizes = new Array<number>(layers.length).fill(0);
@@ -365,11 +401,13 @@ export class PullService {
         const result = await this.#fetcher.ensure(repo, layer, {
           isLayer: true,
           onProgress: (p) => emit(layerProgress(id, p)),
+          signal,
         });
-        if (result.diffId && diffIds[index] && result.diffId !== diffIds[index]) {
-          throw new ImageCacheError(
-            'DIGEST_MISMATCH',
-            `layer ${layer.digest} unpacks to ${result.diffId}, but the config says ${diffIds[index]}`,
+        // Checked per image, not per blob: the same layer may be named by a correct config and
+        // a hostile one. Only a zstd layer without a decoder has no diff_id to compare.
+        if (result.diffId !== undefined && result.diffId !== diffIds[index]) {
+          throw new DigestMismatchError(
+            `layer ${layer.digest} unpacks to ${result.diffId}, but the config says ${diffIds[index]} (diff_id mismatch)`,
           );
         }
         sizes[index] = result.unpackedSize ?? layer.size;

@@ -78,7 +78,8 @@ describe('SqliteCatalog specifics', () => {
     raw.exec(`DROP TABLE pins; DROP TABLE gc_reports; DROP TABLE tokens; DROP TABLE jobs;
       DROP TRIGGER blobs_generation_floor; DROP TABLE blob_generation_floor;
       DROP INDEX tags_manifest; DROP INDEX tags_source;
-      DROP INDEX digest_refs_manifest; DROP INDEX digest_refs_digest;`);
+      DROP INDEX digest_refs_manifest; DROP INDEX digest_refs_digest;
+      ALTER TABLE blobs DROP COLUMN diff_id;`);
     raw.pragma('user_version = 1');
     raw.close();
 
@@ -87,6 +88,8 @@ describe('SqliteCatalog specifics', () => {
       manifest: image.manifest.digest,
     });
     expect(await upgraded.getBlob(image.config)).toMatchObject({ generation: 2 });
+    await upgraded.addBlob({ digest: image.config, size: 1, diffId: image.config }, 30);
+    expect(await upgraded.getBlob(image.config)).toMatchObject({ diffId: image.config });
     await upgraded.putPin({ name: 'p', manifest: image.manifest.digest, note: '', createdAt: 1 });
     expect(await upgraded.deleteManifestIfUnreferenced(image.manifest.digest)).toBe(false);
     await upgraded.putGcReport(gcReport('first', 1));

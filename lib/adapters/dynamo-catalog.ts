@@ -136,18 +136,20 @@ export class DynamoCatalog implements Catalog {
   }
 
   async addBlob(
-    blob: { digest: Digest; size: number; unpackedSize?: number },
+    blob: { digest: Digest; size: number; unpackedSize?: number; diffId?: Digest },
     now: number,
   ): Promise<'live' | 'deleting'> {
     // One write instead of put-then-touch: creates the live record (ADD starts generation at 1,
-    // or continues a tombstone's count), or touches a live one and fills a missing unpackedSize;
-    // a deleting one fails the condition.
-    const unpacked = blob.unpackedSize !== undefined;
+    // or continues a tombstone's count), or touches a live one and fills a missing unpackedSize
+    // or diffId; a deleting one fails the condition.
+    const facts = [
+      blob.unpackedSize !== undefined && (['unpackedSize', av.n(blob.unpackedSize)] as const),
+      blob.diffId !== undefined && (['diffId', av.s(blob.diffId)] as const),
+    ].filter((fact) => fact !== false);
+    const fill = facts.map(([name]) => `, #${name} = if_not_exists(#${name}, :${name})`).join('');
     const outcome = await this.#table.update(
       keys.blob(blob.digest),
-      `SET #kind = :kind, #digest = :digest, #size = :size, #state = :live, #touchedAt = :now${
-        unpacked ? ', #unpacked = if_not_exists(#unpacked, :unpacked)' : ''
-      }
+      `SET #kind = :kind, #digest = :digest, #size = :size, #state = :live, #touchedAt = :now${fill}
        REMOVE #ttl
        ADD #generation :one`,
       {
@@ -157,7 +159,7 @@ export class DynamoCatalog implements Catalog {
           '#digest': 'digest',
           '#size': 'size',
           '#touchedAt': 'touchedAt',
-          ...(unpacked && { '#unpacked': 'unpackedSize' }),
+          ...Object.fromEntries(facts.map(([name]) => [`#${name}`, name])),
         },
         ExpressionAttributeValues: {
           ':kind': av.s('blob'),
@@ -167,7 +169,7 @@ export class DynamoCatalog implements Catalog {
           ':gone': av.s('gone'),
           ':now': av.n(now),
           ':one': av.n(1),
-          ...(unpacked && { ':unpacked': av.n(blob.unpackedSize!) }),
+          ...Object.fromEntries(facts.map(([name, value]) => [`:${name}`, value])),
         },
       },
     );

@@ -107,6 +107,8 @@ const MIGRATIONS: readonly string[] = [
    ) WITHOUT ROWID;`,
   // 4: background jobs (pulls and loads past the front door's time limit).
   JOBS_MIGRATION,
+  // 5: what a layer unpacks to, so a config's diff_ids are checked against cached layers too.
+  'ALTER TABLE blobs ADD COLUMN diff_id TEXT;',
 ];
 
 /** The schema version this build writes (PRAGMA user_version). */
@@ -173,6 +175,7 @@ interface BlobRow {
   digest: string;
   size: number;
   unpacked_size: number | null;
+  diff_id: string | null;
   state: BlobState;
   generation: number;
   touched_at: number;
@@ -286,20 +289,21 @@ export class SqliteCatalog implements Catalog {
   }
 
   async addBlob(
-    blob: { digest: Digest; size: number; unpackedSize?: number },
+    blob: { digest: Digest; size: number; unpackedSize?: number; diffId?: Digest },
     now: number,
   ): Promise<'live' | 'deleting'> {
     // One statement: insert, or touch a live record; the WHERE leaves a deleting one untouched
     // (changes = 0), which is the answer 'deleting'.
     const result = this.#sql(
-      `INSERT INTO blobs (digest, size, unpacked_size, state, generation, touched_at)
-       VALUES (?, ?, ?, 'live', (SELECT value + 1 FROM blob_generation_floor), ?)
+      `INSERT INTO blobs (digest, size, unpacked_size, diff_id, state, generation, touched_at)
+       VALUES (?, ?, ?, ?, 'live', (SELECT value + 1 FROM blob_generation_floor), ?)
        ON CONFLICT (digest) DO UPDATE SET
          generation = generation + 1,
          touched_at = excluded.touched_at,
-         unpacked_size = COALESCE(unpacked_size, excluded.unpacked_size)
+         unpacked_size = COALESCE(unpacked_size, excluded.unpacked_size),
+         diff_id = COALESCE(diff_id, excluded.diff_id)
        WHERE state = 'live'`,
-    ).run(blob.digest, blob.size, blob.unpackedSize ?? null, ms(now));
+    ).run(blob.digest, blob.size, blob.unpackedSize ?? null, blob.diffId ?? null, ms(now));
     return result.changes === 1 ? 'live' : 'deleting';
   }
 
@@ -645,6 +649,7 @@ function toBlob(row: BlobRow): BlobRecord {
     digest: row.digest as Digest,
     size: row.size,
     ...(row.unpacked_size !== null && { unpackedSize: row.unpacked_size }),
+    ...(row.diff_id !== null && { diffId: row.diff_id as Digest }),
     state: row.state,
     generation: row.generation,
     touchedAt: row.touched_at,

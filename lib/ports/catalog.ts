@@ -63,6 +63,11 @@ export interface BlobRecord {
   size: number;
   /** Bytes of the files inside a layer; absent for configs and unknown layers. */
   unpackedSize?: number;
+  /**
+   * sha256 of the uncompressed layer, as a config's rootfs.diff_ids must list it; absent for
+   * configs and for layers that could not be unpacked (zstd without a decoder).
+   */
+  diffId?: Digest;
   state: BlobState;
   generation: number;
   touchedAt: number;
@@ -93,6 +98,11 @@ export interface GcReport {
   deleted: { blobs: number; bytes: number };
   /** Files found in the blob store without a catalog record (left by a crash). */
   orphans: { blobs: number; bytes: number };
+  /**
+   * Temp files or staging objects of writes that died halfway, removed by a full collection;
+   * absent from collections that do not sweep them (prune's) and from older reports.
+   */
+  staging?: { files: number; bytes: number };
   errors: string[];
 }
 
@@ -225,11 +235,11 @@ export interface Catalog {
   touchBlob(digest: Digest, now: number): Promise<'live' | 'deleting' | 'absent'>;
   /**
    * Records a blob as live after its bytes were stored. Inserts when no record exists (or
-   * touches a live one, filling a missing unpackedSize); answers 'deleting' when the collector
-   * holds it, in which case the caller waits and stores the bytes again.
+   * touches a live one, filling a missing unpackedSize or diffId); answers 'deleting' when the
+   * collector holds it, in which case the caller waits and stores the bytes again.
    */
   addBlob(
-    blob: { digest: Digest; size: number; unpackedSize?: number },
+    blob: { digest: Digest; size: number; unpackedSize?: number; diffId?: Digest },
     now: number,
   ): Promise<'live' | 'deleting'>;
 

@@ -153,6 +153,19 @@ export function catalogConformance(name: string, makeCatalog: () => Promise<Cata
       // A known unpacked size is not overwritten.
       await catalog.addBlob({ digest, size: 42, unpackedSize: 7 }, 40);
       expect(await catalog.getBlob(digest)).toMatchObject({ unpackedSize: 99, generation: 4 });
+      // The diff_id is filled the same way: once known, it stays.
+      expect((await catalog.getBlob(digest))?.diffId).toBeUndefined();
+      await catalog.addBlob({ digest, size: 42, diffId: sha256('tar') }, 50);
+      await catalog.addBlob({ digest, size: 42, diffId: sha256('other'), unpackedSize: 5 }, 60);
+      expect(await catalog.getBlob(digest)).toEqual({
+        digest,
+        size: 42,
+        unpackedSize: 99,
+        diffId: sha256('tar'),
+        state: 'live',
+        generation: 6,
+        touchedAt: 60,
+      });
     });
 
     it('counts every one of many concurrent adds and touches', async () => {

@@ -1,12 +1,15 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import type { Digest } from '../../lib/digest.ts';
 import { MediaType } from '../../lib/media-types.ts';
 import type { Descriptor, Platform } from '../../lib/model.ts';
+import { END_OF_ARCHIVE, padding, tarHeader } from '../../lib/tar/ustar-writer.ts';
 import type { FakeRegistry } from './fake-registry.ts';
 
 /**
- * Builds images from random bytes and pushes them into a FakeRegistry. Layers are random, not
- * valid tars: registry and pull tests only care that bytes and digests line up.
+ * Builds images from random bytes and pushes them into a FakeRegistry. Each layer is a small
+ * gzip-compressed tar holding one file of random bytes, and the config lists its true diff_id,
+ * so pulls that unpack and check layers accept them.
  */
 
 export function digestOf(bytes: Uint8Array | string): Digest {
@@ -17,6 +20,17 @@ export function makeBlob(size: number): Buffer {
   return randomBytes(size);
 }
 
+/** A gzip-compressed tar with one file of `fileBytes` random bytes, and its diff_id. */
+export function makeLayer(fileBytes: number): { bytes: Buffer; diffId: Digest } {
+  const tar = Buffer.concat([
+    tarHeader({ name: 'data.bin', size: fileBytes }),
+    randomBytes(fileBytes),
+    padding(fileBytes),
+    END_OF_ARCHIVE,
+  ]);
+  return { bytes: gzipSync(tar, { level: 1 }), diffId: digestOf(tar) };
+}
+
 export interface PushedImage {
   repo: string;
   tag: string;
@@ -24,12 +38,13 @@ export interface PushedImage {
   mediaType: string;
   raw: Buffer;
   config: { digest: Digest; bytes: Buffer };
-  layers: { digest: Digest; bytes: Buffer; size: number }[];
+  /** `size` is the blob's (compressed) size. */
+  layers: { digest: Digest; bytes: Buffer; size: number; diffId: Digest }[];
   platform: Platform;
 }
 
 export interface ImageOptions {
-  /** Sizes of the layers, in bytes. Default one layer of 1 KiB. */
+  /** Bytes of the one file in each layer. Default one layer with a 1 KiB file. */
   layerSizes?: number[];
   /** OCI or Docker (schema 2) media types. Default `oci`. */
   format?: 'oci' | 'docker';
@@ -44,9 +59,9 @@ export function pushImage(
 ): PushedImage {
   const format = options.format ?? 'oci';
   const platform = options.platform ?? { os: 'linux', architecture: 'amd64' };
-  const layers = (options.layerSizes ?? [1024]).map((size) => {
-    const bytes = makeBlob(size);
-    return { digest: registry.addBlob(bytes), bytes, size };
+  const layers = (options.layerSizes ?? [1024]).map((fileBytes) => {
+    const { bytes, diffId } = makeLayer(fileBytes);
+    return { digest: registry.addBlob(bytes), bytes, size: bytes.length, diffId };
   });
   const configJson = {
     architecture: platform.architecture,
@@ -54,8 +69,7 @@ export function pushImage(
     ...(platform.variant ? { variant: platform.variant } : {}),
     created: '2024-01-01T00:00:00Z',
     config: { Env: ['PATH=/usr/local/bin:/usr/bin:/bin'] },
-    // Random layers have no real diff_ids; using the layer digests keeps the config unique.
-    rootfs: { type: 'layers', diff_ids: layers.map((layer) => layer.digest) },
+    rootfs: { type: 'layers', diff_ids: layers.map((layer) => layer.diffId) },
     history: layers.map(() => ({ created: '2024-01-01T00:00:00Z', created_by: 'fake' })),
   };
   const configBytes = Buffer.from(JSON.stringify(configJson));

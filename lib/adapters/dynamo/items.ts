@@ -69,10 +69,12 @@ function itemName(item: Item): string {
 
 export function toBlob(item: Item): BlobRecord {
   const unpackedSize = optNum(item, 'unpackedSize');
+  const diffId = item.diffId?.S;
   return {
     digest: str(item, 'digest') as Digest,
     size: num(item, 'size'),
     ...(unpackedSize !== undefined && { unpackedSize }),
+    ...(diffId !== undefined && { diffId: diffId as Digest }),
     state: str(item, 'state') as BlobState,
     generation: num(item, 'generation'),
     touchedAt: num(item, 'touchedAt'),
