@@ -19,6 +19,9 @@ import { PullService } from './pull.ts';
 import type { CredentialSource } from './registry/credential-source.ts';
 import { HttpUpstream } from './registry/http-upstream.ts';
 
+/** What a download must bring per stall window once nobody waits for it (`--stall-timeout`). */
+const STALLED_BELOW_BYTES = 256 * 1024;
+
 export interface Composition {
   context: EngineContext;
   close(): Promise<void>;
@@ -122,6 +125,7 @@ function engineContext(
     clock,
     tagTtlMs: config.tagTtlMs,
     concurrency: config.concurrency,
+    abandon: { windowMs: config.stallTimeoutMs, minBytes: STALLED_BELOW_BYTES },
   });
   return {
     catalog,

@@ -57,6 +57,27 @@ export interface ServeConfig {
   aws?: AwsBackendConfig;
   /** Bearer tokens on every route but /_ping and /version (`--require-auth`); always on in Lambda. */
   requireAuth?: boolean;
+  /** How long the Node server waits on a client; see RequestTimeLimits. */
+  requestLimits: RequestTimeLimits;
+  /**
+   * A download no client waits for anymore is given up when it brings less than 256 KiB in
+   * this long (BlobFetcher's AbandonPolicy).
+   */
+  stallTimeoutMs: number;
+}
+
+/**
+ * Time a client may hold a connection without doing its part. A body may take as long as it
+ * needs while it keeps moving: the limit is a rate, so a 50 GB load over a fast link is fine
+ * and a body trickled a byte a second is cut off after one window.
+ */
+export interface RequestTimeLimits {
+  /** From connecting to the last request header (slowloris). */
+  headersTimeoutMs: number;
+  /** The window a body's progress is judged over; a body that sends nothing for this long ends. */
+  bodyTimeoutMs: number;
+  /** Least a body must average over each window, bytes per second (0: only silence ends it). */
+  minBodyBytesPerSecond: number;
 }
 
 /**
@@ -99,6 +120,10 @@ const SERVE_DEFAULTS = {
   concurrency: 4,
   gcInterval: '6h',
   gcGrace: '1h',
+  headersTimeout: '30s',
+  bodyTimeout: '60s',
+  minBodyRate: '1KiB',
+  stallTimeout: '30s',
 } as const;
 const MAX_CONCURRENCY = 64;
 
@@ -210,6 +235,10 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
         'gc-grace': { type: 'string' },
         'max-bytes': { type: 'string' },
         'max-age': { type: 'string' },
+        'headers-timeout': { type: 'string' },
+        'body-timeout': { type: 'string' },
+        'min-body-rate': { type: 'string' },
+        'stall-timeout': { type: 'string' },
         backend: { type: 'string' },
         'create-resources': { type: 'boolean' },
         'require-auth': { type: 'boolean' },
@@ -288,6 +317,34 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
     }
   }
 
+  const positive = (found: { name: string; text: string } | undefined, fallback: string) => {
+    const ms = duration(found, fallback)!;
+    if (ms <= 0) throw new ConfigError(`${found?.name}: must be longer than 0s`);
+    return ms;
+  };
+  const rateSetting = setting('min-body-rate', 'IMAGE_CACHE_MIN_BODY_RATE');
+  let minBodyBytesPerSecond: number;
+  try {
+    minBodyBytesPerSecond = parseByteSize(rateSetting?.text ?? SERVE_DEFAULTS.minBodyRate);
+  } catch (error) {
+    throw new ConfigError(`${rateSetting?.name}: ${(error as Error).message} (bytes per second)`);
+  }
+  const requestLimits: RequestTimeLimits = {
+    headersTimeoutMs: positive(
+      setting('headers-timeout', 'IMAGE_CACHE_HEADERS_TIMEOUT'),
+      SERVE_DEFAULTS.headersTimeout,
+    ),
+    bodyTimeoutMs: positive(
+      setting('body-timeout', 'IMAGE_CACHE_BODY_TIMEOUT'),
+      SERVE_DEFAULTS.bodyTimeout,
+    ),
+    minBodyBytesPerSecond,
+  };
+  const stallTimeoutMs = positive(
+    setting('stall-timeout', 'IMAGE_CACHE_STALL_TIMEOUT'),
+    SERVE_DEFAULTS.stallTimeout,
+  );
+
   const concurrencySetting =
     values.concurrency !== undefined ? '--concurrency' : 'IMAGE_CACHE_CONCURRENCY';
   const concurrencyText = values.concurrency ?? nonEmpty(env.IMAGE_CACHE_CONCURRENCY);
@@ -311,6 +368,8 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
     ...(maxBytes !== undefined && { maxBytes }),
     ...(maxAgeMs !== undefined && { maxAgeMs }),
     requireAuth,
+    requestLimits,
+    stallTimeoutMs,
   };
 }
 

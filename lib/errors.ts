@@ -12,12 +12,14 @@ export type ErrorCode =
   | 'FORBIDDEN'
   | 'CONFLICT'
   | 'DIGEST_MISMATCH'
+  | 'INVALID_IMAGE'
   | 'UNSUPPORTED_MEDIA_TYPE'
   | 'PAYLOAD_TOO_LARGE'
   | 'UPSTREAM_ERROR'
   | 'UPSTREAM_TIMEOUT'
   | 'UPSTREAM_RATE_LIMITED'
   | 'BLOB_NOT_LIVE'
+  | 'INSUFFICIENT_STORAGE'
   | 'INTERNAL';
 
 export const STATUS_BY_CODE: Record<ErrorCode, number> = {
@@ -29,12 +31,14 @@ export const STATUS_BY_CODE: Record<ErrorCode, number> = {
   FORBIDDEN: 403,
   CONFLICT: 409,
   DIGEST_MISMATCH: 400,
+  INVALID_IMAGE: 400,
   UNSUPPORTED_MEDIA_TYPE: 400,
   PAYLOAD_TOO_LARGE: 413,
   UPSTREAM_ERROR: 502,
   UPSTREAM_TIMEOUT: 504,
   UPSTREAM_RATE_LIMITED: 502,
   BLOB_NOT_LIVE: 503,
+  INSUFFICIENT_STORAGE: 507,
   INTERNAL: 500,
 };
 
@@ -81,6 +85,16 @@ export class DigestMismatchError extends ImageCacheError {
   }
 }
 
+/**
+ * Bytes that hash right but do not make an image: a layer that is not a tar, a config that
+ * lists another number of layers than the manifest. Nothing that names them is committed.
+ */
+export class InvalidImageError extends ImageCacheError {
+  constructor(message: string) {
+    super('INVALID_IMAGE', message);
+  }
+}
+
 export class UpstreamError extends ImageCacheError {
   /** Whether trying again (after backoff) can succeed: resets, 5xx, 429. */
   readonly retryable: boolean;
@@ -111,11 +125,60 @@ export class BlobNotLiveError extends ImageCacheError {
   }
 }
 
+/**
+ * The cache's own storage is full (disk, quota, or the SQLite file's volume). Nothing was
+ * committed by the write that hit it; the same request succeeds once space is freed.
+ */
+export class StorageFullError extends ImageCacheError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('INSUFFICIENT_STORAGE', message, options);
+  }
+}
+
+/** errno codes (fs) and SQLite result codes that mean "no space left". */
+const STORAGE_FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL']);
+
+export function isStorageFull(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && STORAGE_FULL_CODES.has(code);
+}
+
+/**
+ * An error as the client may see it: ours as they are, a raw "no space left" from a layer that
+ * did not translate it (the catalog's SQLite file) as a StorageFullError, anything else unknown.
+ */
+function knownError(error: unknown): ImageCacheError | undefined {
+  if (error instanceof ImageCacheError) return error;
+  if (isStorageFull(error)) {
+    return new StorageFullError(
+      `no space left on the cache's storage (${(error as { code: string }).code}): free space and try again`,
+      { cause: error },
+    );
+  }
+  return undefined;
+}
+
+const logged = new WeakSet<object>();
+
+/**
+ * The operator hears of every failure that is the server's, once, however many layers pass it
+ * on: unexpected errors with their stack, a full disk as one line. Clients never see either's
+ * internals. Refusals of bad input and upstream failures are the client's answer, not a log.
+ */
+function logServerFailure(original: unknown, known: ImageCacheError | undefined): void {
+  const key = typeof original === 'object' && original !== null ? original : undefined;
+  if (key && logged.has(key)) return;
+  if (known && known.code !== 'INSUFFICIENT_STORAGE' && known.code !== 'INTERNAL') return;
+  if (key) logged.add(key);
+  if (known?.code === 'INSUFFICIENT_STORAGE') console.error(`image-cache: ${known.message}`);
+  else console.error('image-cache: unexpected error:', original);
+}
+
 /** The body Docker clients expect on every error: `{"message": "..."}`. */
 export function errorBody(error: unknown): { status: number; body: { message: string } } {
-  if (error instanceof ImageCacheError) {
-    return { status: error.status, body: { message: error.message } };
-  }
+  const known = knownError(error);
+  logServerFailure(error, known);
+  if (known) return { status: known.status, body: { message: known.message } };
   return { status: 500, body: { message: 'internal server error' } };
 }
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Digest } from './digest.ts';
-import type { BlobStore } from './ports/blob-store.ts';
+import { type BlobStore, type SweptStaging, stagingSweeperOf } from './ports/blob-store.ts';
 import type { BlobRecord, Catalog, GcReport } from './ports/catalog.ts';
 import type { Clock } from './ports/clock.ts';
 
@@ -108,6 +108,11 @@ export async function collectGarbage(deps: GcDeps, options: GcOptions): Promise<
   for await (const chunk of chunks(orphans, SWEEP_CHUNK))
     await run.claimOrphans(chunk, concurrency);
 
+  // What writes that died halfway (a killed pull or load) staged but never committed.
+  const sweeper = stagingSweeperOf(deps.blobs);
+  if (sweeper && !options.dryRun) {
+    run.staging = await sweeper.sweepStaging(options.graceMs, run.startedAt);
+  }
   return run.finish();
 }
 
@@ -194,6 +199,7 @@ class Run {
   readonly #orphans: Tally = { blobs: 0, bytes: 0 };
   readonly #errors: string[] = [];
   #errorCount = 0;
+  staging: SweptStaging | undefined;
 
   constructor(deps: GcDeps, trigger: GcReport['trigger'], graceMs: number, dryRun: boolean) {
     this.#deps = deps;
@@ -398,6 +404,7 @@ class Run {
       kept: { ...this.#kept },
       deleted: { ...this.#deleted },
       orphans: { ...this.#orphans },
+      ...(this.staging && { staging: { ...this.staging } }),
       errors,
     };
     if (!this.#dryRun) await this.#deps.catalog.putGcReport(report);

@@ -3,11 +3,14 @@ import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { composeAws, composeEmbedded } from './composition.ts';
-import type { ServeConfig } from './config.ts';
-import type { HttpRequest, HttpResponse } from './engine/http.ts';
+import type { RequestTimeLimits, ServeConfig } from './config.ts';
+import { errorResponse, type HttpRequest, type HttpResponse } from './engine/http.ts';
 import { collectFreed } from './engine/removal-routes.ts';
 import { createRouter, type Router } from './engine/router.ts';
+import { InvalidArgumentError } from './errors.ts';
 import { type GcSchedule, startGcSchedule } from './gc.ts';
+import { type BlobStore, stagingSweeperOf } from './ports/blob-store.ts';
+import { closeAfterUnreadBody, watchBody } from './request-limits.ts';
 import { runMaintenance } from './retention.ts';
 
 export interface RunningServer {
@@ -23,12 +26,15 @@ export interface RunningServer {
 export async function startServer(config: ServeConfig): Promise<RunningServer> {
   const composition = config.backend === 'aws' ? await composeAws(config) : composeEmbedded(config);
   const router = createRouter(composition.context);
+  await sweepDeadWrites(composition.context.blobs, config.gcGraceMs);
+  const limits = config.requestLimits;
   const server = createServer((req, res) => {
-    void serveRequest(router, req, res);
+    void serveRequest(router, req, res, limits);
   });
-  // Pulls of large layers stream for minutes; Node's default request timeout would cut them.
+  // Node's requestTimeout is one fixed total, which would cut a large load off on a slow link;
+  // bodies are held to a rate instead (lib/request-limits.ts).
   server.requestTimeout = 0;
-  server.headersTimeout = 60_000;
+  server.headersTimeout = limits.headersTimeoutMs;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.port, config.host, resolve);
@@ -60,10 +66,45 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
   };
 }
 
-async function serveRequest(router: Router, req: IncomingMessage, res: ServerResponse) {
-  const url = new URL(req.url ?? '/', 'http://localhost');
+/**
+ * Temp files of writes that died with an earlier process (a killed pull or load) are removed
+ * before serving; those of live writers (another process on the same data) only once idle.
+ */
+async function sweepDeadWrites(blobs: BlobStore, idleMs: number): Promise<void> {
+  const sweeper = stagingSweeperOf(blobs);
+  if (!sweeper) return;
+  try {
+    const swept = await sweeper.sweepStaging(idleMs);
+    if (swept.files > 0) {
+      console.error(
+        `image-cache: removed ${swept.files} unfinished writes (${swept.bytes} bytes) left by a previous run`,
+      );
+    }
+  } catch (error) {
+    // Leftovers cost space, not correctness: the next collection tries again.
+    console.error('image-cache: sweeping unfinished writes failed:', error);
+  }
+}
+
+async function serveRequest(
+  router: Router,
+  req: IncomingMessage,
+  res: ServerResponse,
+  limits: RequestTimeLimits,
+) {
+  let url: URL;
+  try {
+    url = new URL(req.url ?? '/', 'http://localhost');
+  } catch {
+    // Node's parser lets some targets through that URL cannot read (`http://[x`).
+    await writeResponse(res, errorResponse(new InvalidArgumentError('malformed request target')));
+    return;
+  }
   const gone = new AbortController();
+  const stopWatching = watchBody(req, res, limits);
+  closeAfterUnreadBody(req, res);
   res.once('close', () => {
+    stopWatching();
     if (!res.writableFinished) gone.abort();
   });
   const request: HttpRequest = {

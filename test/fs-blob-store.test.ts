@@ -1,9 +1,10 @@
-import { randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FsBlobStore } from '../lib/adapters/fs-blob-store.ts';
+import { blobPaths, FsBlobStore } from '../lib/adapters/fs-blob-store.ts';
 import { digestHex, sha256 } from '../lib/digest.ts';
 import { DigestMismatchError } from '../lib/errors.ts';
 import {
@@ -108,16 +109,37 @@ describe('FsBlobStore specifics', () => {
     expect((await readAll(stream)).equals(bytes)).toBe(true);
   });
 
-  it('cleans temp files idle for longer than the given age, and only those', async () => {
+  it('sweeps temp files of dead writers at once, and others only once idle long enough', async () => {
     const tmp = join(dir, 'blobs', 'tmp');
     await mkdir(tmp, { recursive: true });
-    await writeFile(join(tmp, 'old.part'), 'x');
-    await writeFile(join(tmp, 'fresh.part'), 'y');
+    // Our own name shows the host tag and our nonce; other owners are built around them.
+    const own = basename(blobPaths(dir).tempFile());
+    const [host, pid, nonce] = own.split('-') as [string, string, string];
+    expect(Number(pid)).toBe(process.pid);
+    const exited = spawnSync(process.execPath, ['-e', '']).pid!;
+    const names = {
+      own,
+      ownPreviousLife: `${host}-${pid}-${nonce === 'abcdef12' ? '21fedcba' : 'abcdef12'}-${randomUUID()}.part`,
+      deadProcess: `${host}-${exited}-0badc0de-${randomUUID()}.part`,
+      otherHost: `${host === 'ffffffff' ? '00000000' : 'ffffffff'}-1-0badc0de-${randomUUID()}.part`,
+      legacyFresh: `${randomUUID()}.part`,
+      legacyIdle: `${randomUUID()}.part`,
+    };
+    for (const name of Object.values(names)) await writeFile(join(tmp, name), 'xyz');
     const hourAgo = new Date(Date.now() - 3_600_000);
-    await utimes(join(tmp, 'old.part'), hourAgo, hourAgo);
-    expect(await store.cleanTemp(10 * 60_000)).toBe(1);
-    expect(await readdir(tmp)).toEqual(['fresh.part']);
-    expect(await new FsBlobStore(join(dir, 'missing')).cleanTemp(0)).toBe(0);
+    await utimes(join(tmp, names.legacyIdle), hourAgo, hourAgo);
+
+    expect(await store.sweepStaging(10 * 60_000)).toEqual({ files: 3, bytes: 9 });
+    expect((await readdir(tmp)).sort()).toEqual(
+      [names.own, names.otherHost, names.legacyFresh].sort(),
+    );
+    // Idle long enough, any writer's file goes, our own included.
+    expect(await store.sweepStaging(0, Date.now() + 1000)).toEqual({ files: 3, bytes: 9 });
+    expect(await readdir(tmp)).toEqual([]);
+    expect(await new FsBlobStore(join(dir, 'missing')).sweepStaging(0)).toEqual({
+      files: 0,
+      bytes: 0,
+    });
   });
 
   it('lists nothing for a data folder that does not exist yet', async () => {

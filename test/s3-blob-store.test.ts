@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
 import {
   ListObjectsV2Command,
@@ -324,12 +324,15 @@ describe('S3BlobStore specifics', () => {
     expect((await listAll(prefixed)).map((b) => b.digest)).toEqual([digest]);
   });
 
-  it('sweeps staging objects left by a crashed writer once they are old enough', async () => {
-    await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'staging/crashed', Body: 'x' }));
+  it('sweeps staging objects left by a crashed writer once they are old enough, not uploads', async () => {
+    const crashed = `staging/${randomUUID()}`;
+    const upload = `staging/uploads/${randomUUID()}.tar`;
+    await client.send(new PutObjectCommand({ Bucket: bucket, Key: crashed, Body: 'xy' }));
+    await client.send(new PutObjectCommand({ Bucket: bucket, Key: upload, Body: 'tar' }));
     const { digest } = await store.write(chunked(randomBytes(10)));
-    expect(await store.cleanStaging(3_600_000)).toBe(0);
-    expect(await store.cleanStaging(0, Date.now() + 5_000)).toBe(1);
-    expect(await bucketKeys()).toEqual([`blobs/sha256/${digestHex(digest)}`]);
+    expect(await store.sweepStaging(3_600_000)).toEqual({ files: 0, bytes: 0 });
+    expect(await store.sweepStaging(0, Date.now() + 5_000)).toEqual({ files: 1, bytes: 2 });
+    expect((await bucketKeys()).sort()).toEqual([`blobs/sha256/${digestHex(digest)}`, upload]);
   });
 
   it('works with the SDK default checksum settings too (as on AWS)', async () => {

@@ -1,17 +1,35 @@
-import { randomUUID } from 'node:crypto';
-import { createWriteStream } from 'node:fs';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir, open, opendir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { type Digest, digestHex } from '../digest.ts';
-import { InvalidArgumentError, NotFoundError } from '../errors.ts';
-import type { BlobStore, ByteRange, ListedBlob, StoredBlob } from '../ports/blob-store.ts';
+import { InvalidArgumentError, NotFoundError, StorageFullError } from '../errors.ts';
+import type {
+  BlobStore,
+  ByteRange,
+  ListedBlob,
+  StagingSweeper,
+  StoredBlob,
+  SweptStaging,
+} from '../ports/blob-store.ts';
 import { VerifyingStream } from '../verify.ts';
 
 /** Files stat'ed at once while listing. */
 const LIST_BATCH = 64;
 const HEX_NAME = /^[a-f0-9]{64}$/;
+
+/**
+ * Who writes a temp file: this host (hashed), this process and a nonce for this process's life,
+ * so a sweep can tell a dead writer's leftovers (reclaimed at once) from a live writer's file.
+ * The nonce tells a restarted server that got its predecessor's pid (pid 1 in a container)
+ * from that predecessor.
+ */
+const HOST_TAG = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
+const PROCESS_NONCE = randomBytes(4).toString('hex');
+const TEMP_NAME = /^([0-9a-f]{8})-(\d+)-([0-9a-f]{8})-[0-9a-f-]+\.part$/;
 
 /**
  * The one place that derives the on-disk layout (as distribution's paths.go does), so the
@@ -26,8 +44,23 @@ export function blobPaths(root: string) {
     sha256,
     tmp,
     blob: (digest: Digest) => join(sha256, digestHex(digest)),
-    tempFile: () => join(tmp, `${randomUUID()}.part`),
+    tempFile: () => join(tmp, `${HOST_TAG}-${process.pid}-${PROCESS_NONCE}-${randomUUID()}.part`),
   };
+}
+
+/** Whether the process that named a temp file is certainly gone; unknown owners are not. */
+function writerIsGone(name: string): boolean {
+  const owner = TEMP_NAME.exec(name);
+  if (!owner || owner[1] !== HOST_TAG) return false;
+  const pid = Number(owner[2]);
+  if (pid === process.pid) return owner[3] !== PROCESS_NONCE;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (error) {
+    // EPERM: alive, but another user's.
+    return isErrno(error, 'ESRCH');
+  }
 }
 
 function isErrno(error: unknown, ...codes: string[]): boolean {
@@ -39,7 +72,7 @@ function isErrno(error: unknown, ...codes: string[]): boolean {
  * streaming, fsync, rename only after size and digest matched). Readers hold an open file
  * descriptor, so a concurrent rename-over (same content) or delete never cuts a read short.
  */
-export class FsBlobStore implements BlobStore {
+export class FsBlobStore implements BlobStore, StagingSweeper {
   readonly root: string;
   readonly paths: ReturnType<typeof blobPaths>;
 
@@ -85,10 +118,12 @@ export class FsBlobStore implements BlobStore {
     const tempPath = this.paths.tempFile();
     const verifier = new VerifyingStream(expected, `blob ${expected.digest ?? '(unnamed)'}`);
     let committed = false;
+    let file: WriteStream | undefined;
     try {
       await mkdir(this.paths.tmp, { recursive: true });
       await mkdir(this.paths.sha256, { recursive: true });
-      await pipeline(body, verifier, createWriteStream(tempPath, { flags: 'wx' }));
+      file = createWriteStream(tempPath, { flags: 'wx' });
+      await pipeline(body, verifier, file);
       // fsync acts on the file, not the descriptor, so reopening after the stream closed its
       // own is enough (a FileHandle shared with a stream cannot be closed by us on Node 20).
       await fsyncPath(tempPath, 'r+');
@@ -103,9 +138,23 @@ export class FsBlobStore implements BlobStore {
       // A failure before the pipeline started (mkdir, open) must still release the source,
       // e.g. an upstream socket; destroying an already ended stream is a no-op.
       body.destroy();
+      if (isErrno(error, 'ENOSPC', 'EDQUOT')) {
+        throw new StorageFullError(
+          `no space left on the device holding ${this.paths.tmp} (${(error as NodeJS.ErrnoException).code}) while storing blob ${expected.digest ?? '(unnamed)'}: nothing was stored; free space and try again`,
+          { cause: error },
+        );
+      }
       throw error;
     } finally {
-      if (!committed) await rm(tempPath, { force: true });
+      if (!committed) {
+        // pipeline() settles on the source's error without waiting for the file to open: a
+        // removal before the open would be undone by it, leaving the temp file behind.
+        const opening = file;
+        if (opening && !opening.closed) {
+          await new Promise<void>((done) => opening.once('close', () => done()));
+        }
+        await rm(tempPath, { force: true });
+      }
     }
   }
 
@@ -155,31 +204,32 @@ export class FsBlobStore implements BlobStore {
   }
 
   /**
-   * Removes temp files left by crashed writers. A write in progress keeps bumping its file's
-   * mtime, so only files idle for `olderThanMs` go. Answers how many were removed.
+   * Removes temp files left by writers that died: at once when their process is gone, else once
+   * idle for `idleMs` (a write in progress keeps bumping its file's mtime).
    */
-  async cleanTemp(olderThanMs: number, now = Date.now()): Promise<number> {
+  async sweepStaging(idleMs: number, now = Date.now()): Promise<SweptStaging> {
     let names: string[];
     try {
       names = await readdir(this.paths.tmp);
     } catch (error) {
-      if (isErrno(error, 'ENOENT')) return 0;
+      if (isErrno(error, 'ENOENT')) return { files: 0, bytes: 0 };
       throw error;
     }
-    let removed = 0;
+    const swept: SweptStaging = { files: 0, bytes: 0 };
     for (const name of names) {
       const path = join(this.paths.tmp, name);
       try {
         const info = await stat(path);
-        if (info.isFile() && info.mtimeMs < now - olderThanMs) {
-          await rm(path, { force: true });
-          removed++;
-        }
+        if (!info.isFile()) continue;
+        if (!writerIsGone(name) && info.mtimeMs >= now - idleMs) continue;
+        await rm(path, { force: true });
+        swept.files++;
+        swept.bytes += info.size;
       } catch (error) {
         if (!isErrno(error, 'ENOENT')) throw error;
       }
     }
-    return removed;
+    return swept;
   }
 }
 

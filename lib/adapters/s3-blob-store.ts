@@ -11,7 +11,14 @@ import {
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { Digest } from '../digest.ts';
 import { ImageCacheError, InvalidArgumentError } from '../errors.ts';
-import type { BlobStore, ByteRange, ListedBlob, StoredBlob } from '../ports/blob-store.ts';
+import type {
+  BlobStore,
+  ByteRange,
+  ListedBlob,
+  StagingSweeper,
+  StoredBlob,
+  SweptStaging,
+} from '../ports/blob-store.ts';
 import { VerifyingStream } from '../verify.ts';
 import { s3ClientFromEnvironment } from './s3/client.ts';
 import { copyWithinBucket } from './s3/copy.ts';
@@ -80,7 +87,7 @@ const MAX_PRESIGN_SECONDS = 7 * 24 * 3600;
  * known, and the staging object is removed. Equal content makes every write idempotent, so no
  * conditional write (If-None-Match) is needed for correctness.
  */
-export class S3BlobStore implements BlobStore, PresignedBlobUrls {
+export class S3BlobStore implements BlobStore, PresignedBlobUrls, StagingSweeper {
   /** An S3Client from the SDK's standard settings (region, credentials, AWS_ENDPOINT_URL_S3). */
   static clientFromEnvironment = s3ClientFromEnvironment;
 
@@ -201,7 +208,7 @@ export class S3BlobStore implements BlobStore, PresignedBlobUrls {
           concurrency: 4,
         });
       } finally {
-        // Left over only if this fails too; cleanStaging (or a lifecycle rule) sweeps it.
+        // Left over only if this fails too; sweepStaging (or a lifecycle rule) sweeps it.
         await this.#deleteKeys([uploaded.key]).catch(() => undefined);
       }
     }
@@ -252,18 +259,22 @@ export class S3BlobStore implements BlobStore, PresignedBlobUrls {
   }
 
   /**
-   * Removes staging objects idle for `olderThanMs`: what a writer that crashed between
-   * completing its upload and copying it into place left behind. Answers how many went.
-   * Unfinished multipart uploads are not objects; the bucket's AbortIncompleteMultipartUpload
-   * lifecycle rule removes those.
+   * Removes staging objects idle for `idleMs`: what a writer that died between completing its
+   * upload and copying it into place left behind. Which writer is alive cannot be told here (any
+   * number of functions write), so age alone decides. Client uploads under `staging/uploads/`
+   * wait for their commit call and are left to the bucket's lifecycle rule, as are unfinished
+   * multipart uploads, which are not objects (its AbortIncompleteMultipartUpload rule).
    */
-  async cleanStaging(olderThanMs: number, now = Date.now()): Promise<number> {
+  async sweepStaging(idleMs: number, now = Date.now()): Promise<SweptStaging> {
     const stale: string[] = [];
+    let bytes = 0;
     for await (const object of this.#listObjects(this.keys.stagingPrefix)) {
-      if (object.modifiedAt < now - olderThanMs) stale.push(object.key);
+      if (!this.keys.isStagedWrite(object.key) || object.modifiedAt >= now - idleMs) continue;
+      stale.push(object.key);
+      bytes += object.size;
     }
     await this.#deleteKeys(stale);
-    return stale.length;
+    return { files: stale.length, bytes };
   }
 
   async *#listObjects(

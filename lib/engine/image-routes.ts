@@ -37,7 +37,9 @@ export const imageRoutes: Route[] = [
         if (!context.registries.has(ref.registry)) throw new RegistryNotAllowedError(ref.registry);
         return pullThroughJob({ ...request, deadline }, ref, platform, context, context.jobs);
       }
-      return streamPull((onProgress) => context.pulls.pull(ref, { platform, onProgress }));
+      return streamPull((onProgress, closed) =>
+        context.pulls.pull(ref, { platform, onProgress, signal: closed }),
+      );
     },
   },
   {

@@ -1,6 +1,6 @@
 import { refusalResponse } from '../auth/access.ts';
 import { type RouteScope, UNMATCHED_SCOPE } from '../auth/scopes.ts';
-import { NotFoundError } from '../errors.ts';
+import { InvalidArgumentError, NotFoundError } from '../errors.ts';
 import { splitVersion } from './api-version.ts';
 import { cacheRoutes } from './cache-routes.ts';
 import type { EngineContext } from './context.ts';
@@ -50,7 +50,7 @@ export function createRouter(context: EngineContext) {
     try {
       const { version, path } = splitVersion(request.path);
       const routed: HttpRequest = { ...request, path, apiVersion: version };
-      const decoded = decodeURIComponent(path);
+      const decoded = decodePath(path);
       // Before any handler runs, so a refused request changes nothing and reads nothing.
       const authorize = (scope: RouteScope) =>
         context.auth?.authorize(
@@ -69,7 +69,7 @@ export function createRouter(context: EngineContext) {
       await authorize(UNMATCHED_SCOPE);
       throw new NotFoundError('page not found');
     } catch (error) {
-      if (!(error instanceof Error && 'code' in error)) console.error(error);
+      // errorResponse logs what is the server's fault, once.
       return refusalResponse(error, request) ?? errorResponse(error);
     }
   }
@@ -78,3 +78,12 @@ export function createRouter(context: EngineContext) {
 }
 
 export type Router = ReturnType<typeof createRouter>;
+
+/** `%ff` or a lone `%` is the client's mistake: a 400 before any route or token is looked at. */
+function decodePath(path: string): string {
+  try {
+    return decodeURIComponent(path);
+  } catch {
+    throw new InvalidArgumentError('malformed percent-encoding in the request path');
+  }
+}

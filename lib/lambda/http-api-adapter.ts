@@ -105,7 +105,6 @@ export async function toHttpApiResult(
   try {
     body = await bufferBody(response, maxBodyBytes, options.saveRedirect);
   } catch (error) {
-    if (!(error instanceof ResponseTooLargeError)) console.error(error);
     return toHttpApiResult(errorResponse(error), options);
   }
 

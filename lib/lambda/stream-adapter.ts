@@ -77,7 +77,6 @@ export async function sendStreamed(
     response = refuseOversized(await produce(), maxBodyBytes, options.saveRedirect);
     body = await openBody(response.body);
   } catch (error) {
-    if (!(error instanceof ResponseTooLargeError)) console.error(error);
     response = errorResponse(error);
     body = await openBody(response.body);
   }

@@ -36,3 +36,24 @@ export interface BlobStore {
   delete(digest: Digest): Promise<void>;
   list(): AsyncIterable<ListedBlob>;
 }
+
+/** What a sweep of staged writes removed. */
+export interface SweptStaging {
+  files: number;
+  bytes: number;
+}
+
+/**
+ * A store whose writes stage their bytes before committing them (temp files, staging objects)
+ * can reclaim what writers that died halfway left behind. A writer known to be gone (a dead
+ * process on this host) loses its staging at once; any other is reclaimed only once idle for
+ * `idleMs`, since it may still be writing.
+ */
+export interface StagingSweeper {
+  sweepStaging(idleMs: number, now?: number): Promise<SweptStaging>;
+}
+
+export function stagingSweeperOf(blobs: object): StagingSweeper | undefined {
+  const candidate = blobs as Partial<StagingSweeper>;
+  return typeof candidate.sweepStaging === 'function' ? (blobs as StagingSweeper) : undefined;
+}

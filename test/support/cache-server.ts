@@ -1,6 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { FsBlobStore } from '../../lib/adapters/fs-blob-store.ts';
 import { SqliteCatalog } from '../../lib/adapters/sqlite-catalog.ts';
 import { parseServeArgs } from '../../lib/config.ts';
@@ -39,6 +40,10 @@ export interface CacheServer extends RunningServer {
   blobFiles(): Promise<Map<string, number>>;
   /** Digests of the manifests in the server's catalog, sorted. */
   manifestDigests(): Promise<Digest[]>;
+  /** The S3 bucket of the aws backend. */
+  bucket?: string;
+  /** Keys of the aws backend's bucket under `prefix` (none on the embedded backend). */
+  objectKeys(prefix: string): Promise<string[]>;
 }
 
 /**
@@ -96,6 +101,19 @@ export async function startCacheServer(
         return (await catalog.listManifests()).map((m) => m.digest).sort();
       } finally {
         close();
+      }
+    },
+    ...(aws && { bucket: aws.names.bucket }),
+    objectKeys: async (prefix) => {
+      if (!aws) return [];
+      const client = aws.emulators.s3.client();
+      try {
+        const page = await client.send(
+          new ListObjectsV2Command({ Bucket: aws.names.bucket, Prefix: prefix }),
+        );
+        return (page.Contents ?? []).map((object) => object.Key!);
+      } finally {
+        client.destroy();
       }
     },
     close: async () => {

@@ -20,6 +20,8 @@ export interface S3Keys {
   /** `<prefix>exports/<key>.tar`, for a content key (hex) of a save tarball. */
   export(key: string): string;
   staging(): string;
+  /** Whether a key is a writer's staging object (not a client upload under staging/uploads/). */
+  isStagedWrite(key: string): boolean;
   /**
    * Client uploads for `POST /cache/loads`: `<prefix>staging/uploads/<id>.tar`, under staging
    * so the same lifecycle rule expires abandoned ones and the same grant covers them.
@@ -30,6 +32,7 @@ export interface S3Keys {
 }
 
 const HEX = /^[a-f0-9]{64}$/;
+/** A v4 UUID: upload ids, and the names of writers' staging objects. */
 const UPLOAD_ID = /^[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$/;
 
 export function s3Keys(prefix = ''): S3Keys {
@@ -48,6 +51,8 @@ export function s3Keys(prefix = ''): S3Keys {
       return `${exportsPrefix}${key}.tar`;
     },
     staging: () => `${stagingPrefix}${randomUUID()}`,
+    isStagedWrite: (key) =>
+      key.startsWith(stagingPrefix) && UPLOAD_ID.test(key.slice(stagingPrefix.length)),
     upload: (id) => {
       if (!UPLOAD_ID.test(id)) throw new InvalidArgumentError(`invalid upload id: ${id}`);
       return `${stagingPrefix}uploads/${id}.tar`;

@@ -31,6 +31,7 @@ export interface GcReportEntry {
   kept: Tally;
   deleted: Tally;
   orphans: Tally;
+  staging?: { files: number; bytes: number };
   errors: string[];
 }
 
@@ -73,10 +74,16 @@ export function formatReport(report: GcReportEntry): string {
   const tally = (t: Tally) =>
     `${t.blobs} ${t.blobs === 1 ? 'blob' : 'blobs'}, ${humanSize(t.bytes)}`;
   const orphans = report.orphans.blobs > 0 ? ` (${tally(report.orphans)} without a record)` : '';
+  const staging = report.staging?.files
+    ? [
+        `Staging:  ${report.staging.files} unfinished ${report.staging.files === 1 ? 'write' : 'writes'} removed, ${humanSize(report.staging.bytes)}`,
+      ]
+    : [];
   return [
     `Examined: ${tally(report.examined)}`,
     `Kept:     ${tally(report.kept)}`,
     `${report.dryRun ? 'Would delete:' : 'Deleted:'} ${tally(report.deleted)}${orphans}`,
+    ...staging,
     `Took:     ${report.durationMs}ms (grace ${report.graceMs / 1000}s)`,
     '',
   ].join('\n');

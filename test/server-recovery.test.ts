@@ -1,0 +1,268 @@
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { awsEmulators, stopAwsEmulators } from './support/aws-emulators.ts';
+import { type CacheServer, pullVia, startCacheServer } from './support/cache-server.ts';
+import { FakeRegistry, pushImage } from './support/fake-registry.ts';
+import { generateImage } from './support/image-factory.ts';
+import { docker25Members, listImages, postLoad, tarBuffer } from './support/tarballs.ts';
+
+/**
+ * A bad day: a server killed in the middle of a pull, a disk that fills up. What a dead writer
+ * staged is reclaimed by the next start and by every collection, without waiting for a live
+ * writer's file to go idle; a full disk is a clear, logged 507-style error that stores nothing,
+ * and the server works again once space is freed.
+ */
+
+const BIN = join(import.meta.dirname, '..', 'bin', 'image-cache.js');
+
+/** Starts `image-cache serve` as a process of its own; answers its URL once it listens. */
+async function spawnServer(
+  dataDir: string,
+  registries: string,
+): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(
+    process.execPath,
+    [BIN, 'serve', '--port', '0', '--data', dataDir, '--gc-interval', '0'],
+    { env: { PATH: process.env.PATH, IMAGE_CACHE_REGISTRIES: registries }, stdio: 'pipe' },
+  );
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (chunk) => {
+      out += chunk;
+      const match = /listening on (http:\/\/\S+)/.exec(out);
+      if (match) resolve(match[1]!);
+    });
+    child.on('exit', (code) => reject(new Error(`server exited with ${code}: ${out}`)));
+  });
+  return { url, child };
+}
+
+function tempFiles(dataDir: string): string[] {
+  const tmp = join(dataDir, 'blobs/tmp');
+  return existsSync(tmp) ? readdirSync(tmp) : [];
+}
+
+/** Temp files of layers held by `holdLayer`: those that reached the gate. */
+function layerFiles(dataDir: string): string[] {
+  return tempFiles(dataDir).filter(
+    (name) =>
+      (statSync(join(dataDir, 'blobs/tmp', name), { throwIfNoEntry: false })?.size ?? 0) >=
+      64 * 1024,
+  );
+}
+
+/** Holds the layer of `repo` after its first 64 KiB until the returned function is called. */
+function holdLayer(registry: FakeRegistry, repo: string, layer: string): () => void {
+  let open!: () => void;
+  const gate = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  registry.inject(registry.blobPath(repo, layer), {
+    kind: 'slow',
+    chunkBytes: 64 * 1024,
+    delayMs: 1,
+    gate: { afterBytes: 64 * 1024, open: gate },
+  });
+  return open;
+}
+
+describe('a server killed in the middle of a pull (embedded backend)', () => {
+  let registry: FakeRegistry;
+  let dataDir: string;
+  const children: ChildProcess[] = [];
+  let cache: CacheServer | undefined;
+
+  beforeEach(async () => {
+    registry = await FakeRegistry.start();
+    dataDir = await mkdtemp(join(tmpdir(), 'image-cache-killed-'));
+  });
+
+  afterEach(async () => {
+    for (const child of children.splice(0)) child.kill('SIGKILL');
+    await cache?.close();
+    cache = undefined;
+    await registry.close();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  /** A pull in a process of its own, killed once its layer is half written. */
+  async function killMidPull(repo: string, layer: string): Promise<string[]> {
+    const open = holdLayer(registry, repo, layer);
+    const { url, child } = await spawnServer(dataDir, `docker.io=${registry.url.origin}`);
+    children.push(child);
+    void fetch(`${url}/images/create?fromImage=${repo}&tag=1`, { method: 'POST' })
+      .then((r) => r.text())
+      .catch(() => {});
+    // The layer's file, not the config's: it holds the first 64 KiB the registry let through.
+    await vi.waitFor(() => expect(layerFiles(dataDir)).toHaveLength(1), { timeout: 20_000 });
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+    open();
+    return tempFiles(dataDir);
+  }
+
+  it('leaves no temp file after a restart', async () => {
+    const image = pushImage(registry, 'library/killed', '1', { layerSizes: [1024 * 1024] });
+    const left = await killMidPull('library/killed', image.layers[0]!.digest);
+    expect(left).toHaveLength(1);
+    cache = await startCacheServer({
+      registries: `docker.io=${registry.url.origin}`,
+      dataDir,
+      flags: ['--gc-interval', '0'],
+    });
+    expect(tempFiles(dataDir)).toEqual([]);
+    const again = await pullVia(cache.url, { fromImage: 'killed', tag: '1' });
+    expect(again.body).toContain('Downloaded newer image for killed:1');
+  });
+
+  it("has a collection remove a dead writer's temp file at once and keep a live one's", async () => {
+    cache = await startCacheServer({
+      registries: `docker.io=${registry.url.origin}`,
+      dataDir,
+      flags: ['--gc-interval', '0'],
+    });
+    // Another process on the same data dies mid-pull...
+    const dead = pushImage(registry, 'library/dead', '1', { layerSizes: [1024 * 1024] });
+    const [deadFile] = await killMidPull('library/dead', dead.layers[0]!.digest);
+    // ...while this one is in the middle of its own.
+    const live = pushImage(registry, 'library/live', '1', { layerSizes: [1024 * 1024] });
+    const open = holdLayer(registry, 'library/live', live.layers[0]!.digest);
+    const pull = pullVia(cache.url, { fromImage: 'live', tag: '1' });
+    // Awaited below; a failure meanwhile must not count as unhandled.
+    pull.catch(() => {});
+    await vi.waitFor(() => expect(layerFiles(dataDir)).toHaveLength(2), { timeout: 20_000 });
+    const liveFile = layerFiles(dataDir).find((name) => name !== deadFile);
+
+    // The default grace (1h): only the dead writer's file goes.
+    const report = await (await fetch(`${cache.url}/cache/gc`, { method: 'POST' })).json();
+    expect(report.staging).toEqual({ files: 1, bytes: expect.any(Number) });
+    expect(report.staging.bytes).toBeGreaterThan(0);
+    expect(tempFiles(dataDir)).toEqual([liveFile]);
+    open();
+    expect((await pull).body).toContain('Downloaded newer image for live:1');
+    expect(tempFiles(dataDir)).toEqual([]);
+  });
+});
+
+describe('staging objects of dead writers on S3 (aws backend)', () => {
+  let registry: FakeRegistry;
+  let cache: CacheServer | undefined;
+
+  beforeEach(async () => {
+    registry = await FakeRegistry.start();
+  });
+
+  afterEach(async () => {
+    await cache?.close();
+    cache = undefined;
+    await registry.close();
+  });
+
+  afterAll(stopAwsEmulators);
+
+  it('are removed at start and by a collection, client uploads are not', async () => {
+    const emulators = await awsEmulators();
+    cache = await startCacheServer({
+      registries: `docker.io=${registry.url.origin}`,
+      backend: 'aws',
+      flags: ['--gc-interval', '0', '--gc-grace', '0s'],
+    });
+    const bucket = cache.bucket!;
+    const s3 = emulators.s3.client();
+    const put = (Key: string) => s3.send(new PutObjectCommand({ Bucket: bucket, Key, Body: 'x' }));
+    const crashed = `staging/${randomUUID()}`;
+    const upload = `staging/uploads/${randomUUID()}.tar`;
+    await put(crashed);
+    await put(upload);
+    // S3 keeps modification times in whole seconds: be sure ours are in the past.
+    await new Promise((r) => setTimeout(r, 1100));
+    const report = await (await fetch(`${cache.url}/cache/gc?grace=0s`, { method: 'POST' })).json();
+    expect(report.staging).toEqual({ files: 1, bytes: 1 });
+    expect(await stagingKeys(cache)).toEqual([upload]);
+    s3.destroy();
+  });
+});
+
+async function stagingKeys(cache: CacheServer): Promise<string[]> {
+  return (await cache.objectKeys('staging/')).sort();
+}
+
+describe('a full disk (embedded backend)', () => {
+  const isRoot = process.getuid?.() === 0;
+  let mount: string;
+  let registry: FakeRegistry;
+  let cache: CacheServer | undefined;
+
+  beforeEach(async () => {
+    registry = await FakeRegistry.start();
+    mount = await mkdtemp(join(tmpdir(), 'image-cache-full-'));
+    // A 24 MiB filesystem of our own: filling it touches nothing else on the machine.
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'tmpfs', mount]);
+    await mkdir(join(mount, 'data'));
+  });
+
+  afterEach(async () => {
+    vi.restoreAllMocks();
+    await cache?.close();
+    cache = undefined;
+    await registry.close();
+    execFileSync('umount', [mount]);
+    await rm(mount, { recursive: true, force: true });
+  });
+
+  it.runIf(isRoot)(
+    'is a clear, logged error that stores nothing, and pulls work again once space is freed',
+    async () => {
+      const errors = vi.spyOn(console, 'error');
+      cache = await startCacheServer({
+        registries: `docker.io=${registry.url.origin}`,
+        dataDir: join(mount, 'data'),
+        flags: ['--gc-interval', '0'],
+      });
+      pushImage(registry, 'library/huge', '1', { layerSizes: [40 * 1024 * 1024] });
+      const failed = await pullVia(cache.url, { fromImage: 'huge', tag: '1' });
+      const last = failed.messages.at(-1) as { errorDetail?: { message: string } };
+      expect(last.errorDetail?.message).toMatch(/no space left .*ENOSPC.*free space and try again/);
+      const logged = errors.mock.calls.filter((call) => /no space left/.test(String(call[0])));
+      expect(logged).toHaveLength(1);
+      expect(tempFiles(join(mount, 'data'))).toEqual([]);
+      expect(await (await fetch(`${cache.url}/images/json`)).json()).toEqual([]);
+
+      pushImage(registry, 'library/small', '1', { layerSizes: [100_000] });
+      const small = await pullVia(cache.url, { fromImage: 'small', tag: '1' });
+      expect(small.body).toContain('Downloaded newer image for small:1');
+    },
+  );
+
+  it.runIf(isRoot)(
+    "answers a load that fills the disk with a 507, not as the client's fault",
+    async () => {
+      const errors = vi.spyOn(console, 'error');
+      cache = await startCacheServer({
+        registries: '',
+        dataDir: join(mount, 'data'),
+        flags: ['--gc-interval', '0'],
+      });
+      const image = await generateImage({
+        seed: 'full-disk-load',
+        layers: [{ files: [30 * 1024 * 1024] }],
+      });
+      const tarball = await tarBuffer(docker25Members([{ image, tags: ['big:1'] }]));
+      const answer = await postLoad(cache, tarball);
+      expect(answer.status).toBe(507);
+      expect(answer.message).toMatch(/no space left .*ENOSPC/);
+      expect(
+        errors.mock.calls.filter((call) => /no space left/.test(String(call[0]))),
+      ).toHaveLength(1);
+      expect(tempFiles(join(mount, 'data'))).toEqual([]);
+      expect(await listImages(cache)).toEqual([]);
+    },
+  );
+});
