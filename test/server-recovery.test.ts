@@ -48,16 +48,19 @@ function tempFiles(dataDir: string): string[] {
   return existsSync(tmp) ? readdirSync(tmp) : [];
 }
 
-/** Temp files of layers held by `holdLayer`: those that reached the gate. */
+/** Past the 1 MiB pieces the pull gathers before writing, so the temp file has bytes in it. */
+const HELD_AFTER = 2 * 1024 * 1024;
+
+/** Temp files of layers held by `holdLayer`: those that have a first piece written. */
 function layerFiles(dataDir: string): string[] {
   return tempFiles(dataDir).filter(
     (name) =>
       (statSync(join(dataDir, 'blobs/tmp', name), { throwIfNoEntry: false })?.size ?? 0) >=
-      64 * 1024,
+      1024 * 1024,
   );
 }
 
-/** Holds the layer of `repo` after its first 64 KiB until the returned function is called. */
+/** Holds the layer of `repo` after its first 2 MiB until the returned function is called. */
 function holdLayer(registry: FakeRegistry, repo: string, layer: string): () => void {
   let open!: () => void;
   const gate = new Promise<void>((resolve) => {
@@ -67,7 +70,7 @@ function holdLayer(registry: FakeRegistry, repo: string, layer: string): () => v
     kind: 'slow',
     chunkBytes: 64 * 1024,
     delayMs: 1,
-    gate: { afterBytes: 64 * 1024, open: gate },
+    gate: { afterBytes: HELD_AFTER, open: gate },
   });
   return open;
 }
@@ -99,7 +102,7 @@ describe('a server killed in the middle of a pull (embedded backend)', () => {
     void fetch(`${url}/images/create?fromImage=${repo}&tag=1`, { method: 'POST' })
       .then((r) => r.text())
       .catch(() => {});
-    // The layer's file, not the config's: it holds the first 64 KiB the registry let through.
+    // The layer's file, not the config's: it holds what the registry let through.
     await vi.waitFor(() => expect(layerFiles(dataDir)).toHaveLength(1), { timeout: 20_000 });
     const exited = new Promise((r) => child.once('exit', r));
     child.kill('SIGKILL');
@@ -109,7 +112,7 @@ describe('a server killed in the middle of a pull (embedded backend)', () => {
   }
 
   it('leaves no temp file after a restart', async () => {
-    const image = pushImage(registry, 'library/killed', '1', { layerSizes: [1024 * 1024] });
+    const image = pushImage(registry, 'library/killed', '1', { layerSizes: [4 * 1024 * 1024] });
     const left = await killMidPull('library/killed', image.layers[0]!.digest);
     expect(left).toHaveLength(1);
     cache = await startCacheServer({
@@ -129,10 +132,10 @@ describe('a server killed in the middle of a pull (embedded backend)', () => {
       flags: ['--gc-interval', '0'],
     });
     // Another process on the same data dies mid-pull...
-    const dead = pushImage(registry, 'library/dead', '1', { layerSizes: [1024 * 1024] });
+    const dead = pushImage(registry, 'library/dead', '1', { layerSizes: [4 * 1024 * 1024] });
     const [deadFile] = await killMidPull('library/dead', dead.layers[0]!.digest);
     // ...while this one is in the middle of its own.
-    const live = pushImage(registry, 'library/live', '1', { layerSizes: [1024 * 1024] });
+    const live = pushImage(registry, 'library/live', '1', { layerSizes: [4 * 1024 * 1024] });
     const open = holdLayer(registry, 'library/live', live.layers[0]!.digest);
     const pull = pullVia(cache.url, { fromImage: 'live', tag: '1' });
     // Awaited below; a failure meanwhile must not count as unhandled.
