@@ -1,5 +1,5 @@
 import type { Digest } from './digest.ts';
-import { ImageCacheError, InvalidImageError, UpstreamError } from './errors.ts';
+import { ImageCacheError, InvalidImageError, NotFoundError, UpstreamError } from './errors.ts';
 import { countLayerFiles, type LayerStats } from './layer-stats.ts';
 import type { BlobStore } from './ports/blob-store.ts';
 import type { Catalog } from './ports/catalog.ts';
@@ -92,11 +92,19 @@ export class BlobFetcher {
         const stored = await blobs.stat(blob.digest);
         if (stored) {
           const record = await catalog.getBlob(blob.digest);
-          if (options.isLayer && record?.diffId === undefined) {
+          // Collected since the touch: start over.
+          if (record?.state !== 'live') continue;
+          if (options.isLayer && record.diffId === undefined) {
             // Stored before diff_ids were recorded, or stored as a config: read it once as a layer.
-            return { existed: true, ...(await this.#inspectStoredLayer(blob)) };
+            const facts = await this.#inspectStoredLayer(blob).catch((error: unknown) => {
+              if (error instanceof NotFoundError) return undefined;
+              throw error;
+            });
+            // Collected while it was read: start over.
+            if (!facts || !(await catalog.fillLayerFacts(blob.digest, facts))) continue;
+            return { existed: true, ...facts };
           }
-          return { existed: true, unpackedSize: record?.unpackedSize, diffId: record?.diffId };
+          return { existed: true, unpackedSize: record.unpackedSize, diffId: record.diffId };
         }
         // A live record without bytes (lost file): fetch again, the write restores them.
       }
@@ -109,12 +117,12 @@ export class BlobFetcher {
     );
   }
 
-  /** Unpacks a stored layer to learn its diff_id and size, and records both. */
+  /** Unpacks a stored layer to learn its diff_id and size. */
   async #inspectStoredLayer(blob: {
     digest: Digest;
     size: number;
   }): Promise<Pick<EnsuredBlob, 'unpackedSize' | 'diffId'>> {
-    const { catalog, blobs, clock } = this.#deps;
+    const { blobs } = this.#deps;
     const stats = countLayerFiles({ diffId: 'compressed-only' });
     const body = await blobs.read(blob.digest);
     body.on('error', (error) => stats.stream.destroy(error));
@@ -125,9 +133,7 @@ export class BlobFetcher {
         throw notALayer(blob.digest, error);
       })
       .finally(() => body.destroy());
-    const facts = layerFacts(blob.digest, layer);
-    if (facts.diffId !== undefined) await catalog.addBlob({ ...blob, ...facts }, clock.now());
-    return facts;
+    return layerFacts(blob.digest, layer);
   }
 
   #fetchShared(

@@ -108,10 +108,12 @@ export async function collectGarbage(deps: GcDeps, options: GcOptions): Promise<
   for await (const chunk of chunks(orphans, SWEEP_CHUNK))
     await run.claimOrphans(chunk, concurrency);
 
-  // What writes that died halfway (a killed pull or load) staged but never committed.
+  // What writes that died halfway (a killed pull or load) staged but never committed. Staging
+  // of a live writer is spared like a fresh orphan: a grace of 0 must not break writes under way.
   const sweeper = stagingSweeperOf(deps.blobs);
   if (sweeper && !options.dryRun) {
-    run.staging = await sweeper.sweepStaging(options.graceMs, run.startedAt);
+    const idleMs = Math.max(options.graceMs, options.orphanMinAgeMs ?? DEFAULT_ORPHAN_MIN_AGE_MS);
+    run.staging = await sweeper.sweepStaging(idleMs, run.startedAt);
   }
   return run.finish();
 }

@@ -8,7 +8,7 @@ import { errorResponse, type HttpRequest, type HttpResponse } from './engine/htt
 import { collectFreed } from './engine/removal-routes.ts';
 import { createRouter, type Router } from './engine/router.ts';
 import { InvalidArgumentError } from './errors.ts';
-import { type GcSchedule, startGcSchedule } from './gc.ts';
+import { DEFAULT_ORPHAN_MIN_AGE_MS, type GcSchedule, startGcSchedule } from './gc.ts';
 import { type BlobStore, stagingSweeperOf } from './ports/blob-store.ts';
 import { closeAfterUnreadBody, watchBody } from './request-limits.ts';
 import { runMaintenance } from './retention.ts';
@@ -26,7 +26,10 @@ export interface RunningServer {
 export async function startServer(config: ServeConfig): Promise<RunningServer> {
   const composition = config.backend === 'aws' ? await composeAws(config) : composeEmbedded(config);
   const router = createRouter(composition.context);
-  await sweepDeadWrites(composition.context.blobs, config.gcGraceMs);
+  await sweepDeadWrites(
+    composition.context.blobs,
+    Math.max(config.gcGraceMs, DEFAULT_ORPHAN_MIN_AGE_MS),
+  );
   const limits = config.requestLimits;
   const server = createServer((req, res) => {
     void serveRequest(router, req, res, limits);

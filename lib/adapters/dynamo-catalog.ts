@@ -142,10 +142,7 @@ export class DynamoCatalog implements Catalog {
     // One write instead of put-then-touch: creates the live record (ADD starts generation at 1,
     // or continues a tombstone's count), or touches a live one and fills a missing unpackedSize
     // or diffId; a deleting one fails the condition.
-    const facts = [
-      blob.unpackedSize !== undefined && (['unpackedSize', av.n(blob.unpackedSize)] as const),
-      blob.diffId !== undefined && (['diffId', av.s(blob.diffId)] as const),
-    ].filter((fact) => fact !== false);
+    const facts = layerFactValues(blob);
     const fill = facts.map(([name]) => `, #${name} = if_not_exists(#${name}, :${name})`).join('');
     const outcome = await this.#table.update(
       keys.blob(blob.digest),
@@ -174,6 +171,30 @@ export class DynamoCatalog implements Catalog {
       },
     );
     return outcome.ok ? 'live' : 'deleting';
+  }
+
+  async fillLayerFacts(
+    digest: Digest,
+    facts: { unpackedSize?: number; diffId?: Digest },
+  ): Promise<boolean> {
+    const known = layerFactValues(facts);
+    if (known.length === 0) return (await this.getBlob(digest))?.state === 'live';
+    const outcome = await this.#table.update(
+      keys.blob(digest),
+      `SET ${known.map(([name]) => `#${name} = if_not_exists(#${name}, :${name})`).join(', ')}`,
+      {
+        ConditionExpression: '#state = :live',
+        ExpressionAttributeNames: {
+          '#state': 'state',
+          ...Object.fromEntries(known.map(([name]) => [`#${name}`, name])),
+        },
+        ExpressionAttributeValues: {
+          ':live': av.s('live'),
+          ...Object.fromEntries(known.map(([name, value]) => [`:${name}`, value])),
+        },
+      },
+    );
+    return outcome.ok;
   }
 
   async listBlobs(): Promise<BlobRecord[]> {
@@ -503,4 +524,12 @@ function nonEmpty(value: string | undefined): string | undefined {
 /** Code-unit order, as SQLite's BINARY collation orders the ASCII names the catalog holds. */
 function compare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** The layer facts a blob write knows, as attribute names and values (see BlobRecord). */
+function layerFactValues(facts: { unpackedSize?: number; diffId?: Digest }) {
+  return [
+    facts.unpackedSize !== undefined && (['unpackedSize', av.n(facts.unpackedSize)] as const),
+    facts.diffId !== undefined && (['diffId', av.s(facts.diffId)] as const),
+  ].filter((fact) => fact !== false);
 }

@@ -307,6 +307,17 @@ export class SqliteCatalog implements Catalog {
     return result.changes === 1 ? 'live' : 'deleting';
   }
 
+  async fillLayerFacts(
+    digest: Digest,
+    facts: { unpackedSize?: number; diffId?: Digest },
+  ): Promise<boolean> {
+    const result = this.#sql(
+      `UPDATE blobs SET unpacked_size = COALESCE(unpacked_size, ?), diff_id = COALESCE(diff_id, ?)
+       WHERE digest = ? AND state = 'live'`,
+    ).run(facts.unpackedSize ?? null, facts.diffId ?? null, digest);
+    return result.changes === 1;
+  }
+
   async commitImage(commit: ImageCommit): Promise<void> {
     // IMMEDIATE takes the write lock before the liveness reads, so no collector can flip a
     // blob to deleting between the check and the touches.

@@ -242,6 +242,15 @@ export interface Catalog {
     blob: { digest: Digest; size: number; unpackedSize?: number; diffId?: Digest },
     now: number,
   ): Promise<'live' | 'deleting'>;
+  /**
+   * Fills what a live layer record does not know yet (read from its stored bytes). Never
+   * creates a record: only the writer that just stored the bytes may (a record stands for
+   * bytes that exist). Answers whether the record was live.
+   */
+  fillLayerFacts(
+    digest: Digest,
+    facts: { unpackedSize?: number; diffId?: Digest },
+  ): Promise<boolean>;
 
   /** Atomically stores manifests, touches blobs and sets the tag; BlobNotLiveError otherwise. */
   commitImage(commit: ImageCommit): Promise<void>;

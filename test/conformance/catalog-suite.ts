@@ -168,6 +168,29 @@ export function catalogConformance(name: string, makeCatalog: () => Promise<Cata
       });
     });
 
+    it('fills the layer facts of a live record only, and never creates one', async () => {
+      const digest = sha256('facts');
+      expect(await catalog.fillLayerFacts(digest, { diffId: sha256('tar') })).toBe(false);
+      expect(await catalog.getBlob(digest)).toBeUndefined();
+      await catalog.addBlob({ digest, size: 3 }, 10);
+      expect(await catalog.fillLayerFacts(digest, { diffId: sha256('tar'), unpackedSize: 9 })).toBe(
+        true,
+      );
+      expect(await catalog.fillLayerFacts(digest, { diffId: sha256('other') })).toBe(true);
+      expect(await catalog.getBlob(digest)).toEqual({
+        digest,
+        size: 3,
+        unpackedSize: 9,
+        diffId: sha256('tar'),
+        state: 'live',
+        generation: 1,
+        touchedAt: 10,
+      });
+      const { generation } = (await catalog.getBlob(digest))!;
+      expect(await catalog.beginBlobDeletion(digest, generation)).toBe(true);
+      expect(await catalog.fillLayerFacts(digest, { unpackedSize: 1 })).toBe(false);
+    });
+
     it('counts every one of many concurrent adds and touches', async () => {
       const digest = sha256('contended');
       const adds = await Promise.all(

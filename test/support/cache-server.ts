@@ -40,8 +40,8 @@ export interface CacheServer extends RunningServer {
   blobFiles(): Promise<Map<string, number>>;
   /** Digests of the manifests in the server's catalog, sorted. */
   manifestDigests(): Promise<Digest[]>;
-  /** The S3 bucket of the aws backend. */
-  bucket?: string;
+  /** The S3 bucket and DynamoDB table of the aws backend. */
+  aws?: { bucket: string; table: string };
   /** Keys of the aws backend's bucket under `prefix` (none on the embedded backend). */
   objectKeys(prefix: string): Promise<string[]>;
 }
@@ -103,7 +103,7 @@ export async function startCacheServer(
         close();
       }
     },
-    ...(aws && { bucket: aws.names.bucket }),
+    ...(aws && { aws: aws.names }),
     objectKeys: async (prefix) => {
       if (!aws) return [];
       const client = aws.emulators.s3.client();
