@@ -1,12 +1,15 @@
+import type { Readable } from 'node:stream';
 import type { Digest } from './digest.ts';
 import { ImageCacheError, InvalidImageError, NotFoundError, UpstreamError } from './errors.ts';
 import { countLayerFiles, type LayerStats } from './layer-stats.ts';
-import type { BlobStore } from './ports/blob-store.ts';
+import type { BlobStore, ByteRange } from './ports/blob-store.ts';
 import type { Catalog } from './ports/catalog.ts';
 import type { Clock } from './ports/clock.ts';
 import type { Upstream, UpstreamRepository } from './ports/upstream.ts';
 import { Broadcast, SingleFlight } from './single-flight.ts';
+import { type AbandonPolicy, DEFAULT_ABANDON, watchForStall } from './stall-watch.ts';
 import { TeeStream } from './tee-stream.ts';
+import { VerifiedFeed } from './verified-feed.ts';
 import { waitForDeletion } from './wait-for-deletion.ts';
 
 export type BlobProgress =
@@ -33,42 +36,52 @@ export interface BlobFetcherDeps {
   clock: Clock;
   /** How long to wait for the collector to finish deleting a blob we need again. */
   deletionWaitMs?: number;
-  /** When a download nobody waits for anymore is given up; see DEFAULT_ABANDON. */
+  /** When a download nobody waits for anymore is given up; see AbandonPolicy. */
   abandon?: AbandonPolicy;
 }
 
-/**
- * A download whose every waiter left (their clients disconnected) goes on while it makes
- * progress, so the next pull finds the blob stored; one that brings fewer than `minBytes` in a
- * window of `windowMs` is given up, closing its upstream connection. An upstream dripping a byte
- * a second would otherwise hold a connection, a temp file and a slot for hours.
- */
-export interface AbandonPolicy {
-  windowMs: number;
-  minBytes: number;
+/** What a pull passes along with a blob it needs. */
+export interface EnsureOptions {
+  /** A layer must be a tar (its diff_id is answered); anything else is bytes. */
+  isLayer: boolean;
+  onProgress?: (p: BlobProgress) => void;
+  /** Aborted when the caller's client left: the download may then be abandoned if it stalls. */
+  signal?: AbortSignal;
 }
 
-export const DEFAULT_ABANDON: AbandonPolicy = { windowMs: 30_000, minBytes: 256 * 1024 };
+/** A blob's bytes for a registry client. */
+export interface OpenedBlob {
+  body: Readable;
+  /** Whether they come from the store (false: streamed from the upstream as they arrive). */
+  cached: boolean;
+}
 
-/** A pull waiting on a download; without a signal it waits for good (a job, the CLI). */
+/** What one download learnt: the layer facts, or why the bytes are no layer. */
+type Fetched = { facts: LayerFacts; notALayer?: Error } | 'retry';
+type LayerFacts = Pick<EnsuredBlob, 'unpackedSize' | 'diffId'>;
+
+/** A pull or client waiting on a download; without a signal it waits for good (a job). */
 interface Waiter {
   signal?: AbortSignal;
 }
 
 const PROGRESS_EVERY_BYTES = 512 * 1024;
+/** Sockets deliver 16-64 KiB; every piece costs the store a thread-pool round trip. */
 const COALESCE_BYTES = 1024 * 1024;
+/** A client streaming a download that stops reading for this long is dropped from it. */
+const CLIENT_STALL_MS = 30_000;
 const MAX_ATTEMPTS = 5;
 
 /**
  * Makes a blob present and live in the cache, following the GC protocol: a live record is
  * touched (so the collector's conditional transition fails), a blob being deleted is treated
  * as absent and fetched again only after its deletion finished. Concurrent requests for the
- * same digest share one upstream fetch and its progress.
+ * same digest share one upstream download and its progress, whoever asks: pulls, and registry
+ * clients, the first of which gets the bytes as they arrive.
  */
 export class BlobFetcher {
   readonly #deps: BlobFetcherDeps;
-  /** 'retry' means the collector deleted the digest under us: fetch it once more. */
-  readonly #flights = new SingleFlight<EnsuredBlob | 'retry'>();
+  readonly #flights = new SingleFlight<Fetched>();
   readonly #progress = new Map<string, Broadcast<BlobProgress>>();
   readonly #waiters = new Map<string, Set<Waiter>>();
 
@@ -81,50 +94,95 @@ export class BlobFetcher {
     blob: { digest: Digest; size: number },
     options: EnsureOptions,
   ): Promise<EnsuredBlob> {
-    const { catalog, blobs, clock } = this.#deps;
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-      const state = await catalog.touchBlob(blob.digest, clock.now());
-      if (state === 'deleting') {
-        await waitForDeletion(this.#deps.catalog, blob.digest, this.#deps.deletionWaitMs);
+      const present = await this.#present(blob, options.isLayer);
+      if (present === 'again') continue;
+      if (present) return { existed: true, ...present };
+      const fetched = await this.#startShared(repo, blob, options).fetched;
+      if (fetched === 'retry') continue;
+      if (options.isLayer && fetched.notALayer) throw fetched.notALayer;
+      return { existed: false, ...fetched.facts };
+    }
+    throw notLive(blob.digest);
+  }
+
+  /**
+   * A blob's bytes for a registry client: from the store when present; else the client that
+   * starts the download gets the bytes as they arrive while they are stored (the last piece
+   * held until they verified, see VerifiedFeed). A client that joins a download under way, or
+   * asks for a range, is answered from the store once the download is complete.
+   */
+  async open(
+    repo: UpstreamRepository,
+    blob: { digest: Digest; size: number },
+    options: { range?: ByteRange; signal?: AbortSignal } = {},
+  ): Promise<OpenedBlob> {
+    for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+      const present = await this.#present(blob, false);
+      if (present === 'again') continue;
+      if (present) {
+        try {
+          return { body: await this.#deps.blobs.read(blob.digest, options.range), cached: true };
+        } catch (error) {
+          // Collected between the touch and the read: look again.
+          if (error instanceof NotFoundError) continue;
+          throw error;
+        }
+      }
+      if (options.range || this.#flights.has(blob.digest)) {
+        await this.#startShared(repo, blob, { isLayer: false, signal: options.signal }).fetched;
         continue;
       }
-      if (state === 'live') {
-        const stored = await blobs.stat(blob.digest);
-        if (stored) {
-          const record = await catalog.getBlob(blob.digest);
-          // Collected since the touch: start over.
-          if (record?.state !== 'live') continue;
-          if (options.isLayer && record.diffId === undefined) {
-            // Stored before diff_ids were recorded, or stored as a config: read it once as a layer.
-            const facts = await this.#inspectStoredLayer(blob).catch((error: unknown) => {
-              if (error instanceof NotFoundError) return undefined;
-              throw error;
-            });
-            // Collected while it was read: start over.
-            if (!facts || !(await catalog.fillLayerFacts(blob.digest, facts))) continue;
-            return { existed: true, ...facts };
-          }
-          return { existed: true, unpackedSize: record.unpackedSize, diffId: record.diffId };
-        }
-        // A live record without bytes (lost file): fetch again, the write restores them.
-      }
-      const result = await this.#fetchShared(repo, blob, options);
-      if (result !== 'retry') return result;
+      const feed = new VerifiedFeed();
+      const { fetched, started } = this.#startShared(
+        repo,
+        blob,
+        { isLayer: false, signal: options.signal },
+        feed,
+      );
+      // Its outcome reaches the client through the feed; nobody else awaits it here.
+      fetched.catch(() => {});
+      if (started) return { body: feed, cached: false };
+      // Another download of the digest began in between: answer from the store after it.
+      await fetched.catch(() => {});
     }
-    throw new ImageCacheError(
-      'BLOB_NOT_LIVE',
-      `blob ${blob.digest} kept being garbage collected while it was pulled; try again`,
-    );
+    throw notLive(blob.digest);
+  }
+
+  /**
+   * Whether the blob is stored and live (touched, so the collector keeps it), with its layer
+   * facts; false when it must be fetched; 'again' when its state changed under us.
+   */
+  async #present(
+    blob: { digest: Digest; size: number },
+    isLayer: boolean,
+  ): Promise<LayerFacts | false | 'again'> {
+    const { catalog, blobs, clock } = this.#deps;
+    const state = await catalog.touchBlob(blob.digest, clock.now());
+    if (state === 'deleting') {
+      await waitForDeletion(catalog, blob.digest, this.#deps.deletionWaitMs);
+      return 'again';
+    }
+    // No record, or a live record without bytes (lost file): fetch, the write restores them.
+    if (state === 'absent' || !(await blobs.stat(blob.digest))) return false;
+    const record = await catalog.getBlob(blob.digest);
+    if (record?.state !== 'live') return 'again';
+    if (!isLayer || record.diffId !== undefined) {
+      return { unpackedSize: record.unpackedSize, diffId: record.diffId };
+    }
+    // Stored before diff_ids were recorded, or stored as something else: read it as a layer.
+    const facts = await this.#inspectStored(blob).catch((error: unknown) => {
+      if (error instanceof NotFoundError) return undefined;
+      throw error;
+    });
+    if (!facts || !(await catalog.fillLayerFacts(blob.digest, facts))) return 'again';
+    return facts;
   }
 
   /** Unpacks a stored layer to learn its diff_id and size. */
-  async #inspectStoredLayer(blob: {
-    digest: Digest;
-    size: number;
-  }): Promise<Pick<EnsuredBlob, 'unpackedSize' | 'diffId'>> {
-    const { blobs } = this.#deps;
+  async #inspectStored(blob: { digest: Digest }): Promise<LayerFacts> {
     const stats = countLayerFiles({ diffId: 'compressed-only' });
-    const body = await blobs.read(blob.digest);
+    const body = await this.#deps.blobs.read(blob.digest);
     body.on('error', (error) => stats.stream.destroy(error));
     body.pipe(stats.stream);
     // A zstd layer without a decoder settles after its first bytes: no need to read the rest.
@@ -136,21 +194,24 @@ export class BlobFetcher {
     return layerFacts(blob.digest, layer);
   }
 
-  #fetchShared(
+  /**
+   * Joins the download of the digest under way, or starts it (then `started`, and `feed`, if
+   * given, gets the bytes as they arrive).
+   */
+  #startShared(
     repo: UpstreamRepository,
     blob: { digest: Digest; size: number },
     options: EnsureOptions,
-  ): Promise<EnsuredBlob | 'retry'> {
-    let progress = this.#progress.get(blob.digest);
+    feed?: VerifiedFeed,
+  ): { fetched: Promise<Fetched>; started: boolean } {
+    const key = blob.digest;
+    let progress = this.#progress.get(key);
     if (!progress) {
       progress = new Broadcast<BlobProgress>();
-      this.#progress.set(blob.digest, progress);
+      this.#progress.set(key, progress);
     }
     const unsubscribe = options.onProgress ? progress.subscribe(options.onProgress) : () => {};
     const shared = progress;
-    // A digest fetched as a layer is unpacked and checked, as a config it is not: a manifest
-    // naming a config as a layer must not ride on (or be answered by) the config's fetch.
-    const key = `${options.isLayer ? 'layer' : 'blob'}|${blob.digest}`;
     let waiters = this.#waiters.get(key);
     if (!waiters) {
       waiters = new Set();
@@ -159,12 +220,15 @@ export class BlobFetcher {
     const waiter: Waiter = { signal: options.signal };
     waiters.add(waiter);
     const someoneWaits = () => [...(this.#waiters.get(key) ?? [])].some((w) => !w.signal?.aborted);
-    return this.#flights
+    let started = false;
+    // SingleFlight runs the work at once when it is new, so `started` is known on return.
+    const fetched = this.#flights
       .run(key, async () => {
+        started = true;
         try {
-          return await this.#fetch(repo, blob, options.isLayer, shared, someoneWaits);
+          return await this.#fetch(repo, blob, shared, someoneWaits, feed);
         } finally {
-          this.#progress.delete(blob.digest);
+          this.#progress.delete(key);
           this.#waiters.delete(key);
         }
       })
@@ -172,24 +236,31 @@ export class BlobFetcher {
         unsubscribe();
         this.#waiters.get(key)?.delete(waiter);
       });
+    return { fetched, started };
   }
 
   async #fetch(
     repo: UpstreamRepository,
     blob: { digest: Digest; size: number },
-    isLayer: boolean,
     progress: Broadcast<BlobProgress>,
     someoneWaits: () => boolean,
-  ): Promise<EnsuredBlob | 'retry'> {
+    feed: VerifiedFeed | undefined,
+  ): Promise<Fetched> {
     const { catalog, blobs, upstream, clock } = this.#deps;
     progress.emit({ phase: 'downloading', current: 0, total: blob.size });
-    // The store hashes while it writes and commits only on a match: one sha256 pass suffices.
-    const body = await upstream.getBlob(repo, blob, { verify: 'size-only' });
-    const stats = isLayer ? countLayerFiles({ diffId: 'compressed-only' }) : undefined;
+    let body: Readable;
+    try {
+      // The store hashes while it writes and commits only on a match: one sha256 pass suffices.
+      body = await upstream.getBlob(repo, blob, { verify: 'size-only' });
+    } catch (error) {
+      feed?.destroy(error as Error);
+      throw error;
+    }
+    // Every download is read as a layer too: whoever asks for it as one learns its diff_id.
+    const stats = countLayerFiles({ diffId: 'compressed-only' });
     let seen = 0;
     let reported = 0;
-    const observer = new TeeStream(stats?.stream, {
-      // Sockets deliver 16-64 KiB; every piece costs the store a thread-pool round trip.
+    const observer = new TeeStream(stats.stream, {
       coalesceBytes: COALESCE_BYTES,
       onPiece: (piece) => {
         seen += piece.length;
@@ -198,36 +269,54 @@ export class BlobFetcher {
         progress.emit({ phase: 'downloading', current: seen, total: blob.size });
       },
     });
+    // A client streaming the download sees socket-sized pieces, before they are gathered.
+    const source = feed ? new TeeStream(feed, { copyStallMs: CLIENT_STALL_MS }) : undefined;
     // The upstream may fail before the store attached its pipeline (it creates folders
     // first), so the failure is kept here and reported as the cause: it names the registry.
     let upstreamFailure: Error | undefined;
     observer.on('error', () => {});
+    source?.on('error', () => {});
     body.on('error', (error) => {
       upstreamFailure = error;
-      observer.destroy(error);
+      (source ?? observer).destroy(error);
     });
-    body.pipe(observer);
-    const stopWatching = this.#abandonWhenStalled(body, () => seen, someoneWaits, repo, blob);
+    if (source) {
+      source.on('error', (error) => observer.destroy(error));
+      body.pipe(source).pipe(observer);
+    } else body.pipe(observer);
+    const stopWatching = watchForStall(
+      this.#deps.abandon ?? DEFAULT_ABANDON,
+      () => seen,
+      someoneWaits,
+      (moved) =>
+        body.destroy(
+          new UpstreamError(
+            'UPSTREAM_TIMEOUT',
+            `gave up blob ${blob.digest} from ${repo.registry}: no client waits for it anymore and the registry sent ${moved} bytes in ${(this.#deps.abandon ?? DEFAULT_ABANDON).windowMs / 1000}s`,
+          ),
+        ),
+    );
+    const written = blobs.write(observer, { digest: blob.digest, size: blob.size });
+    feed?.settle(written);
     try {
-      await blobs.write(observer, { digest: blob.digest, size: blob.size });
+      await written;
     } catch (error) {
       throw upstreamFailure ?? error;
     } finally {
       stopWatching();
     }
     progress.emit({ phase: 'verifying' });
-    // A layer that is not a tar is refused before it is recorded: its bytes are an orphan file
-    // for the collector, and no image can name it (invariant 6).
-    const layer = stats
-      ? layerFacts(
-          blob.digest,
-          await stats.result.catch((error: Error) => {
-            throw notALayer(blob.digest, error);
-          }),
-        )
-      : {};
+    let facts: LayerFacts = {};
+    let refusal: Error | undefined;
+    try {
+      facts = layerFacts(blob.digest, await stats.result);
+    } catch (error) {
+      refusal = notALayer(blob.digest, error as Error);
+    }
+    // Recorded either way: the bytes are what their digest says. A pull that wanted a layer
+    // refuses them (and tags nothing); a registry client may want them as they are.
     const state = await catalog.addBlob(
-      { digest: blob.digest, size: blob.size, ...layer },
+      { digest: blob.digest, size: blob.size, ...facts },
       clock.now(),
     );
     if (state === 'deleting') {
@@ -236,53 +325,12 @@ export class BlobFetcher {
       return 'retry';
     }
     progress.emit({ phase: 'stored' });
-    return { existed: false, ...layer };
+    return refusal ? { facts, notALayer: refusal } : { facts };
   }
-
-  /** Gives up the download (destroying `body`) once nobody waits and it stalls; see AbandonPolicy. */
-  #abandonWhenStalled(
-    body: { destroy(error: Error): void },
-    seen: () => number,
-    someoneWaits: () => boolean,
-    repo: UpstreamRepository,
-    blob: { digest: Digest },
-  ): () => void {
-    const { windowMs, minBytes } = this.#deps.abandon ?? DEFAULT_ABANDON;
-    const ticks = 10;
-    // Bytes seen at each of the last ticks + 1 samples: their spread covers one window.
-    const marks: number[] = [seen()];
-    const timer = setInterval(() => {
-      marks.push(seen());
-      if (marks.length > ticks + 1) marks.shift();
-      if (marks.length <= ticks) return;
-      const moved = marks.at(-1)! - marks[0]!;
-      if (moved >= minBytes || someoneWaits()) return;
-      clearInterval(timer);
-      body.destroy(
-        new UpstreamError(
-          'UPSTREAM_TIMEOUT',
-          `gave up blob ${blob.digest} from ${repo.registry}: no client waits for it anymore and the registry sent ${moved} bytes in ${windowMs / 1000}s`,
-        ),
-      );
-    }, windowMs / ticks);
-    timer.unref();
-    return () => clearInterval(timer);
-  }
-}
-
-/** What a pull passes along with a blob it needs. */
-export interface EnsureOptions {
-  isLayer: boolean;
-  onProgress?: (p: BlobProgress) => void;
-  /** Aborted when the pull's client left: the download may then be abandoned if it stalls. */
-  signal?: AbortSignal;
 }
 
 /** An uncompressed layer is its own diff: its digest, which the store verified, is the diff_id. */
-function layerFacts(
-  digest: Digest,
-  layer: LayerStats,
-): Pick<EnsuredBlob, 'unpackedSize' | 'diffId'> {
+function layerFacts(digest: Digest, layer: LayerStats): LayerFacts {
   const diffId = layer.compression === 'none' ? digest : layer.diffId;
   return {
     ...(layer.fileBytes !== undefined && { unpackedSize: layer.fileBytes }),
@@ -292,4 +340,11 @@ function layerFacts(
 
 function notALayer(digest: Digest, cause: Error): InvalidImageError {
   return new InvalidImageError(`layer ${digest} is not a valid tar archive: ${cause.message}`);
+}
+
+function notLive(digest: Digest): ImageCacheError {
+  return new ImageCacheError(
+    'BLOB_NOT_LIVE',
+    `blob ${digest} kept being garbage collected while it was fetched; try again`,
+  );
 }

@@ -11,6 +11,7 @@ import { InProcessDispatcher } from './jobs/in-process-dispatcher.ts';
 import { JobSignals } from './jobs/job-signals.ts';
 import type { Jobs } from './jobs/jobs.ts';
 import { JobRunner } from './jobs/runner.ts';
+import { MirrorFills } from './mirror/fills.ts';
 import type { BlobStore } from './ports/blob-store.ts';
 import type { Catalog } from './ports/catalog.ts';
 import { type Clock, systemClock } from './ports/clock.ts';
@@ -18,6 +19,9 @@ import type { Upstream } from './ports/upstream.ts';
 import { PullService } from './pull.ts';
 import type { CredentialSource } from './registry/credential-source.ts';
 import { HttpUpstream } from './registry/http-upstream.ts';
+
+/** How long a registry client's redirect to a stored blob lives (it is fetched at once). */
+const MIRROR_REDIRECT_SECONDS = 600;
 
 /** What a download must bring per stall window once nobody waits for it (`--stall-timeout`). */
 const STALLED_BELOW_BYTES = 256 * 1024;
@@ -132,6 +136,10 @@ function engineContext(
     blobs,
     upstream,
     pulls,
+    fills: new MirrorFills({
+      pull: (ref, platform) => pulls.pull(ref, platform ? { platform } : {}),
+    }),
+    door: { redirectBlobs: config.mirrorRedirect, redirectSeconds: MIRROR_REDIRECT_SECONDS },
     clock,
     registries: config.registries,
     version: packageVersion(),

@@ -64,6 +64,12 @@ export interface ServeConfig {
    * this long (BlobFetcher's AbandonPolicy).
    */
   stallTimeoutMs: number;
+  /**
+   * The registry door answers a stored blob with a 307 to a presigned storage URL where the
+   * store signs them (S3); off for clients that cannot reach the storage (then blobs stream
+   * through the server).
+   */
+  mirrorRedirect: boolean;
 }
 
 /**
@@ -370,10 +376,14 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
     requireAuth,
     requestLimits,
     stallTimeoutMs,
+    mirrorRedirect: !['0', 'false', 'no'].includes(
+      (nonEmpty(env[MIRROR_REDIRECT_VAR]) ?? '1').trim().toLowerCase(),
+    ),
   };
 }
 
 const REQUIRE_AUTH_VAR = 'IMAGE_CACHE_REQUIRE_AUTH';
+const MIRROR_REDIRECT_VAR = 'IMAGE_CACHE_MIRROR_REDIRECT';
 
 /** 1/true/yes turn a switch on; anything else that is set is a mistake worth naming. */
 function envFlag(env: NodeJS.ProcessEnv, variable: string): boolean {

@@ -1,4 +1,4 @@
-import { type AbandonPolicy, BlobFetcher, type BlobProgress } from './blob-fetcher.ts';
+import { BlobFetcher, type BlobProgress } from './blob-fetcher.ts';
 import { type Digest, shortId } from './digest.ts';
 import {
   BlobNotLiveError,
@@ -6,7 +6,6 @@ import {
   ImageCacheError,
   InvalidImageError,
   NotFoundError,
-  UpstreamError,
 } from './errors.ts';
 import { configLabels, parseImageConfig } from './image-config.ts';
 import {
@@ -18,6 +17,7 @@ import {
   parseManifest,
   selectPlatform,
 } from './manifest.ts';
+import { ManifestSource } from './manifest-source.ts';
 import { MAX_JSON_BYTES } from './media-types.ts';
 import type { Platform, Reference } from './model.ts';
 import type { BlobStore } from './ports/blob-store.ts';
@@ -25,7 +25,7 @@ import type { Catalog, ManifestRecord, TagRecord } from './ports/catalog.ts';
 import type { Clock } from './ports/clock.ts';
 import type { Upstream, UpstreamRepository } from './ports/upstream.ts';
 import { familiarString, repositoryName } from './reference.ts';
-import { SingleFlight } from './single-flight.ts';
+import type { AbandonPolicy } from './stall-watch.ts';
 
 /** One line of Docker's pull progress stream (the JSON message the Engine API sends). */
 export interface ProgressMessage {
@@ -87,11 +87,18 @@ const COMMIT_ATTEMPTS = 3;
 export class PullService {
   readonly #deps: PullServiceDeps;
   readonly #fetcher: BlobFetcher;
-  readonly #manifests = new SingleFlight<{ digest: Digest; mediaType: string; raw: Uint8Array }>();
+  /** Manifests and tag freshness, shared with the registry door (one code path). */
+  readonly manifests: ManifestSource;
 
   constructor(deps: PullServiceDeps) {
     this.#deps = deps;
     this.#fetcher = new BlobFetcher(deps);
+    this.manifests = new ManifestSource(deps);
+  }
+
+  /** The blob fetcher pulls use, so the registry door's blob requests share its downloads. */
+  get blobs(): BlobFetcher {
+    return this.#fetcher;
   }
 
   /**
@@ -102,16 +109,10 @@ export class PullService {
    */
   async isFreshInCache(ref: Reference, platform?: Platform): Promise<boolean> {
     if (ref.digest) return false;
-    const { catalog, clock } = this.#deps;
-    const cached = await catalog.getTag(repositoryName(ref), ref.tag ?? 'latest');
-    if (!cached || !this.#isFresh(cached, clock.now())) return false;
+    const cached = await this.#deps.catalog.getTag(repositoryName(ref), ref.tag ?? 'latest');
+    if (!cached || !this.manifests.isFresh(cached)) return false;
     if (!servesPlatform(cached, platform ? normalizePlatform(platform) : undefined)) return false;
-    return (await catalog.getManifest(cached.manifest)) !== undefined;
-  }
-
-  /** A tag checked against the upstream less than the TTL ago is served without asking again. */
-  #isFresh(cached: TagRecord, now: number): boolean {
-    return now - cached.checkedAt < this.#deps.tagTtlMs;
+    return (await this.#deps.catalog.getManifest(cached.manifest)) !== undefined;
   }
 
   async pull(ref: Reference, options: PullOptions = {}): Promise<PullResult> {
@@ -184,33 +185,28 @@ export class PullService {
     platform: Platform | undefined,
     emit: (m: ProgressMessage) => void,
   ): Promise<Resolved> {
-    const { catalog, clock } = this.#deps;
     const repo = { registry: ref.registry, repository: ref.repository };
     const wanted = platform ? normalizePlatform(platform) : undefined;
     if (ref.digest) {
       return this.#fromSource(repo, ref.digest, wanted, true);
     }
-    const tag = ref.tag ?? 'latest';
-    const cached = await catalog.getTag(repositoryName(ref), tag);
-    const now = clock.now();
-    if (!cached) {
-      const fetched = this.#toRecord(await this.#fetchManifest(repo, tag));
-      return this.#fromSource(repo, fetched.digest, wanted, false, fetched);
-    }
-    if (!this.#isFresh(cached, now)) {
-      try {
-        const head = await this.#deps.upstream.headManifest(repo, tag);
-        if (head.digest !== cached.source)
-          return this.#fromSource(repo, head.digest, wanted, false);
-        await catalog.markTagChecked(repositoryName(ref), tag, now);
-      } catch (error) {
-        if (!isUpstreamOutage(error)) throw error;
+    const state = await this.manifests.tagState(ref, {
+      fetch: true,
+      onStale: (error) =>
         emit({
-          status: `Warning: ${ref.registry} is unavailable (${(error as Error).message}); serving the cached image`,
-        });
-      }
+          status: `Warning: ${ref.registry} is unavailable (${error.message}); serving the cached image`,
+        }),
+    });
+    switch (state.kind) {
+      case 'cached':
+        return this.#fromCachedTag(repo, state.cached, wanted);
+      case 'moved':
+        return this.#fromSource(repo, state.head.digest, wanted, false);
+      case 'fetched':
+        return this.#fromSource(repo, state.record.digest, wanted, false, state.record);
+      case 'head':
+        throw new Error('a pull asks for the manifest itself, not a HEAD');
     }
-    return this.#fromCachedTag(repo, cached, wanted);
   }
 
   /** The tag is known: serve it, or another platform of its stored index, without the upstream. */
@@ -294,33 +290,8 @@ export class PullService {
   }
 
   /** A manifest from the catalog if stored (no upstream request), else fetched and verified. */
-  async #manifestRecord(repo: UpstreamRepository, digest: Digest): Promise<ManifestRecord> {
-    const stored = await this.#deps.catalog.getManifest(digest);
-    if (stored) return stored;
-    const fetched = await this.#fetchManifest(repo, digest);
-    return this.#toRecord(fetched);
-  }
-
-  #fetchManifest(repo: UpstreamRepository, tagOrDigest: string) {
-    const key = `${repo.registry}/${repo.repository}:${tagOrDigest}`;
-    return this.#manifests.run(key, () => this.#deps.upstream.getManifest(repo, tagOrDigest));
-  }
-
-  #toRecord(m: { digest: Digest; mediaType: string; raw: Uint8Array }): ManifestRecord {
-    const parsed = parseManifest(m.raw, m.mediaType);
-    const now = this.#deps.clock.now();
-    return {
-      digest: m.digest,
-      mediaType: parsed.mediaType,
-      raw: m.raw,
-      blobs:
-        parsed.kind === 'image'
-          ? [parsed.config.digest, ...parsed.layers.map((l) => l.digest)]
-          : [],
-      children: parsed.kind === 'index' ? parsed.manifests.map((c) => c.digest) : [],
-      createdAt: now,
-      lastUsedAt: now,
-    };
+  #manifestRecord(repo: UpstreamRepository, digest: Digest): Promise<ManifestRecord> {
+    return this.manifests.record(repo, digest);
   }
 
   /** Makes config and layers present and live; returns the image summary for the catalog. */
@@ -442,15 +413,6 @@ function layerProgress(id: string, p: BlobProgress): ProgressMessage {
 /** "library/nginx" for Docker Hub, the full path elsewhere, as Docker's "Pulling from". */
 function familiarPath(ref: Reference): string {
   return ref.registry === 'docker.io' ? ref.repository : `${ref.registry}/${ref.repository}`;
-}
-
-function isUpstreamOutage(error: unknown): boolean {
-  return (
-    error instanceof UpstreamError &&
-    (error.code === 'UPSTREAM_ERROR' ||
-      error.code === 'UPSTREAM_TIMEOUT' ||
-      error.code === 'UPSTREAM_RATE_LIMITED')
-  );
 }
 
 async function readAll(stream: NodeJS.ReadableStream): Promise<Uint8Array> {

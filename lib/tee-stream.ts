@@ -5,12 +5,18 @@ export interface TeeOptions {
   coalesceBytes?: number;
   /** Sees every piece that passes (progress counting). */
   onPiece?: (piece: Buffer) => void;
+  /**
+   * A copy that has not taken a piece for this long is dropped (destroyed), so a stalled reader
+   * of the copy (a client) cannot hold the main stream (a download others wait for) forever.
+   */
+  copyStallMs?: number;
 }
 
 /**
- * Passes bytes through unchanged while a copy feeds a side consumer (layer statistics),
- * honouring the copy's backpressure. The copy never fails the main stream: once it errors it is
- * dropped. It is ended with the main stream, and destroyed only when the main stream fails.
+ * Passes bytes through unchanged while a copy feeds a side consumer (layer statistics, a
+ * client), honouring the copy's backpressure. The copy never fails the main stream: once it
+ * errors or closes it is dropped. It is ended with the main stream, and destroyed only when the
+ * main stream fails.
  * Coalescing helps when each piece downstream costs a thread-pool round trip (file writes):
  * sockets deliver 16-64 KiB chunks.
  */
@@ -18,6 +24,7 @@ export class TeeStream extends Transform {
   #copy: Writable | undefined;
   readonly #coalesceBytes: number;
   readonly #onPiece: ((piece: Buffer) => void) | undefined;
+  readonly #copyStallMs: number | undefined;
   #pending: Buffer[] = [];
   #pendingBytes = 0;
 
@@ -26,9 +33,12 @@ export class TeeStream extends Transform {
     this.#copy = copy;
     this.#coalesceBytes = options.coalesceBytes ?? 0;
     this.#onPiece = options.onPiece;
-    copy?.on('error', () => {
+    this.#copyStallMs = options.copyStallMs;
+    const drop = () => {
       this.#copy = undefined;
-    });
+    };
+    copy?.on('error', drop);
+    copy?.on('close', drop);
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
@@ -67,13 +77,23 @@ export class TeeStream extends Transform {
     this.#onPiece?.(piece);
     const copy = this.#copy;
     if (copy && !copy.write(piece)) {
+      const stalled =
+        this.#copyStallMs === undefined
+          ? undefined
+          : setTimeout(
+              () => copy.destroy(new Error('the copy stopped reading')),
+              this.#copyStallMs,
+            );
       const resume = () => {
+        clearTimeout(stalled);
         copy.off('drain', resume);
         copy.off('error', resume);
+        copy.off('close', resume);
         callback(null, piece);
       };
       copy.on('drain', resume);
       copy.on('error', resume);
+      copy.on('close', resume);
       return;
     }
     callback(null, piece);

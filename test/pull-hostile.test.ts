@@ -175,7 +175,7 @@ describe.each(BACKENDS)('a pull from a hostile registry (%s backend)', (backend)
     await expectNotTagged('library/short', '1', image.digest);
   });
 
-  it('refuses a layer that is not a tar and records no blob for it', async () => {
+  it('refuses a layer that is not a tar and tags nothing', async () => {
     const garbage = makeBlob(4096);
     const image = serveRaw(registry, 'library/garbage', '1', {
       layers: [{ bytes: garbage, diffId: digestOf(garbage) }],
@@ -184,7 +184,8 @@ describe.each(BACKENDS)('a pull from a hostile registry (%s backend)', (backend)
       code: 'INVALID_IMAGE',
       message: expect.stringContaining(`layer ${image.layers[0]} is not a valid tar archive`),
     });
-    expect(await cache.context.catalog.getBlob(image.layers[0]!)).toBeUndefined();
+    // The bytes are what their digest says (a registry client may want them); no image names them.
+    expect((await cache.context.catalog.getBlob(image.layers[0]!))?.diffId).toBeUndefined();
     await expectNotTagged('library/garbage', '1', image.digest);
   });
 

@@ -15,6 +15,7 @@ import type {
   BlobStore,
   ByteRange,
   ListedBlob,
+  PresignedBlobUrls,
   StagingSweeper,
   StoredBlob,
   SweptStaging,
@@ -36,19 +37,8 @@ import {
 } from './s3/part-size.ts';
 import { S3Uploads } from './s3/uploads.ts';
 
+export type { PresignedBlobUrls } from '../ports/blob-store.ts';
 export type { S3ClientSettings } from './s3/client.ts';
-
-/**
- * An optional capability (not every BlobStore has one): a URL that lets a client fetch a
- * blob's bytes straight from storage, e.g. large tarballs past the Lambda response limits.
- */
-export interface PresignedBlobUrls {
-  /**
-   * A URL anyone holding it can GET the blob from for `expiresSeconds` (1 s to 7 days). It
-   * does not check that the blob exists: fetching an absent one answers 404.
-   */
-  presignedGetUrl(digest: Digest, expiresSeconds: number): Promise<string>;
-}
 
 export interface S3BlobStoreOptions {
   client: S3Client;

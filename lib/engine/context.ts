@@ -1,5 +1,7 @@
 import type { TokenAuthenticator } from '../auth/access.ts';
 import type { Jobs } from '../jobs/jobs.ts';
+import type { MirrorFills } from '../mirror/fills.ts';
+import type { RegistryDoorSettings } from '../mirror/registry-door.ts';
 import type { BlobStore } from '../ports/blob-store.ts';
 import type { Catalog } from '../ports/catalog.ts';
 import type { Clock } from '../ports/clock.ts';
@@ -24,6 +26,10 @@ export interface EngineContext {
   auth?: TokenAuthenticator;
   /** Save through storage (presigned downloads); absent where the backend has none (embedded). */
   exports?: SaveExports;
+  /** The registry door's background fills: images its clients fetched, pulled and tagged. */
+  fills: MirrorFills;
+  /** How the registry door answers (redirects to storage). */
+  door: RegistryDoorSettings;
   /**
    * Background jobs: pulls and loads that would outlive the front door's deadline
    * (`HttpRequest.deadline`) run as jobs, and /cache/jobs follows them.

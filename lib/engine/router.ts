@@ -1,6 +1,7 @@
 import { refusalResponse } from '../auth/access.ts';
 import { type RouteScope, UNMATCHED_SCOPE } from '../auth/scopes.ts';
 import { InvalidArgumentError, NotFoundError } from '../errors.ts';
+import { createRegistryDoor, isRegistryPath } from '../mirror/registry-door.ts';
 import { splitVersion } from './api-version.ts';
 import { cacheRoutes } from './cache-routes.ts';
 import type { EngineContext } from './context.ts';
@@ -46,7 +47,10 @@ export function createRouter(context: EngineContext) {
     ...gcRoutes,
     ...jobRoutes,
   ];
+  // The OCI registry API lives under /v2/, with its own errors and challenge.
+  const registryDoor = createRegistryDoor(context);
   async function handle(request: HttpRequest): Promise<HttpResponse> {
+    if (isRegistryPath(request.path)) return registryDoor(request);
     try {
       const { version, path } = splitVersion(request.path);
       const routed: HttpRequest = { ...request, path, apiVersion: version };

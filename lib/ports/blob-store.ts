@@ -57,3 +57,21 @@ export function stagingSweeperOf(blobs: object): StagingSweeper | undefined {
   const candidate = blobs as Partial<StagingSweeper>;
   return typeof candidate.sweepStaging === 'function' ? (blobs as StagingSweeper) : undefined;
 }
+
+/**
+ * An optional capability (not every BlobStore has one): a URL that lets a client fetch a
+ * blob's bytes straight from storage, e.g. large tarballs past the Lambda response limits, or a
+ * registry client's blob GET answered with a redirect.
+ */
+export interface PresignedBlobUrls {
+  /**
+   * A URL anyone holding it can GET the blob from for `expiresSeconds` (1 s to 7 days). It
+   * does not check that the blob exists: fetching an absent one answers 404.
+   */
+  presignedGetUrl(digest: Digest, expiresSeconds: number): Promise<string>;
+}
+
+export function presignedBlobUrlsOf(blobs: object): PresignedBlobUrls | undefined {
+  const candidate = blobs as Partial<PresignedBlobUrls>;
+  return typeof candidate.presignedGetUrl === 'function' ? (blobs as PresignedBlobUrls) : undefined;
+}

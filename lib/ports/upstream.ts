@@ -59,3 +59,37 @@ export interface Upstream {
   ): Promise<Readable>;
   rateLimit(registry: string): RateLimitInfo | undefined;
 }
+
+/** One page of a repository's tags; `next` is the `last` to ask for the following page. */
+export interface TagPage {
+  tags: string[];
+  next?: string;
+}
+
+/**
+ * What the registry door passes through from an upstream besides manifests and blobs. An
+ * optional capability: an Upstream without it answers those requests from the catalog alone.
+ */
+export interface UpstreamListing {
+  /** A blob's size, without fetching it (HEAD; free on Docker Hub). */
+  headBlob(repo: UpstreamRepository, digest: Digest): Promise<{ size: number }>;
+  listTags(repo: UpstreamRepository, page: { n?: number; last?: string }): Promise<TagPage>;
+  /**
+   * The OCI referrers index of a manifest (signatures, SBOMs), verified JSON; undefined when the
+   * registry has no referrers API (clients then fall back to the `sha256-<hex>` tag schema).
+   */
+  referrers(
+    repo: UpstreamRepository,
+    digest: Digest,
+    artifactType?: string,
+  ): Promise<{ raw: Uint8Array; mediaType: string } | undefined>;
+}
+
+export function upstreamListingOf(upstream: object): UpstreamListing | undefined {
+  const candidate = upstream as Partial<UpstreamListing>;
+  return typeof candidate.headBlob === 'function' &&
+    typeof candidate.listTags === 'function' &&
+    typeof candidate.referrers === 'function'
+    ? (upstream as UpstreamListing)
+    : undefined;
+}

@@ -6,13 +6,15 @@ import {
   RegistryNotAllowedError,
   UpstreamError,
 } from '../errors.ts';
-import { MAX_JSON_BYTES } from '../media-types.ts';
+import { MAX_JSON_BYTES, MediaType } from '../media-types.ts';
 import { type Clock, systemClock } from '../ports/clock.ts';
 import type {
   BlobFetchOptions,
   ManifestHead,
   RateLimitInfo,
+  TagPage,
   Upstream,
+  UpstreamListing,
   UpstreamManifest,
   UpstreamRepository,
 } from '../ports/upstream.ts';
@@ -60,7 +62,7 @@ const TAG = /^[\w][\w.-]{0,127}$/;
  * (capped) and verified before they are returned; blobs stream through a verifying, resuming
  * reader. Auth, retries, 429 and redirects live in RegistryClient.
  */
-export class HttpUpstream implements Upstream {
+export class HttpUpstream implements Upstream, UpstreamListing {
   readonly #registries: Map<string, URL>;
   readonly #client: RegistryClient;
   readonly #policy: RetryPolicy;
@@ -212,6 +214,100 @@ export class HttpUpstream implements Upstream {
     });
   }
 
+  async headBlob(repo: UpstreamRepository, digest: Digest): Promise<{ size: number }> {
+    const target = this.#target(repo);
+    if (!isDigest(digest)) throw new InvalidReferenceError(`invalid blob digest: ${digest}`);
+    const subject: Subject = { kind: 'blob', name: target.name, digest };
+    const request = {
+      method: 'HEAD' as const,
+      path: `/v2/${target.repository}/blobs/${digest}`,
+      headers: {},
+      maxRedirects: 5,
+    };
+    return this.#client.exchange(target, subject, request, async (res) => {
+      await discard(res.body);
+      if (res.status !== 200) throw statusError(res.status, subject, []);
+      const size = Number(firstHeader(res.headers['content-length']));
+      if (!Number.isSafeInteger(size) || size < 0) {
+        throw new UpstreamError('UPSTREAM_ERROR', `blob ${digest} of ${target.name}: no size`);
+      }
+      return { size };
+    });
+  }
+
+  async listTags(repo: UpstreamRepository, page: { n?: number; last?: string }): Promise<TagPage> {
+    const target = this.#target(repo);
+    const subject: Subject = { kind: 'repository', name: target.name };
+    const query = new URLSearchParams();
+    if (page.n !== undefined) query.set('n', String(page.n));
+    if (page.last !== undefined) query.set('last', page.last);
+    const search = query.size > 0 ? `?${query}` : '';
+    const request = {
+      method: 'GET' as const,
+      path: `/v2/${target.repository}/tags/list${search}`,
+      headers: { accept: 'application/json' },
+      maxRedirects: 0,
+    };
+    return this.#client.exchange(target, subject, request, async (res) => {
+      if (res.status !== 200) {
+        throw statusError(res.status, subject, await readRegistryErrors(res.body));
+      }
+      const raw = await readCapped(
+        res.body,
+        res.headers['content-length'],
+        `tag list of ${target.name}`,
+        MAX_JSON_BYTES,
+        this.#timeouts.jsonBodyMs,
+      );
+      const tags = parseJsonField(raw, 'tags', `tag list of ${target.name}`);
+      if (!Array.isArray(tags) || !tags.every((t) => typeof t === 'string' && TAG.test(t))) {
+        throw new UpstreamError('UPSTREAM_ERROR', `tag list of ${target.name} is not a tag list`);
+      }
+      const next = nextLast(firstHeader(res.headers.link));
+      return next === undefined ? { tags } : { tags, next };
+    });
+  }
+
+  async referrers(
+    repo: UpstreamRepository,
+    digest: Digest,
+    artifactType?: string,
+  ): Promise<{ raw: Uint8Array; mediaType: string } | undefined> {
+    const target = this.#target(repo);
+    if (!isDigest(digest)) throw new InvalidReferenceError(`invalid digest: ${digest}`);
+    const subject: Subject = { kind: 'manifest', name: target.name, reference: digest };
+    const search = artifactType ? `?${new URLSearchParams({ artifactType })}` : '';
+    const request = {
+      method: 'GET' as const,
+      path: `/v2/${target.repository}/referrers/${digest}${search}`,
+      headers: { accept: MediaType.ociIndex },
+      maxRedirects: 0,
+    };
+    return this.#client.exchange(target, subject, request, async (res) => {
+      // No referrers API (404, or an old registry's 400/405): clients use the tag schema.
+      if (res.status === 404 || res.status === 400 || res.status === 405) {
+        await discard(res.body);
+        return undefined;
+      }
+      if (res.status !== 200) {
+        throw statusError(res.status, subject, await readRegistryErrors(res.body));
+      }
+      const raw = await readCapped(
+        res.body,
+        res.headers['content-length'],
+        `referrers of ${target.name}@${digest}`,
+        MAX_JSON_BYTES,
+        this.#timeouts.jsonBodyMs,
+      );
+      const manifests = parseJsonField(raw, 'manifests', `referrers of ${target.name}@${digest}`);
+      if (!Array.isArray(manifests)) {
+        throw new UpstreamError('UPSTREAM_ERROR', `referrers of ${target.name} is not an index`);
+      }
+      const bytes = new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength);
+      return { raw: bytes, mediaType: MediaType.ociIndex };
+    });
+  }
+
   rateLimit(registry: string): RateLimitInfo | undefined {
     return this.#client.rateLimit(registry);
   }
@@ -283,4 +379,20 @@ function verifyManifest(
 function rangeStart(value: string | string[] | undefined): number | undefined {
   const match = /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(firstHeader(value)?.trim() ?? '');
   return match ? Number(match[1]) : undefined;
+}
+
+/** A field of a JSON object body, or an UpstreamError naming what was read. */
+function parseJsonField(raw: Buffer, field: string, what: string): unknown {
+  try {
+    return (JSON.parse(raw.toString('utf8')) as Record<string, unknown> | null)?.[field];
+  } catch {
+    throw new UpstreamError('UPSTREAM_ERROR', `${what} is not valid JSON`);
+  }
+}
+
+/** `</v2/x/tags/list?n=2&last=b>; rel="next"` -> `b`: where the next page starts. */
+function nextLast(link: string | undefined): string | undefined {
+  const target = /<([^>]+)>\s*;\s*rel="?next"?/.exec(link ?? '')?.[1];
+  if (!target) return undefined;
+  return new URL(target, 'http://registry').searchParams.get('last') ?? undefined;
 }

@@ -76,6 +76,7 @@ export function hasCode(errors: RegistryErrorEntry[], ...codes: string[]): boole
 export type Subject =
   | { kind: 'manifest'; name: string; reference: string }
   | { kind: 'blob'; name: string; digest: string }
+  | { kind: 'repository'; name: string }
   | { kind: 'token'; registry: string };
 
 function subjectText(subject: Subject): string {
@@ -86,6 +87,8 @@ function subjectText(subject: Subject): string {
     }
     case 'blob':
       return `blob ${subject.digest} of ${subject.name}`;
+    case 'repository':
+      return `repository ${subject.name}`;
     case 'token':
       return `token for ${subject.registry}`;
   }
