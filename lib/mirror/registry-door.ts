@@ -52,8 +52,6 @@ export function createRegistryDoor(context: MirrorContext) {
       const path = decodePath(request.path);
       if (path === '/v2/token') return await issueToken(request, context);
       const token = await authenticate(request, context);
-      const target = parseRegistryPath(path, request.query, context.registries);
-      if (!target) throw new OciError('NAME_UNKNOWN', 404, `no such registry endpoint: ${path}`);
       if (request.method !== 'GET' && request.method !== 'HEAD') {
         throw new OciError(
           'UNSUPPORTED',
@@ -61,6 +59,8 @@ export function createRegistryDoor(context: MirrorContext) {
           'this registry is a read-only cache: push and delete are not supported',
         );
       }
+      const target = parseRegistryPath(path, request.query, context.registries);
+      if (!target) throw new OciError('NAME_UNKNOWN', 404, `no such registry endpoint: ${path}`);
       if (target.kind === 'base' || target.kind === 'token') {
         return withHeaders({
           status: 200,

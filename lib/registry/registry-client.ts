@@ -108,7 +108,9 @@ export class RegistryClient {
     consume: (response: RegistryResponse) => Promise<T>,
   ): Promise<T> {
     const url = new URL(target.base);
-    url.pathname = `${target.base.pathname.replace(/\/$/, '')}${request.path}`;
+    const [pathname = '', search] = request.path.split('?', 2);
+    url.pathname = `${target.base.pathname.replace(/\/$/, '')}${pathname}`;
+    if (search !== undefined) url.search = `?${search}`;
     const { policy, sleep } = this.#options;
     return withRetries(
       policy,

@@ -4,6 +4,8 @@ import { join } from 'node:path';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { FsBlobStore } from '../../lib/adapters/fs-blob-store.ts';
 import { SqliteCatalog } from '../../lib/adapters/sqlite-catalog.ts';
+import type { Scope } from '../../lib/auth/scopes.ts';
+import { createToken } from '../../lib/auth/tokens.ts';
 import { parseServeArgs } from '../../lib/config.ts';
 import { type Digest, digestHex } from '../../lib/digest.ts';
 import { type RunningServer, startServer } from '../../lib/server.ts';
@@ -44,6 +46,8 @@ export interface CacheServer extends RunningServer {
   aws?: { bucket: string; table: string };
   /** Keys of the aws backend's bucket under `prefix` (none on the embedded backend). */
   objectKeys(prefix: string): Promise<string[]>;
+  /** A token of `scope` in the server's catalog, as `image-cache token create` makes one. */
+  token(scope: Scope, name?: string): Promise<string>;
 }
 
 /**
@@ -104,6 +108,14 @@ export async function startCacheServer(
       }
     },
     ...(aws && { aws: aws.names }),
+    token: async (scope, name) => {
+      const { catalog, close } = adapters();
+      try {
+        return (await createToken(catalog, { scope, ...(name && { name }) }, Date.now())).token;
+      } finally {
+        close();
+      }
+    },
     objectKeys: async (prefix) => {
       if (!aws) return [];
       const client = aws.emulators.s3.client();

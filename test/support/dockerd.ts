@@ -53,6 +53,11 @@ export interface DockerdOptions {
   storageDriver?: string;
   /** Milliseconds to wait for `/_ping`; default 60 s. */
   startTimeoutMs?: number;
+  /**
+   * More daemon flags, after the defaults: e.g. `--registry-mirror http://127.0.0.1:PORT` and
+   * `--insecure-registry 127.0.0.1:PORT` to make the engine a mirror client of the cache.
+   */
+  args?: string[];
 }
 
 export interface DockerAtOptions {
@@ -178,6 +183,7 @@ export async function startDockerd(options: DockerdOptions = {}): Promise<Docker
     '--ip6tables=false',
     '--ip-masq=false',
     '--userland-proxy=false',
+    ...(options.args ?? []),
   ];
   const child = spawn(DOCKERD_BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(child);

@@ -82,6 +82,8 @@ export interface FakeRegistryOptions {
   auth?: FakeAuth;
   /** Honour `Range` on blob GETs. Default true. */
   rangeSupport?: boolean;
+  /** Serve the OCI referrers API (`/v2/<name>/referrers/<digest>`). Default false: 404. */
+  referrers?: boolean;
   /** Send Docker Hub style RateLimit headers on manifest responses; GETs use one pull. */
   rateLimit?: { limit: number; remaining: number; windowSeconds: number; source?: string };
 }
@@ -111,6 +113,7 @@ export class FakeRegistry {
   readonly #manifests = new Map<string, Map<string, StoredManifest>>();
   readonly #faults = new Map<string, Fault[]>();
   readonly #active = new Map<string, number>();
+  readonly #referrerIndex = new Map<string, Record<string, unknown>[]>();
   #url: URL | undefined;
 
   private constructor(options: FakeRegistryOptions) {
@@ -246,6 +249,13 @@ export class FakeRegistry {
       res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
       return;
     }
+    const listing = /^\/v2\/(.+)\/(tags\/list|referrers\/(sha256:[a-f0-9]{64}))$/.exec(path);
+    if (listing) {
+      if (!this.#authorized(req, listing[1]!, res)) return;
+      if (listing[3]) this.#referrers(res, listing[1]!, listing[3]);
+      else this.#tagList(res, listing[1]!, url.searchParams);
+      return;
+    }
     if (!cdn && !match) {
       this.#error(res, 404, 'NOT_FOUND', 'not found');
       return;
@@ -276,6 +286,48 @@ export class FakeRegistry {
     if (cdn) this.#blob(req, res, cdn, fault);
     else if (kind === 'blobs') this.#blob(req, res, ref, fault);
     else this.#manifest(req, res, repo, ref, fault);
+  }
+
+  #tagList(res: ServerResponse, repo: string, query: URLSearchParams): void {
+    const refs = this.#manifests.get(repo);
+    if (!refs) {
+      this.#error(res, 404, 'NAME_UNKNOWN', 'repository name not known to registry');
+      return;
+    }
+    const last = query.get('last');
+    let tags = [...refs.keys()]
+      .filter((ref) => !ref.startsWith('sha256:') && (last === null || ref > last))
+      .sort();
+    const headers: Record<string, string> = { 'content-type': 'application/json' };
+    const n = query.get('n');
+    if (n !== null && tags.length > Number(n)) {
+      tags = tags.slice(0, Number(n));
+      headers.link = `</v2/${repo}/tags/list?n=${n}&last=${tags.at(-1)}>; rel="next"`;
+    }
+    res.writeHead(200, headers).end(JSON.stringify({ name: repo, tags }));
+  }
+
+  #referrers(res: ServerResponse, repo: string, subject: string): void {
+    if (!this.options.referrers) {
+      this.#error(res, 404, 'NOT_FOUND', 'not found');
+      return;
+    }
+    const manifests = this.#referrerIndex.get(`${repo}@${subject}`) ?? [];
+    res
+      .writeHead(200, { 'content-type': 'application/vnd.oci.image.index.v1+json' })
+      .end(
+        JSON.stringify({
+          schemaVersion: 2,
+          mediaType: 'application/vnd.oci.image.index.v1+json',
+          manifests,
+        }),
+      );
+  }
+
+  /** Lists `descriptor` among the referrers of `subject` (with `referrers: true`). */
+  addReferrer(repo: string, subject: string, descriptor: Record<string, unknown>): void {
+    const key = `${repo}@${subject}`;
+    this.#referrerIndex.set(key, [...(this.#referrerIndex.get(key) ?? []), descriptor]);
   }
 
   #manifest(
