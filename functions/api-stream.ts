@@ -5,6 +5,7 @@
 import type { Writable } from 'node:stream';
 import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 import { saveRedirectUrl, toHttpRequest } from '../lib/lambda/http-api-adapter.ts';
+import { BINARY_BODY_ROOM } from '../lib/lambda/response-limits.ts';
 import { lambdaRuntime } from '../lib/lambda/runtime.ts';
 import {
   lambdaStreaming,
@@ -27,7 +28,10 @@ export function createStreamHandler(options: Pick<StreamOptions, 'limit'> = {}):
     const saveRedirect = saveRedirectUrl(event);
     await sendStreamed(
       responseStream,
-      async () => (await lambdaRuntime()).router(toHttpRequest(event, deadline)),
+      async () =>
+        (await lambdaRuntime()).router(
+          toHttpRequest(event, deadline, options.limit ?? BINARY_BODY_ROOM.streamed),
+        ),
       saveRedirect ? { ...options, saveRedirect } : options,
     );
   };

@@ -10,6 +10,7 @@ import {
   toHttpApiResult,
   toHttpRequest,
 } from '../lib/lambda/http-api-adapter.ts';
+import { BINARY_BODY_ROOM } from '../lib/lambda/response-limits.ts';
 import { lambdaRuntime } from '../lib/lambda/runtime.ts';
 
 export async function handler(
@@ -20,6 +21,6 @@ export async function handler(
   const deadline = httpApiDeadline(context);
   const { router } = await lambdaRuntime();
   const saveRedirect = saveRedirectUrl(event);
-  const response = await router(toHttpRequest(event, deadline));
+  const response = await router(toHttpRequest(event, deadline, BINARY_BODY_ROOM.buffered));
   return toHttpApiResult(response, saveRedirect ? { saveRedirect } : {});
 }

@@ -7,6 +7,7 @@ import { SqliteCatalog } from './adapters/sqlite-catalog.ts';
 import { TokenAuthenticator } from './auth/access.ts';
 import type { CredentialMap, ServeConfig } from './config.ts';
 import type { EngineContext } from './engine/context.ts';
+import { startPullJob } from './engine/job-pull.ts';
 import { InProcessDispatcher } from './jobs/in-process-dispatcher.ts';
 import { JobSignals } from './jobs/job-signals.ts';
 import type { Jobs } from './jobs/jobs.ts';
@@ -99,8 +100,15 @@ export async function composeAws(
     exports: new S3SaveExports(blobs, { now: () => (overrides.clock ?? systemClock).now() }),
   };
   const jobs = await awsJobs(context, config.aws.workerFunction);
+  // Behind Lambda the registry door's fills are jobs for the worker, started with the manifest.
+  const fills = config.aws.workerFunction
+    ? new MirrorFills(
+        { pull: (ref, platform) => startPullJob(context, jobs, ref, platform) },
+        { immediate: true },
+      )
+    : context.fills;
   return {
-    context: { ...context, jobs },
+    context: { ...context, jobs, fills },
     close: async () => {
       await jobs.local.idle();
       catalog.close();

@@ -57,7 +57,10 @@ describe.each(CACHE_BACKENDS)('the registry door (%s backend)', (backend) => {
   beforeEach(async () => {
     hub = await FakeRegistry.start();
     ghcr = await FakeRegistry.start();
-    image = await generateImage({ seed: `door-${backend}`, layers: [{ files: [200_000] }, { files: [1000] }] });
+    image = await generateImage({
+      seed: `door-${backend}`,
+      layers: [{ files: [200_000] }, { files: [1000] }],
+    });
     serve(hub, 'library/alpha', image, '1');
   });
 

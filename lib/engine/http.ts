@@ -21,6 +21,11 @@ export interface HttpRequest {
    */
   deadline?: number;
   /**
+   * Bytes the front door can carry back in one answer (a Lambda response), when it has a limit.
+   * The registry door streams a blob it does not hold only when it fits.
+   */
+  responseLimit?: number;
+  /**
    * Aborted when the client leaves before the answer is complete, where the front door can tell
    * (the Node server). Waits on jobs stop then instead of polling for nobody.
    */

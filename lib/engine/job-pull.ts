@@ -23,17 +23,8 @@ export async function pullThroughJob(
   context: EngineContext,
   jobs: Jobs,
 ): Promise<HttpResponse> {
-  const reference = formatReference(ref);
-  const platformText = platform ? formatPlatform(normalizePlatform(platform)) : undefined;
   const redispatch = { clock: context.clock, dispatcher: jobs.dispatcher };
-  const job = await startJob(
-    { catalog: context.catalog, ...redispatch },
-    {
-      kind: 'pull',
-      key: `pull|${reference}|${platformText ?? 'default'}`,
-      request: { kind: 'pull', reference, ...(platformText && { platform: platformText }) },
-    },
-  );
+  const job = await startPullJob(context, jobs, ref, platform);
   return streamPull(async (onProgress, closed) => {
     const last = await followJob(context.catalog, job.id, {
       until: answerBy(request.deadline),
@@ -47,6 +38,28 @@ export async function pullThroughJob(
     if (last?.status === 'failed') throw errorOfJob(last.error);
     throw new PullHandedOver(handoverLine(job.id, request));
   });
+}
+
+/**
+ * Creates or joins the pull job for a reference and platform (one however many ask, from either
+ * door) and dispatches it when it is new.
+ */
+export function startPullJob(
+  context: Pick<EngineContext, 'catalog' | 'clock'>,
+  jobs: Jobs,
+  ref: Reference,
+  platform: Platform | undefined,
+) {
+  const reference = formatReference(ref);
+  const platformText = platform ? formatPlatform(normalizePlatform(platform)) : undefined;
+  return startJob(
+    { catalog: context.catalog, clock: context.clock, dispatcher: jobs.dispatcher },
+    {
+      kind: 'pull',
+      key: `pull|${reference}|${platformText ?? 'default'}`,
+      request: { kind: 'pull', reference, ...(platformText && { platform: platformText }) },
+    },
+  );
 }
 
 function handoverLine(id: string, request: HttpRequest) {

@@ -58,8 +58,15 @@ export function saveRedirectUrl(event: APIGatewayProxyEventV2): string | undefin
   return `https://${host}${path}?${query}`;
 }
 
-/** `deadline`: when the front door stops waiting (httpApiDeadline, streamDeadline). */
-export function toHttpRequest(event: APIGatewayProxyEventV2, deadline?: number): HttpRequest {
+/**
+ * `deadline`: when the front door stops waiting (httpApiDeadline, streamDeadline);
+ * `responseLimit`: the bytes it can carry back.
+ */
+export function toHttpRequest(
+  event: APIGatewayProxyEventV2,
+  deadline?: number,
+  responseLimit?: number,
+): HttpRequest {
   const headers: Record<string, string | undefined> = {};
   // API Gateway already joins repeated headers with commas; cookies arrive apart and are unused.
   for (const [name, value] of Object.entries(event.headers ?? {})) {
@@ -73,6 +80,7 @@ export function toHttpRequest(event: APIGatewayProxyEventV2, deadline?: number):
     headers,
   };
   if (deadline !== undefined) request.deadline = deadline;
+  if (responseLimit !== undefined) request.responseLimit = responseLimit;
   if (event.body !== undefined) {
     const bytes = Buffer.from(event.body, event.isBase64Encoded ? 'base64' : 'utf8');
     // API Gateway may re-frame the body; the length the routes check is the one they receive.

@@ -12,6 +12,15 @@ export const STREAMED_RESPONSE_LIMIT = 200 * 1024 * 1024;
 
 export type FrontDoor = 'buffered' | 'streamed';
 
+/**
+ * Binary bytes of one answer each front door carries, with room for its envelope: a buffered
+ * body travels base64 (3 bytes in 4) inside the 6 MB result.
+ */
+export const BINARY_BODY_ROOM: Record<FrontDoor, number> = {
+  buffered: Math.floor(((LAMBDA_RESPONSE_LIMIT - 16 * 1024) * 3) / 4),
+  streamed: STREAMED_RESPONSE_LIMIT - 16 * 1024,
+};
+
 const CARRIER: Record<FrontDoor, string> = {
   buffered: 'a buffered Lambda response behind API Gateway can carry',
   streamed: 'a streamed Lambda response (the function URL) can carry',

@@ -48,6 +48,8 @@ export async function serveBlob(door: DoorRequest, context: MirrorContext): Prom
   if (stored) {
     const redirect = await redirectToStorage(context, digest);
     if (redirect) return redirect;
+  } else if (!fitsTheFrontDoor(request, range ? range.end! - range.start + 1 : size)) {
+    return await elsewhere(context, repo, digest);
   }
   const opened = await context.pulls.blobs.open(
     repo,
@@ -84,6 +86,46 @@ async function redirectToStorage(
   if ((await context.catalog.touchBlob(digest, context.clock.now())) !== 'live') return undefined;
   const url = await presigned.presignedGetUrl(digest, context.door.redirectSeconds);
   return { status: 307, headers: { Location: url, 'Cache-Control': 'no-store' } };
+}
+
+/**
+ * Streaming a blob the cache does not hold yet needs the front door to carry it: always on the
+ * Node server, on a Lambda front only when the blob fits its response and its time, at a rate
+ * a slow upstream still makes.
+ */
+const SLOWEST_STREAM_BYTES_PER_SECOND = 5 * 1024 * 1024;
+
+function fitsTheFrontDoor(
+  request: { deadline?: number; responseLimit?: number },
+  bytes: number,
+): boolean {
+  if (request.responseLimit !== undefined && bytes > request.responseLimit) return false;
+  if (request.deadline === undefined) return true;
+  return (bytes / SLOWEST_STREAM_BYTES_PER_SECOND) * 1000 < request.deadline - Date.now();
+}
+
+/**
+ * A blob too large for this front door to stream, not cached yet: the client is sent to the
+ * upstream's own CDN when the registry has one (Docker Hub's signed URLs need no credentials,
+ * and blob GETs cost no pull), else asked to come back (429 with Retry-After, which containerd
+ * retries and dockerd answers by pulling from the upstream itself). Meanwhile the image's fill
+ * job, started with its manifest, stores the blob; the next client gets it from the cache.
+ */
+async function elsewhere(
+  context: MirrorContext,
+  repo: { registry: string; repository: string },
+  digest: Digest,
+): Promise<HttpResponse> {
+  const cdn = await upstreamListingOf(context.upstream)?.blobRedirect(repo, digest);
+  if (cdn) return { status: 307, headers: { Location: cdn.href, 'Cache-Control': 'no-store' } };
+  throw Object.assign(
+    new OciError(
+      'TOOMANYREQUESTS',
+      429,
+      `blob ${digest} is not cached yet and too large to stream through this endpoint; its image's fill (started by the manifest request) stores it: try again shortly`,
+    ),
+    { retryAfterSeconds: 10 },
+  );
 }
 
 async function upstreamSize(

@@ -25,7 +25,12 @@ interface Pending {
   platform?: Platform;
   blobs: Set<Digest>;
   timer?: NodeJS.Timeout;
+  /** When the first client asked: a fill waits for quiet, but never longer than MAX_WAIT_MS. */
+  since: number;
 }
+
+/** A client retrying faster than the quiet period must not postpone its image's fill forever. */
+const MAX_WAIT_MS = 10_000;
 
 /** Where a manifest served by digest came from: the tag a client resolved, and its platform. */
 interface Origin {
@@ -46,9 +51,17 @@ export class MirrorFills {
   readonly #running = new Set<Promise<unknown>>();
   readonly #sizes = new Map<Digest, number>();
 
-  constructor(runner: FillRunner, options: { quietMs?: number } = {}) {
+  readonly #immediate: boolean;
+
+  /**
+   * `immediate`: start each fill when its manifest is served, and answer once it started (a
+   * Lambda front: the function may freeze as soon as it answered, timers and all, so the fill
+   * is a job a worker runs).
+   */
+  constructor(runner: FillRunner, options: { quietMs?: number; immediate?: boolean } = {}) {
     this.#runner = runner;
     this.#quietMs = options.quietMs ?? 2000;
+    this.#immediate = options.immediate ?? false;
   }
 
   /** A client resolved a tag to a digest (containerd HEADs by tag, then GETs by digest). */
@@ -61,11 +74,11 @@ export class MirrorFills {
    * its blob sizes are kept (blob requests need them), and unless it is stored already a fill
    * is scheduled, under the tag it was reached by when that is known.
    */
-  manifestServed(
+  async manifestServed(
     ref: Reference,
     served: { digest: Digest; raw: Uint8Array; mediaType: string },
     options: { stored: boolean },
-  ): void {
+  ): Promise<void> {
     const origin = ref.digest ? this.#origins.get(ref.digest) : undefined;
     const named = origin && origin.until > Date.now() ? origin.ref : ref;
     let parsed: ReturnType<typeof parseManifest>;
@@ -91,7 +104,11 @@ export class MirrorFills {
       : { registry: named.registry, repository: named.repository, digest: served.digest };
     const key = `${formatReference(target)}|${served.digest}`;
     const blobs = new Set([parsed.config.digest, ...parsed.layers.map((l) => l.digest)]);
-    const pending = this.#pending.get(key) ?? { ref: target, blobs };
+    if (this.#immediate) {
+      await this.#runner.pull(target, origin?.platform);
+      return;
+    }
+    const pending = this.#pending.get(key) ?? { ref: target, blobs, since: Date.now() };
     if (origin?.platform) pending.platform = origin.platform;
     this.#pending.set(key, pending);
     this.#arm(key, pending);
@@ -119,6 +136,7 @@ export class MirrorFills {
 
   #arm(key: string, pending: Pending): void {
     clearTimeout(pending.timer);
+    const delay = Math.max(0, Math.min(this.#quietMs, pending.since + MAX_WAIT_MS - Date.now()));
     pending.timer = setTimeout(() => {
       this.#pending.delete(key);
       pending.timer = undefined;
@@ -129,7 +147,7 @@ export class MirrorFills {
         .catch(() => {})
         .finally(() => this.#running.delete(run));
       this.#running.add(run);
-    }, this.#quietMs);
+    }, delay);
     pending.timer.unref();
   }
 

@@ -45,6 +45,8 @@ const BY_CODE: Partial<Record<ErrorCode, OciCode>> = {
 export class OciError extends Error {
   readonly code: OciCode;
   readonly status: number;
+  /** Sent as Retry-After (a 429 the client should retry). */
+  retryAfterSeconds?: number;
   constructor(code: OciCode, status: number, message: string) {
     super(message);
     this.code = code;
@@ -55,7 +57,15 @@ export class OciError extends Error {
 export function ociErrorResponse(error: unknown, subject: OciSubject): HttpResponse {
   const { status, code, message } = ociError(error, subject);
   const body = JSON.stringify({ errors: [{ code, message, detail: null }] });
-  return { status, headers: { 'Content-Type': 'application/json' }, body: `${body}\n` };
+  const retry = error instanceof OciError ? error.retryAfterSeconds : undefined;
+  return {
+    status,
+    headers: {
+      'Content-Type': 'application/json',
+      ...(retry !== undefined && { 'Retry-After': String(retry) }),
+    },
+    body: `${body}\n`,
+  };
 }
 
 function ociError(

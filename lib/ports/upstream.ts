@@ -73,6 +73,12 @@ export interface TagPage {
 export interface UpstreamListing {
   /** A blob's size, without fetching it (HEAD; free on Docker Hub). */
   headBlob(repo: UpstreamRepository, digest: Digest): Promise<{ size: number }>;
+  /**
+   * Where the registry sends a client for the blob's bytes when that is another host (Docker
+   * Hub's CDN): a short-lived signed URL that needs no credentials. Undefined when the registry
+   * serves the bytes itself.
+   */
+  blobRedirect(repo: UpstreamRepository, digest: Digest): Promise<URL | undefined>;
   listTags(repo: UpstreamRepository, page: { n?: number; last?: string }): Promise<TagPage>;
   /**
    * The OCI referrers index of a manifest (signatures, SBOMs), verified JSON; undefined when the
@@ -88,6 +94,7 @@ export interface UpstreamListing {
 export function upstreamListingOf(upstream: object): UpstreamListing | undefined {
   const candidate = upstream as Partial<UpstreamListing>;
   return typeof candidate.headBlob === 'function' &&
+    typeof candidate.blobRedirect === 'function' &&
     typeof candidate.listTags === 'function' &&
     typeof candidate.referrers === 'function'
     ? (upstream as UpstreamListing)

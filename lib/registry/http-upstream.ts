@@ -235,6 +235,32 @@ export class HttpUpstream implements Upstream, UpstreamListing {
     });
   }
 
+  async blobRedirect(repo: UpstreamRepository, digest: Digest): Promise<URL | undefined> {
+    const target = this.#target(repo);
+    if (!isDigest(digest)) throw new InvalidReferenceError(`invalid blob digest: ${digest}`);
+    const subject: Subject = { kind: 'blob', name: target.name, digest };
+    const request = {
+      method: 'GET' as const,
+      path: `/v2/${target.repository}/blobs/${digest}`,
+      headers: {},
+      maxRedirects: 0,
+    };
+    return this.#client.exchange(target, subject, request, async (res) => {
+      // The bytes themselves (or an error): nothing to hand a client but our own answer.
+      await discard(res.body);
+      const location = firstHeader(res.headers.location);
+      if (res.status < 300 || res.status >= 400 || !location) {
+        if (res.status >= 400) throw statusError(res.status, subject, []);
+        return undefined;
+      }
+      const url = new URL(location, res.url);
+      // Only another host's signed URL: the registry's own would need our credentials. The
+      // client fetches it, not the cache, so the address rules for our own requests do not apply.
+      if (url.origin === target.base.origin) return undefined;
+      return url;
+    });
+  }
+
   async listTags(repo: UpstreamRepository, page: { n?: number; last?: string }): Promise<TagPage> {
     const target = this.#target(repo);
     const subject: Subject = { kind: 'repository', name: target.name };

@@ -313,15 +313,13 @@ export class FakeRegistry {
       return;
     }
     const manifests = this.#referrerIndex.get(`${repo}@${subject}`) ?? [];
-    res
-      .writeHead(200, { 'content-type': 'application/vnd.oci.image.index.v1+json' })
-      .end(
-        JSON.stringify({
-          schemaVersion: 2,
-          mediaType: 'application/vnd.oci.image.index.v1+json',
-          manifests,
-        }),
-      );
+    res.writeHead(200, { 'content-type': 'application/vnd.oci.image.index.v1+json' }).end(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.index.v1+json',
+        manifests,
+      }),
+    );
   }
 
   /** Lists `descriptor` among the referrers of `subject` (with `referrers: true`). */
