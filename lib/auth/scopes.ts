@@ -43,6 +43,11 @@ export const ROUTE_SCOPES = {
 
   'POST /images/create': 'pull',
 
+  // The registry door (lib/mirror/): any of its reads needs a token; fetching what is not
+  // cached yet from the upstream needs pull.
+  'GET|HEAD /v2/*': 'read',
+  'GET|HEAD /v2/* (from upstream)': 'pull',
+
   'POST /images/load': 'write',
   'POST /cache/loads': 'write',
   'POST /cache/loads/{id}/commit': 'write',

@@ -1,5 +1,5 @@
 import { ForbiddenError, UnauthorizedError } from '../auth/access.ts';
-import { allows } from '../auth/scopes.ts';
+import { allows, ROUTE_SCOPES } from '../auth/scopes.ts';
 import type { EngineContext } from '../engine/context.ts';
 import type { HttpRequest, HttpResponse } from '../engine/http.ts';
 import { InvalidArgumentError } from '../errors.ts';
@@ -74,7 +74,7 @@ export function createRegistryDoor(context: MirrorContext) {
       const door: DoorRequest = {
         request,
         target,
-        mayPull: !token || allows(token.scope, 'pull'),
+        mayPull: !token || allows(token.scope, ROUTE_SCOPES['GET|HEAD /v2/* (from upstream)']),
         name: path
           .replace(/^\/v2\//, '')
           .replace(/\/(manifests|blobs|referrers)\/[^/]+$|\/tags\/list$/, ''),
@@ -135,7 +135,7 @@ async function authenticate(
   if (!context.auth) return undefined;
   return context.auth.authorize(
     presentedToken(request.headers.authorization),
-    'read',
+    ROUTE_SCOPES['GET|HEAD /v2/*'],
     `${request.method} ${request.path}`,
   );
 }
