@@ -56,8 +56,11 @@ export interface OpenedBlob {
   cached: boolean;
 }
 
-/** What one download learnt: the layer facts, or why the bytes are no layer. */
-type Fetched = { facts: LayerFacts; notALayer?: Error } | 'retry';
+/**
+ * What one download learnt: the layer facts, or why the bytes are no layer; `unread` when it
+ * was not read as a layer (a registry client's), so a layer's facts come from the stored blob.
+ */
+type Fetched = { facts: LayerFacts; notALayer?: Error; unread?: true } | 'retry';
 type LayerFacts = Pick<EnsuredBlob, 'unpackedSize' | 'diffId'>;
 
 /** A pull or client waiting on a download; without a signal it waits for good (a job). */
@@ -99,11 +102,17 @@ export class BlobFetcher {
       if (present === 'again') continue;
       if (present) return { existed: true, ...present };
       const fetched = await this.#startShared(repo, blob, options).fetched;
-      if (fetched === 'retry') continue;
+      // Stored but not read as a layer: the next round reads the stored blob (#present).
+      if (fetched === 'retry' || (options.isLayer && fetched.unread)) continue;
       if (options.isLayer && fetched.notALayer) throw fetched.notALayer;
       return { existed: false, ...fetched.facts };
     }
     throw notLive(blob.digest);
+  }
+
+  /** Whether a download of the digest is under way. */
+  downloading(digest: Digest): boolean {
+    return this.#flights.has(digest);
   }
 
   /**
@@ -118,17 +127,19 @@ export class BlobFetcher {
     options: { range?: ByteRange; signal?: AbortSignal } = {},
   ): Promise<OpenedBlob> {
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
+      // Stored bytes are right by their name, and a started read survives a collection (an open
+      // file, an S3 GET): no catalog round trip on the way to a client.
+      try {
+        return { body: await this.#deps.blobs.read(blob.digest, options.range), cached: true };
+      } catch (error) {
+        if (!(error instanceof NotFoundError)) throw error;
+      }
       const present = await this.#present(blob, false);
       if (present === 'again') continue;
-      if (present) {
-        try {
-          return { body: await this.#deps.blobs.read(blob.digest, options.range), cached: true };
-        } catch (error) {
-          // Collected between the touch and the read: look again.
-          if (error instanceof NotFoundError) continue;
-          throw error;
-        }
-      }
+      if (present) continue; // Stored just now: read it.
+
+      // A download that ended between our read and here stored the blob: read it.
+      if (!this.#flights.has(blob.digest) && (await this.#deps.blobs.stat(blob.digest))) continue;
       if (options.range || this.#flights.has(blob.digest)) {
         await this.#startShared(repo, blob, { isLayer: false, signal: options.signal }).fetched;
         continue;
@@ -256,12 +267,16 @@ export class BlobFetcher {
       feed?.destroy(error as Error);
       throw error;
     }
-    // Every download is read as a layer too: whoever asks for it as one learns its diff_id.
-    const stats = countLayerFiles({ diffId: 'compressed-only' });
+    // A pull's download is read as a layer on the way (its diff_id, its file sizes). A registry
+    // client's is not, to keep its bytes moving: whoever later wants it as a layer (the fill)
+    // reads the stored blob once (#present).
+    const stats = feed ? undefined : countLayerFiles({ diffId: 'compressed-only' });
     let seen = 0;
     let reported = 0;
-    const observer = new TeeStream(stats.stream, {
+    // The copy is the layer reader, or the client (gathered pieces: a socket write per MiB).
+    const observer = new TeeStream(feed ?? stats?.stream, {
       coalesceBytes: COALESCE_BYTES,
+      ...(feed && { copyStallMs: CLIENT_STALL_MS }),
       onPiece: (piece) => {
         seen += piece.length;
         if (seen - reported < PROGRESS_EVERY_BYTES && seen !== blob.size) return;
@@ -269,21 +284,15 @@ export class BlobFetcher {
         progress.emit({ phase: 'downloading', current: seen, total: blob.size });
       },
     });
-    // A client streaming the download sees socket-sized pieces, before they are gathered.
-    const source = feed ? new TeeStream(feed, { copyStallMs: CLIENT_STALL_MS }) : undefined;
     // The upstream may fail before the store attached its pipeline (it creates folders
     // first), so the failure is kept here and reported as the cause: it names the registry.
     let upstreamFailure: Error | undefined;
     observer.on('error', () => {});
-    source?.on('error', () => {});
     body.on('error', (error) => {
       upstreamFailure = error;
-      (source ?? observer).destroy(error);
+      observer.destroy(error);
     });
-    if (source) {
-      source.on('error', (error) => observer.destroy(error));
-      body.pipe(source).pipe(observer);
-    } else body.pipe(observer);
+    body.pipe(observer);
     const stopWatching = watchForStall(
       this.#deps.abandon ?? DEFAULT_ABANDON,
       () => seen,
@@ -308,10 +317,12 @@ export class BlobFetcher {
     progress.emit({ phase: 'verifying' });
     let facts: LayerFacts = {};
     let refusal: Error | undefined;
-    try {
-      facts = layerFacts(blob.digest, await stats.result);
-    } catch (error) {
-      refusal = notALayer(blob.digest, error as Error);
+    if (stats) {
+      try {
+        facts = layerFacts(blob.digest, await stats.result);
+      } catch (error) {
+        refusal = notALayer(blob.digest, error as Error);
+      }
     }
     // Recorded either way: the bytes are what their digest says. A pull that wanted a layer
     // refuses them (and tags nothing); a registry client may want them as they are.
@@ -325,6 +336,7 @@ export class BlobFetcher {
       return 'retry';
     }
     progress.emit({ phase: 'stored' });
+    if (!stats) return { facts, unread: true };
     return refusal ? { facts, notALayer: refusal } : { facts };
   }
 }

@@ -146,6 +146,7 @@ function engineContext(
     pulls,
     fills: new MirrorFills({
       pull: (ref, platform) => pulls.pull(ref, platform ? { platform } : {}),
+      downloading: (digest) => pulls.blobs.downloading(digest),
     }),
     door: { redirectBlobs: config.mirrorRedirect, redirectSeconds: MIRROR_REDIRECT_SECONDS },
     clock,

@@ -4,30 +4,13 @@ import type { Digest } from '../lib/digest.ts';
 import { stopAwsEmulators } from './support/aws-emulators.ts';
 import { CACHE_BACKENDS, type CacheServer, startCacheServer } from './support/cache-server.ts';
 import { FakeRegistry } from './support/fake-registry.ts';
-import {
-  type GeneratedImage,
-  type GeneratedIndex,
-  generateImage,
-  generateIndex,
-} from './support/image-factory.ts';
+import { type GeneratedImage, generateImage, generateIndex } from './support/image-factory.ts';
 
 /**
  * The registry door over HTTP, against in-process registries that count every request: what a
  * registry client is answered, what it costs the upstream, and what the catalog makes of it.
  * Real clients (dockerd, containerd, skopeo) judge the same door in mirror-clients.test.ts.
  */
-
-function serve(registry: FakeRegistry, repo: string, image: GeneratedImage, tag?: string) {
-  for (const blob of image.blobs) registry.addBlob(blob.bytes!);
-  registry.addManifest(repo, image.digest, image.bytes, image.mediaType);
-  if (tag) registry.addManifest(repo, tag, image.bytes, image.mediaType);
-}
-
-function serveIndex(registry: FakeRegistry, repo: string, index: GeneratedIndex, tag: string) {
-  for (const image of index.images) serve(registry, repo, image);
-  registry.addManifest(repo, index.digest, index.bytes, index.mediaType);
-  registry.addManifest(repo, tag, index.bytes, index.mediaType);
-}
 
 function sha(bytes: Uint8Array): Digest {
   return `sha256:${createHash('sha256').update(bytes).digest('hex')}` as Digest;
@@ -61,7 +44,7 @@ describe.each(CACHE_BACKENDS)('the registry door (%s backend)', (backend) => {
       seed: `door-${backend}`,
       layers: [{ files: [200_000] }, { files: [1000] }],
     });
-    serve(hub, 'library/alpha', image, '1');
+    hub.serveImage('library/alpha', image, '1');
   });
 
   afterEach(async () => {
@@ -213,7 +196,7 @@ describe.each(CACHE_BACKENDS)('the registry door (%s backend)', (backend) => {
   it('picks the upstream by ns, by a registry path prefix, else docker.io', async () => {
     await start();
     const app = await generateImage({ seed: `ghcr-${backend}`, layers: 1 });
-    serve(ghcr, 'org/app', app, '1');
+    ghcr.serveImage('org/app', app, '1');
     const byNs = await get('/v2/org/app/manifests/1?ns=ghcr.io');
     expect(byNs.status).toBe(200);
     expect(byNs.headers.get('oci-namespace')).toBe('ghcr.io');
@@ -275,7 +258,7 @@ describe.each(CACHE_BACKENDS)('the registry door (%s backend)', (backend) => {
       platforms: ['linux/amd64', 'linux/arm64/v8'],
       layers: 1,
     });
-    serveIndex(hub, 'library/multi', index, '2');
+    hub.serveIndex('library/multi', index, '2');
     const top = await get('/v2/library/multi/manifests/2');
     expect(Buffer.from(await top.arrayBuffer()).equals(index.bytes)).toBe(true);
     const arm = index.images[1]!;
@@ -312,7 +295,7 @@ describe.each(CACHE_BACKENDS)('the registry door (%s backend)', (backend) => {
 
     await new Promise((r) => setTimeout(r, 1100));
     const moved = await generateImage({ seed: `door-moved-${backend}`, layers: 1 });
-    serve(hub, 'library/alpha', moved, '1');
+    hub.serveImage('library/alpha', moved, '1');
     const after = await get('/v2/library/alpha/manifests/1');
     expect(after.headers.get('docker-content-digest')).toBe(moved.digest);
     const path = hub.manifestPath('library/alpha', '1');
@@ -328,8 +311,8 @@ describe.each(CACHE_BACKENDS)('the registry door (%s backend)', (backend) => {
 
   it('passes tag lists and referrers through, with paging', async () => {
     await start();
-    serve(hub, 'library/alpha', image, '2');
-    serve(hub, 'library/alpha', image, '3');
+    hub.serveImage('library/alpha', image, '2');
+    hub.serveImage('library/alpha', image, '3');
     const first = await get('/v2/library/alpha/tags/list?n=2');
     expect(await first.json()).toEqual({ name: 'library/alpha', tags: ['1', '2'] });
     expect(first.headers.get('link')).toBe('</v2/library/alpha/tags/list?n=2&last=2>; rel="next"');
@@ -349,7 +332,7 @@ describe.each(CACHE_BACKENDS)('the registry door (%s backend)', (backend) => {
         flags: ['--gc-interval', '0'],
         backend,
       });
-      serve(signed, 'library/alpha', image, '1');
+      signed.serveImage('library/alpha', image, '1');
       const signature = {
         mediaType: 'application/vnd.oci.image.manifest.v1+json',
         digest: `sha256:${'a'.repeat(64)}`,

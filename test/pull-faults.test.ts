@@ -10,12 +10,7 @@ import { createRouter } from '../lib/engine/router.ts';
 import type { ProgressMessage } from '../lib/pull.ts';
 import { parsePullParams } from '../lib/reference.ts';
 import type { FakeRegistry } from './support/fake-registry.ts';
-import {
-  type GeneratedImage,
-  type GeneratedIndex,
-  generateImage,
-  generateIndex,
-} from './support/image-factory.ts';
+import { generateImage, generateIndex } from './support/image-factory.ts';
 import { FAST_RETRY, Harness, ManualClock } from './support/upstream-harness.ts';
 
 /**
@@ -23,18 +18,6 @@ import { FAST_RETRY, Harness, ManualClock } from './support/upstream-harness.ts'
  * the cache stores (or does not) when the upstream misbehaves, and how often it asks.
  */
 const TTL = 5 * 60_000;
-
-function serve(image: GeneratedImage, registry: FakeRegistry, repo: string, tag?: string) {
-  for (const blob of image.blobs) registry.addBlob(blob.bytes!);
-  registry.addManifest(repo, image.digest, image.bytes, image.mediaType);
-  if (tag) registry.addManifest(repo, tag, image.bytes, image.mediaType);
-}
-
-function serveIndex(index: GeneratedIndex, registry: FakeRegistry, repo: string, tag: string) {
-  for (const image of index.images) serve(image, registry, repo);
-  registry.addManifest(repo, index.digest, index.bytes, index.mediaType);
-  registry.addManifest(repo, tag, index.bytes, index.mediaType);
-}
 
 describe('pull against a misbehaving upstream', () => {
   const harness = new Harness();
@@ -78,7 +61,7 @@ describe('pull against a misbehaving upstream', () => {
     ['a long body', { kind: 'size' as const, delta: 10, times: 100 }],
   ])('refuses %s in a layer and stores neither the layer nor a tag', async (_name, fault) => {
     const image = await generateImage({ seed: 'bad', layers: 2 });
-    serve(image, registry, 'library/bad', '1');
+    registry.serveImage('library/bad', image, '1');
     const layer = image.layers[1]!;
     registry.inject(registry.blobPath('library/bad', layer.digest), fault);
     await expect(pull('bad:1')).rejects.toMatchObject({
@@ -92,7 +75,7 @@ describe('pull against a misbehaving upstream', () => {
 
   it('resumes a layer after a connection reset and stores the right bytes', async () => {
     const image = await generateImage({ seed: 'reset', layers: [{ files: [400_000] }] });
-    serve(image, registry, 'library/reset', '1');
+    registry.serveImage('library/reset', image, '1');
     const layer = image.layers[0]!;
     registry.inject(registry.blobPath('library/reset', layer.digest), {
       kind: 'reset',
@@ -110,8 +93,8 @@ describe('pull against a misbehaving upstream', () => {
     const base = await generateImage({ seed: 'base', layers: 2 });
     const a = await generateImage({ seed: 'a', layers: 1, baseLayers: base.layers });
     const b = await generateImage({ seed: 'b', layers: 1, baseLayers: base.layers });
-    serve(a, registry, 'library/a', '1');
-    serve(b, registry, 'library/b', '1');
+    registry.serveImage('library/a', a, '1');
+    registry.serveImage('library/b', b, '1');
     await Promise.all([pull('a:1'), pull('a:1'), pull('b:1'), pull('a:1')]);
     for (const layer of base.layers) {
       const gets = registry.requests.filter(
@@ -124,7 +107,7 @@ describe('pull against a misbehaving upstream', () => {
 
   it('serves a fresh tag without asking, revalidates a stale one with HEAD only', async () => {
     const image = await generateImage({ seed: 'ttl', layers: 1 });
-    serve(image, registry, 'library/ttl', '1');
+    registry.serveImage('library/ttl', image, '1');
     const path = registry.manifestPath('library/ttl', '1');
     await pull('ttl:1');
     expect(registry.count(path, 'GET')).toBe(1);
@@ -144,9 +127,9 @@ describe('pull against a misbehaving upstream', () => {
   it('follows a tag that moved upstream', async () => {
     const first = await generateImage({ seed: 'v1', layers: 1 });
     const second = await generateImage({ seed: 'v2', layers: 1 });
-    serve(first, registry, 'library/moving', 'latest');
+    registry.serveImage('library/moving', first, 'latest');
     await pull('moving');
-    serve(second, registry, 'library/moving', 'latest');
+    registry.serveImage('library/moving', second, 'latest');
     clock.advance(TTL + 1);
     const result = await pull('moving');
     expect(result.manifest.digest).toBe(second.digest);
@@ -155,7 +138,7 @@ describe('pull against a misbehaving upstream', () => {
 
   it('serves the cached image when the upstream is down after the TTL (stale-if-error)', async () => {
     const image = await generateImage({ seed: 'stale', layers: 1 });
-    serve(image, registry, 'library/stale', '1');
+    registry.serveImage('library/stale', image, '1');
     await pull('stale:1');
     clock.advance(TTL + 1);
     registry.inject(registry.manifestPath('library/stale', '1'), {
@@ -171,7 +154,7 @@ describe('pull against a misbehaving upstream', () => {
 
   it('serves the cached image when the upstream rate-limits beyond the wait it accepts', async () => {
     const image = await generateImage({ seed: 'limited', layers: 1 });
-    serve(image, registry, 'library/limited', '1');
+    registry.serveImage('library/limited', image, '1');
     await pull('limited:1');
     clock.advance(TTL + 1);
     registry.inject(registry.manifestPath('library/limited', '1'), {
@@ -187,7 +170,7 @@ describe('pull against a misbehaving upstream', () => {
 
   it('waits out a short 429 Retry-After and then pulls', async () => {
     const image = await generateImage({ seed: 'retry', layers: 1 });
-    serve(image, registry, 'library/retry', '1');
+    registry.serveImage('library/retry', image, '1');
     registry.inject(registry.manifestPath('library/retry', '1'), {
       kind: 'status',
       status: 429,
@@ -205,7 +188,7 @@ describe('pull against a misbehaving upstream', () => {
       platforms: ['linux/amd64', 'linux/arm/v7'],
       layers: 1,
     });
-    serveIndex(index, registry, 'library/idx', '1');
+    registry.serveIndex('library/idx', index, '1');
     await pull('idx:1');
     const arm = await pull('idx:1', undefined, 'linux/arm/v7');
     expect(arm.manifest.digest).toBe(index.images[1]!.digest);
@@ -247,7 +230,7 @@ describe('pull against a misbehaving upstream', () => {
     const other = composeEmbedded(config, { clock, upstream });
     try {
       const image = await generateImage({ seed: 'quota', layers: 1 });
-      serve(image, limited, 'library/quota', '1');
+      limited.serveImage('library/quota', image, '1');
       await other.context.pulls.pull(parsePullParams('quota:1'));
       const response = await createRouter(other.context)({
         method: 'GET',

@@ -18,6 +18,8 @@ import { formatReference } from '../reference.ts';
 export interface FillRunner {
   /** Pulls `ref` (for `platform` when it names an index) and commits it. */
   pull(ref: Reference, platform: Platform | undefined): Promise<unknown>;
+  /** Whether a client's download of the blob is under way (the fill waits for it). */
+  downloading?(digest: Digest): boolean;
 }
 
 interface Pending {
@@ -99,9 +101,15 @@ export class MirrorFills {
     }
     for (const blob of [parsed.config, ...parsed.layers]) this.#keepSize(blob.digest, blob.size);
     if (options.stored) return;
+    // By tag, or by the digest the client named: the index's when it came through one (so the
+    // pull stores the index too, and `name@<index digest>` resolves from the cache later).
     const target: Reference = named.tag
       ? { registry: named.registry, repository: named.repository, tag: named.tag }
-      : { registry: named.registry, repository: named.repository, digest: served.digest };
+      : {
+          registry: named.registry,
+          repository: named.repository,
+          digest: named.digest ?? served.digest,
+        };
     const key = `${formatReference(target)}|${served.digest}`;
     const blobs = new Set([parsed.config.digest, ...parsed.layers.map((l) => l.digest)]);
     if (this.#immediate) {
@@ -138,6 +146,13 @@ export class MirrorFills {
     clearTimeout(pending.timer);
     const delay = Math.max(0, Math.min(this.#quietMs, pending.since + MAX_WAIT_MS - Date.now()));
     pending.timer = setTimeout(() => {
+      // Clients still downloading the image's blobs: reading them as layers now would only
+      // compete with them for the CPU. Look again later (not counted against MAX_WAIT_MS).
+      if ([...pending.blobs].some((digest) => this.#runner.downloading?.(digest))) {
+        pending.since = Date.now();
+        this.#arm(key, pending);
+        return;
+      }
       this.#pending.delete(key);
       pending.timer = undefined;
       const run = this.#runner

@@ -38,10 +38,15 @@ export interface Containerd {
   readonly hostsDir: string;
   /**
    * Writes `<hostsDir>/<registry>/hosts.toml` sending `registry` to `hosts` in order, each with
-   * pull and resolve capabilities (the `server` is the registry's own address, never reached
-   * here while a mirror answers).
+   * pull and resolve capabilities and `headers` (e.g. `Authorization: Bearer ic_...`, as nodes
+   * send a cache token). `server` is the registry's own address, never reached here while a
+   * mirror answers.
    */
-  mirror(registry: string, hosts: string[], server?: string): Promise<void>;
+  mirror(
+    registry: string,
+    hosts: string[],
+    options?: { server?: string; headers?: Record<string, string> },
+  ): Promise<void>;
   /** Runs `ctr -a <socket> -n <namespace> ...args` (namespace `default` unless given). */
   ctr(args: string[], options?: { namespace?: string; timeoutMs?: number }): Promise<CtrResult>;
   /** The last 64 KiB of containerd's output (for failure messages). */
@@ -186,15 +191,21 @@ export async function startContainerd(
     socket,
     dir: dir.path,
     hostsDir,
-    mirror: async (registry, hosts, server) => {
+    mirror: async (registry, hosts, mirrorOptions = {}) => {
       const folder = dir.file('hosts', registry);
       await mkdir(folder, { recursive: true });
+      const server =
+        mirrorOptions.server ??
+        (registry === 'docker.io' ? 'https://registry-1.docker.io' : `https://${registry}`);
+      const headers = Object.entries(mirrorOptions.headers ?? {});
       const lines = [
-        `server = "${server ?? (registry === 'docker.io' ? 'https://registry-1.docker.io' : `https://${registry}`)}"`,
+        `server = "${server}"`,
         ...hosts.flatMap((host) => [
           '',
           `[host."${host}"]`,
           '  capabilities = ["pull", "resolve"]',
+          ...(headers.length > 0 ? [`  [host."${host}".header]`] : []),
+          ...headers.map(([name, value]) => `    ${name} = ${JSON.stringify(value)}`),
         ]),
         '',
       ];

@@ -10,6 +10,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Digest } from '../../lib/digest.ts';
 import { digestOf } from './fake-images.ts';
 import { serveBody } from './fake-registry-body.ts';
+import type { GeneratedImage, GeneratedIndex } from './image-factory.ts';
 
 export {
   digestOf,
@@ -154,6 +155,20 @@ export class FakeRegistry {
     const digest = digestOf(bytes);
     this.#blobs.set(digest, Buffer.from(bytes));
     return digest;
+  }
+
+  /** Serves a generated image (its blobs and manifest) under `repo`, and under `tag` if given. */
+  serveImage(repo: string, image: GeneratedImage, tag?: string): void {
+    for (const blob of image.blobs) this.addBlob(blob.bytes!);
+    this.addManifest(repo, image.digest, image.bytes, image.mediaType);
+    if (tag) this.addManifest(repo, tag, image.bytes, image.mediaType);
+  }
+
+  /** Serves a generated index, its platform images and their blobs, under `repo` and `tag`. */
+  serveIndex(repo: string, index: GeneratedIndex, tag: string): void {
+    for (const image of index.images) this.serveImage(repo, image);
+    this.addManifest(repo, index.digest, index.bytes, index.mediaType);
+    this.addManifest(repo, tag, index.bytes, index.mediaType);
   }
 
   /** Stores a manifest under `ref` (a tag) and under its digest; returns the digest. */
