@@ -3,13 +3,11 @@
  * then a full GC with the grace window. The GC report is stored in the catalog (GET /cache/gc)
  * and logged whole; a run with errors then fails, so the function's Errors alarm goes off.
  */
-import { collectFreed } from '../lib/engine/removal-routes.ts';
 import { lambdaRuntime } from '../lib/lambda/runtime.ts';
-import { runMaintenance } from '../lib/retention.ts';
 
-export async function handler(): Promise<Awaited<ReturnType<typeof runMaintenance>>> {
-  const { context } = (await lambdaRuntime()).composition;
-  const report = await runMaintenance(context, context.maintenance, collectFreed(context));
+export async function handler() {
+  const { composition } = await lambdaRuntime();
+  const report = await composition.operations.maintain();
   console.log(JSON.stringify({ message: 'maintenance finished', report }));
   if (report.gc.errors.length > 0) {
     throw new Error(`GC ${report.gc.id} finished with ${report.gc.errors.length} errors`);

@@ -3,7 +3,6 @@
  * limit) to its end. Invoked asynchronously by the api function with `{"jobId": "..."}`; the job
  * record in the catalog says what to do. Uses the same composition as the api function.
  */
-import { runAfterLease } from '../lib/jobs/run-after-lease.ts';
 import type { RemainingTime } from '../lib/lambda/http-api-adapter.ts';
 import { lambdaRuntime } from '../lib/lambda/runtime.ts';
 
@@ -20,11 +19,9 @@ export async function handler(
     throw new Error('the worker expects {"jobId": "<id>"}');
   }
   const { composition } = await lambdaRuntime();
-  const { catalog, clock, jobs } = composition.context;
-  if (!jobs) throw new Error('this composition runs no jobs');
   // Without Lambda's context (a local invoke) there is no time known to wait for a lease in.
   const remainingMs = () => context?.getRemainingTimeInMillis() ?? 0;
-  const job = await runAfterLease({ runner: jobs.runner, catalog, clock }, jobId, remainingMs);
+  const job = await composition.operations.runJob(jobId, remainingMs);
   // Not claimable: another invocation holds it or it ended; Lambda must not retry that.
   return { jobId, status: job?.status ?? 'not claimed' };
 }

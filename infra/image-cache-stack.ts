@@ -256,7 +256,7 @@ export class ImageCacheStack extends Stack {
     });
     new CfnOutput(this, 'StreamDockerHost', {
       description:
-        'DOCKER_HOST for the docker CLI, streamed saves and pulls; DOCKER_TLS_VERIFY=1 with the CA roots as ca.pem (see README)',
+        'DOCKER_HOST for the docker CLI, streamed saves and pulls; DOCKER_TLS_VERIFY=1 with the CA roots as ca.pem (see docs/aws.md)',
       value: Fn.join('', ['tcp://', streamHost, ':443']),
     });
     new CfnOutput(this, 'RegistrySecretArn', {

@@ -7,19 +7,23 @@ import { SqliteCatalog } from './adapters/sqlite-catalog.ts';
 import { TokenAuthenticator } from './auth/access.ts';
 import type { CredentialMap, ServeConfig } from './config.ts';
 import type { EngineContext } from './engine/context.ts';
-import { startPullJob } from './engine/job-pull.ts';
+import { collectFreed, DEFAULT_ORPHAN_MIN_AGE_MS, type GcSchedule, startGcSchedule } from './gc.ts';
 import { InProcessDispatcher } from './jobs/in-process-dispatcher.ts';
 import { JobSignals } from './jobs/job-signals.ts';
 import type { Jobs } from './jobs/jobs.ts';
+import { startPullJob } from './jobs/pull-job.ts';
+import { runAfterLease } from './jobs/run-after-lease.ts';
 import { JobRunner } from './jobs/runner.ts';
 import { MirrorFills } from './mirror/fills.ts';
 import type { BlobStore } from './ports/blob-store.ts';
-import type { Catalog } from './ports/catalog.ts';
+import { type SweptStaging, stagingSweeperOf } from './ports/blob-store.ts';
+import type { Catalog, JobRecord } from './ports/catalog.ts';
 import { type Clock, systemClock } from './ports/clock.ts';
 import type { Upstream } from './ports/upstream.ts';
 import { PullService } from './pull.ts';
 import type { CredentialSource } from './registry/credential-source.ts';
 import { HttpUpstream } from './registry/http-upstream.ts';
+import { runMaintenance } from './retention.ts';
 
 /** How long a registry client's redirect to a stored blob lives (it is fetched at once). */
 const MIRROR_REDIRECT_SECONDS = 600;
@@ -27,9 +31,46 @@ const MIRROR_REDIRECT_SECONDS = 600;
 /** What a download must bring per stall window once nobody waits for it (`--stall-timeout`). */
 const STALLED_BELOW_BYTES = 256 * 1024;
 
+export type { GcSchedule };
+
 export interface Composition {
   context: EngineContext;
+  /** The operations the fronts run beside requests: maintenance, start-up sweep, jobs. */
+  operations: Operations;
   close(): Promise<void>;
+}
+
+/** What a front may ask of the composition besides routing a request. */
+export interface Operations {
+  /** Retention (when a budget or age is set), then a full collection with the grace window. */
+  maintain(): ReturnType<typeof runMaintenance>;
+  /** Maintenance every `intervalMs` (serve's own schedule; AWS uses EventBridge instead). */
+  scheduleMaintenance(intervalMs: number, onError: (error: unknown) => void): GcSchedule;
+  /**
+   * Temp files of writes that died with an earlier process (a killed pull or load) go at once,
+   * those of live writers (another process on the same data) only once idle; run at start.
+   */
+  sweepDeadWrites(): Promise<SweptStaging | undefined>;
+  /** Runs one background job to its end, waiting out a live lease within `remainingMs`. */
+  runJob(jobId: string, remainingMs: () => number): Promise<JobRecord | undefined>;
+}
+
+function operations(context: EngineContext): Operations {
+  const maintain = () => runMaintenance(context, context.maintenance, collectFreed(context));
+  return {
+    maintain,
+    scheduleMaintenance: (intervalMs, onError) =>
+      startGcSchedule({ intervalMs, run: maintain, onError }),
+    sweepDeadWrites: async () =>
+      stagingSweeperOf(context.blobs)?.sweepStaging(
+        Math.max(context.maintenance.gcGraceMs, DEFAULT_ORPHAN_MIN_AGE_MS),
+      ),
+    runJob: async (jobId, remainingMs) => {
+      if (!context.jobs) throw new Error('this composition runs no jobs');
+      const { catalog, clock } = context;
+      return runAfterLease({ runner: context.jobs.runner, catalog, clock }, jobId, remainingMs);
+    },
+  };
 }
 
 /** The one place that turns validated configuration into the core and its adapters. */
@@ -42,8 +83,10 @@ export function composeEmbedded(
   const catalog = new SqliteCatalog(join(config.dataDir, 'catalog.db'));
   const context = engineContext(config, blobs, catalog, overrides);
   const jobs = inProcessJobs(context);
+  const composed = { ...context, jobs };
   return {
-    context: { ...context, jobs },
+    context: composed,
+    operations: operations(composed),
     close: async () => {
       await jobs.dispatcher.idle();
       catalog.close();
@@ -107,8 +150,10 @@ export async function composeAws(
         { immediate: true },
       )
     : context.fills;
+  const composed = { ...context, jobs, fills };
   return {
-    context: { ...context, jobs, fills },
+    context: composed,
+    operations: operations(composed),
     close: async () => {
       await jobs.local.idle();
       catalog.close();

@@ -118,6 +118,11 @@ export async function collectGarbage(deps: GcDeps, options: GcOptions): Promise<
   return run.finish();
 }
 
+/** Runs the collector, grace zero, over exactly the blobs a removal freed (rmi, prune, retention). */
+export function collectFreed(deps: GcDeps) {
+  return (digests: Iterable<Digest>) => collectBlobs(deps, digests, { trigger: 'prune' });
+}
+
 /**
  * Collects only the given blobs, with grace zero: what `prune` calls with the blobs of the
  * manifests it removed, so SpaceReclaimed is what this run actually deleted. Same protocol:

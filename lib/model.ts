@@ -31,3 +31,7 @@ export interface Reference {
 
 /** Repository names as stored: registry and path, `docker.io/library/nginx`. */
 export type RepositoryName = string;
+
+/** What an API token may do; each scope includes the ones before it (lib/auth/scopes.ts). */
+export const SCOPES = ['read', 'pull', 'write', 'admin'] as const;
+export type Scope = (typeof SCOPES)[number];

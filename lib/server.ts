@@ -2,16 +2,12 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { composeAws, composeEmbedded } from './composition.ts';
+import { type Composition, composeAws, composeEmbedded, type GcSchedule } from './composition.ts';
 import type { RequestTimeLimits, ServeConfig } from './config.ts';
 import { errorResponse, type HttpRequest, type HttpResponse } from './engine/http.ts';
-import { collectFreed } from './engine/removal-routes.ts';
 import { createRouter, type Router } from './engine/router.ts';
 import { InvalidArgumentError } from './errors.ts';
-import { DEFAULT_ORPHAN_MIN_AGE_MS, type GcSchedule, startGcSchedule } from './gc.ts';
-import { type BlobStore, stagingSweeperOf } from './ports/blob-store.ts';
 import { closeAfterUnreadBody, watchBody } from './request-limits.ts';
-import { runMaintenance } from './retention.ts';
 
 export interface RunningServer {
   url: string;
@@ -26,10 +22,7 @@ export interface RunningServer {
 export async function startServer(config: ServeConfig): Promise<RunningServer> {
   const composition = config.backend === 'aws' ? await composeAws(config) : composeEmbedded(config);
   const router = createRouter(composition.context);
-  await sweepDeadWrites(
-    composition.context.blobs,
-    Math.max(config.gcGraceMs, DEFAULT_ORPHAN_MIN_AGE_MS),
-  );
+  await sweepDeadWrites(composition);
   const limits = config.requestLimits;
   const server = createServer((req, res) => {
     void serveRequest(router, req, res, limits);
@@ -43,15 +36,12 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
     server.listen(config.port, config.host, resolve);
   });
   const { port } = server.address() as AddressInfo;
-  const { context } = composition;
   // GC and retention on a timer (the AWS stack uses EventBridge instead); 0 turns it off.
   const schedule: GcSchedule | undefined =
     config.gcIntervalMs > 0
-      ? startGcSchedule({
-          intervalMs: config.gcIntervalMs,
-          run: () => runMaintenance(context, context.maintenance, collectFreed(context)),
-          onError: (error) => console.error('scheduled garbage collection failed:', error),
-        })
+      ? composition.operations.scheduleMaintenance(config.gcIntervalMs, (error) =>
+          console.error('scheduled garbage collection failed:', error),
+        )
       : undefined;
 
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
@@ -73,12 +63,10 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
  * Temp files of writes that died with an earlier process (a killed pull or load) are removed
  * before serving; those of live writers (another process on the same data) only once idle.
  */
-async function sweepDeadWrites(blobs: BlobStore, idleMs: number): Promise<void> {
-  const sweeper = stagingSweeperOf(blobs);
-  if (!sweeper) return;
+async function sweepDeadWrites(composition: Composition): Promise<void> {
   try {
-    const swept = await sweeper.sweepStaging(idleMs);
-    if (swept.files > 0) {
+    const swept = await composition.operations.sweepDeadWrites();
+    if (swept && swept.files > 0) {
       console.error(
         `image-cache: removed ${swept.files} unfinished writes (${swept.bytes} bytes) left by a previous run`,
       );

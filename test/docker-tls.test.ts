@@ -1,5 +1,5 @@
 /**
- * The README's recipe for the docker CLI against a deployed stack: `DOCKER_HOST=tcp://host:443`
+ * The recipe in docs/aws.md for the docker CLI against a deployed stack: `DOCKER_HOST=tcp://host:443`
  * with DOCKER_TLS_VERIFY=1 and a `ca.pem` in the DOCKER_CONFIG folder holding the CA roots. The
  * docker CLI (28) refuses to start TLS without that file, even for a server whose certificate a
  * public root signs, so the recipe copies the system's root bundle there. Here a TLS proxy with a
@@ -150,7 +150,7 @@ describe.skipIf(!existsSync(SYSTEM_ROOTS))(
       await rm(dir, { recursive: true, force: true });
     });
 
-    it('works with the root bundle as ca.pem in DOCKER_CONFIG (the README recipe)', async () => {
+    it('works with the root bundle as ca.pem in DOCKER_CONFIG (the docs/aws.md recipe)', async () => {
       // The system roots plus the test CA, as the system roots include the one AWS uses.
       const roots = await readFile(SYSTEM_ROOTS, 'utf8');
       const folder = await configFolder(

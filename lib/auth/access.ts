@@ -1,9 +1,8 @@
 /**
  * The check the router runs before any handler: which token is this, and does its scope cover
- * the endpoint? Refusals use Docker's `{"message": ...}` body; a 401 also says how to
- * authenticate (WWW-Authenticate), a 403 names the scope that is missing.
+ * the endpoint? A refusal is an UnauthorizedError or a ForbiddenError; the doors turn them into
+ * their own answers (lib/engine/refusal.ts, the registry door).
  */
-import { errorResponse, type HttpRequest, type HttpResponse } from '../engine/http.ts';
 import { ImageCacheError } from '../errors.ts';
 import type { Catalog, TokenRecord } from '../ports/catalog.ts';
 import type { Clock } from '../ports/clock.ts';
@@ -79,14 +78,4 @@ export class TokenAuthenticator {
       console.error('recording token use failed:', error);
     }
   }
-}
-
-/** The answer to a request the check refused; undefined for every other error. */
-export function refusalResponse(error: unknown, request: HttpRequest): HttpResponse | undefined {
-  if (!(error instanceof UnauthorizedError || error instanceof ForbiddenError)) return undefined;
-  // Drain an upload we refused, so the client reads the answer rather than a reset.
-  request.body?.resume();
-  const response = errorResponse(error);
-  if (error instanceof ForbiddenError) return response;
-  return { ...response, headers: { ...response.headers, 'WWW-Authenticate': WWW_AUTHENTICATE } };
 }

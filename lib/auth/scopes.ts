@@ -3,10 +3,9 @@
  * hierarchical: a token holds its own scope and every scope below it.
  */
 
-export const SCOPES = ['read', 'pull', 'write', 'admin'] as const;
+import { SCOPES, type Scope } from '../model.ts';
 
-/** read: look; pull: also fetch from upstream; write: change images and pins; admin: the rest. */
-export type Scope = (typeof SCOPES)[number];
+export { SCOPES, type Scope };
 
 /** What a route needs: a scope, or nothing at all (`open`: version negotiation must work first). */
 export type RouteScope = Scope | 'open';

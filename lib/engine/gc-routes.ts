@@ -2,11 +2,10 @@
 import { ROUTE_SCOPES } from '../auth/scopes.ts';
 import { parseDuration } from '../duration.ts';
 import { InvalidArgumentError } from '../errors.ts';
-import { collectGarbage } from '../gc.ts';
+import { collectFreed, collectGarbage } from '../gc.ts';
 import { applyRetention, parseByteSize, type RetentionSettings } from '../retention.ts';
 import type { EngineContext } from './context.ts';
-import { json } from './http.ts';
-import { boolQuery, collectFreed } from './removal-routes.ts';
+import { boolQuery, json } from './http.ts';
 import type { Route } from './router.ts';
 
 const DEFAULT_REPORTS = 20;

@@ -54,3 +54,9 @@ export function errorResponse(error: unknown): HttpResponse {
   const { status, body } = errorBody(error);
   return json(status, body);
 }
+
+/** A boolean query parameter as Docker sends them: absent, empty, 0, no, false and none are off. */
+export function boolQuery(query: URLSearchParams, name: string): boolean {
+  const value = (query.get(name) ?? '').trim().toLowerCase();
+  return !['', '0', 'no', 'false', 'none'].includes(value);
+}

@@ -9,7 +9,7 @@ import { followJob, type Jobs, startJob } from '../jobs/jobs.ts';
 import type { EngineContext } from './context.ts';
 import { type HttpRequest, type HttpResponse, json } from './http.ts';
 import { answerBy, errorOfJob } from './job-deadline.ts';
-import { loadedResponse } from './load-routes.ts';
+import { loadedResponse } from './load-answers.ts';
 
 export async function loadThroughJob(
   request: HttpRequest & { deadline: number },

@@ -7,10 +7,9 @@
  */
 
 import { jobPath } from '../jobs/job-view.ts';
-import { followJob, type Jobs, startJob } from '../jobs/jobs.ts';
-import { formatPlatform, normalizePlatform } from '../manifest.ts';
+import { followJob, type Jobs } from '../jobs/jobs.ts';
+import { startPullJob } from '../jobs/pull-job.ts';
 import type { Platform, Reference } from '../model.ts';
-import { formatReference } from '../reference.ts';
 import type { EngineContext } from './context.ts';
 import type { HttpRequest, HttpResponse } from './http.ts';
 import { answerBy, errorOfJob } from './job-deadline.ts';
@@ -38,28 +37,6 @@ export async function pullThroughJob(
     if (last?.status === 'failed') throw errorOfJob(last.error);
     throw new PullHandedOver(handoverLine(job.id, request));
   });
-}
-
-/**
- * Creates or joins the pull job for a reference and platform (one however many ask, from either
- * door) and dispatches it when it is new.
- */
-export function startPullJob(
-  context: Pick<EngineContext, 'catalog' | 'clock'>,
-  jobs: Jobs,
-  ref: Reference,
-  platform: Platform | undefined,
-) {
-  const reference = formatReference(ref);
-  const platformText = platform ? formatPlatform(normalizePlatform(platform)) : undefined;
-  return startJob(
-    { catalog: context.catalog, clock: context.clock, dispatcher: jobs.dispatcher },
-    {
-      kind: 'pull',
-      key: `pull|${reference}|${platformText ?? 'default'}`,
-      request: { kind: 'pull', reference, ...(platformText && { platform: platformText }) },
-    },
-  );
 }
 
 function handoverLine(id: string, request: HttpRequest) {

@@ -5,6 +5,7 @@ import { loadLimitsFromEnv, PayloadTooLargeError } from '../load/tar-reader.ts';
 import { presignedUploadsOf } from '../ports/presigned-uploads.ts';
 import type { EngineContext } from './context.ts';
 import { errorResponse, type HttpResponse } from './http.ts';
+import { loadedResponse } from './load-answers.ts';
 import type { Route } from './router.ts';
 
 /**
@@ -50,12 +51,6 @@ export const loadRoutes: Route[] = [
     },
   },
 ];
-
-/** Docker's answer to a load: one `{"stream"}` line per loaded image or tag. */
-export function loadedResponse(messages: string[]): HttpResponse {
-  const lines = messages.map((m) => `${JSON.stringify({ stream: `${m}\n` })}\r\n`);
-  return { status: 200, headers: { 'Content-Type': 'application/json' }, body: lines.join('') };
-}
 
 /** The 413, naming the presigned path where the backend has one (S3 behind API Gateway). */
 function tooLarge(limit: number, context: EngineContext): PayloadTooLargeError {

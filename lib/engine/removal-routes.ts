@@ -3,26 +3,13 @@
  * `docker image prune`, plus the cache's pins (what Docker has no word for lives under /cache).
  */
 import { ROUTE_SCOPES } from '../auth/scopes.ts';
-import { collectBlobs } from '../gc.ts';
+import { collectFreed } from '../gc.ts';
 import { listPinViews, pinImage, unpinImage } from '../pins.ts';
 import { pruneImages } from '../prune.ts';
 import { removeImage } from '../removal/remove-image.ts';
 import { tagImage } from '../removal/tag-image.ts';
-import type { EngineContext } from './context.ts';
-import { json } from './http.ts';
+import { boolQuery, json } from './http.ts';
 import type { Route } from './router.ts';
-
-/** moby's httputils.BoolValue: anything but "", "0", "no", "false" and "none" is true. */
-export function boolQuery(query: URLSearchParams, name: string): boolean {
-  const value = (query.get(name) ?? '').trim().toLowerCase();
-  return !['', '0', 'no', 'false', 'none'].includes(value);
-}
-
-/** Runs the collector, grace zero, over exactly the blobs a removal freed. */
-export function collectFreed(context: EngineContext) {
-  return (digests: Parameters<typeof collectBlobs>[1]) =>
-    collectBlobs(context, digests, { trigger: 'prune' });
-}
 
 export const removalRoutes: Route[] = [
   {

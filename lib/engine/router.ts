@@ -1,4 +1,3 @@
-import { refusalResponse } from '../auth/access.ts';
 import { type RouteScope, UNMATCHED_SCOPE } from '../auth/scopes.ts';
 import { InvalidArgumentError, NotFoundError } from '../errors.ts';
 import { createRegistryDoor, isRegistryPath } from '../mirror/registry-door.ts';
@@ -10,6 +9,7 @@ import { errorResponse, type HttpRequest, type HttpResponse } from './http.ts';
 import { imageRoutes } from './image-routes.ts';
 import { jobRoutes } from './job-routes.ts';
 import { loadRoutes } from './load-routes.ts';
+import { refusalResponse } from './refusal.ts';
 import { removalRoutes } from './removal-routes.ts';
 import { saveRoutes } from './save-routes.ts';
 import { systemRoutes } from './system-routes.ts';

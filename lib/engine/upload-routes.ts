@@ -19,7 +19,7 @@ import {
 import type { EngineContext } from './context.ts';
 import { json } from './http.ts';
 import { loadThroughJob } from './job-load.ts';
-import { loadedResponse } from './load-routes.ts';
+import { loadedResponse } from './load-answers.ts';
 import type { Route } from './router.ts';
 
 const MAX_COMMIT_BODY = 1024 * 1024;

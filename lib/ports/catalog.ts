@@ -1,6 +1,5 @@
-import type { Scope } from '../auth/scopes.ts';
 import type { Digest } from '../digest.ts';
-import type { RepositoryName } from '../model.ts';
+import type { RepositoryName, Scope } from '../model.ts';
 
 /** What `docker image ls` needs, read from the config once at pull time. */
 export interface ImageSummary {

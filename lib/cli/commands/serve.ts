@@ -11,7 +11,7 @@ Options:
       --data string   Folder for blobs and the catalog
       --require-auth  Require bearer tokens (see 'image-cache token'); needed for a
                       --host other than loopback
-Further options and environment variables are described in the project's README.
+Every option and environment variable is listed in docs/configuration.md.
 `;
 
 export const serve: Command = {

@@ -1,0 +1,28 @@
+import { formatPlatform, normalizePlatform } from '../manifest.ts';
+import type { Platform, Reference } from '../model.ts';
+import type { Catalog } from '../ports/catalog.ts';
+import type { Clock } from '../ports/clock.ts';
+import { formatReference } from '../reference.ts';
+import { type Jobs, startJob } from './jobs.ts';
+
+/**
+ * Creates or joins the pull job for a reference and platform (one however many ask, from either
+ * door) and dispatches it when it is new.
+ */
+export function startPullJob(
+  context: { catalog: Catalog; clock: Clock },
+  jobs: Jobs,
+  ref: Reference,
+  platform: Platform | undefined,
+) {
+  const reference = formatReference(ref);
+  const platformText = platform ? formatPlatform(normalizePlatform(platform)) : undefined;
+  return startJob(
+    { catalog: context.catalog, clock: context.clock, dispatcher: jobs.dispatcher },
+    {
+      kind: 'pull',
+      key: `pull|${reference}|${platformText ?? 'default'}`,
+      request: { kind: 'pull', reference, ...(platformText && { platform: platformText }) },
+    },
+  );
+}
