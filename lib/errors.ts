@@ -178,7 +178,11 @@ function logServerFailure(original: unknown, known: ImageCacheError | undefined)
 export function errorBody(error: unknown): { status: number; body: { message: string } } {
   const known = knownError(error);
   logServerFailure(error, known);
-  if (known) return { status: known.status, body: { message: known.message } };
+  // An INTERNAL error's text names our own keys, operations and SDK answers: logged above, never
+  // sent. Every other code is a deliberate answer whose message was written for the client.
+  if (known && known.code !== 'INTERNAL') {
+    return { status: known.status, body: { message: known.message } };
+  }
   return { status: 500, body: { message: 'internal server error' } };
 }
 

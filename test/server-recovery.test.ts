@@ -4,7 +4,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { DeleteBucketCommand, DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { collectGarbage } from '../lib/gc.ts';
 import { awsEmulators, openAwsAdapters, stopAwsEmulators } from './support/aws-emulators.ts';
@@ -200,6 +200,52 @@ describe('staging objects of dead writers on S3 (aws backend)', () => {
       adapters.close();
       s3.destroy();
     }
+  });
+  it('a storage failure is logged once with its cause; clients get a plain 500 on both doors', async () => {
+    const emulators = await awsEmulators();
+    cache = await startCacheServer({
+      registries: `docker.io=${registry.url.origin}`,
+      backend: 'aws',
+      flags: ['--gc-interval', '0'],
+    });
+    pushImage(registry, 'library/gone', '1', { layerSizes: [10_000] });
+    const pulled = await pullVia(cache.url, { fromImage: 'gone', tag: '1' });
+    expect(pulled.body).toContain('Downloaded newer image for gone:1');
+    const [layer] = [...(await cache.blobFiles()).entries()].sort((a, b) => b[1] - a[1])[0]!;
+    // The bucket disappears under the server (an operator's mistake): S3 answers NoSuchBucket,
+    // which the adapter reports as INTERNAL with the bucket and key in its text.
+    const s3 = emulators.s3.client();
+    try {
+      const keys = await cache.objectKeys('');
+      for (const Key of keys)
+        await s3.send(new DeleteObjectCommand({ Bucket: cache.aws!.bucket, Key }));
+      await s3.send(new DeleteBucketCommand({ Bucket: cache.aws!.bucket }));
+    } finally {
+      s3.destroy();
+    }
+    const errors = vi.spyOn(console, 'error').mockImplementation(() => {});
+
+    const image = await generateImage({ seed: 'bucket-gone', layers: [{ files: [5_000] }] });
+    const engine = await postLoad(
+      cache,
+      await tarBuffer(docker25Members([{ image, tags: ['x:1'] }])),
+    );
+    const engineText = engine.text;
+    expect(engine.status).toBe(500);
+    expect(engine.message).toBe('internal server error');
+
+    const registryDoor = await fetch(`${cache.url}/v2/library/gone/blobs/sha256:${layer}`);
+    const doorText = await registryDoor.text();
+    expect(registryDoor.status).toBe(500);
+    for (const text of [engineText, doorText]) {
+      expect(text).not.toContain('NoSuchBucket');
+      expect(text).not.toContain(cache.aws!.bucket);
+    }
+    expect(JSON.parse(doorText).errors[0].code).toBe('UNKNOWN');
+
+    // Each failure is in the log once, with the S3 code an operator can search for.
+    const logged = errors.mock.calls.map((call) => call.map(String).join(' '));
+    expect(logged.filter((line) => /NoSuchBucket/.test(line))).toHaveLength(2);
   });
 });
 
