@@ -148,7 +148,7 @@ async function main(): Promise<void> {
         );
         const gc = () =>
           collectGarbage(
-            { catalog, blobs: context.blobs, clock: context.clock },
+            { catalog, blobs: context.blobs, clock: context.clock, gcClaims: context.gcClaims },
             { graceMs: HOUR },
           );
         let deleted = 0;

@@ -21,7 +21,7 @@ import Database from 'better-sqlite3';
 import { FsBlobStore } from '../lib/adapters/fs-blob-store.ts';
 import { SqliteCatalog } from '../lib/adapters/sqlite-catalog.ts';
 import { type Digest, sha256 } from '../lib/digest.ts';
-import { collectGarbage } from '../lib/gc.ts';
+import { CollectorClaims, collectGarbage } from '../lib/gc.ts';
 import type { BlobStore } from '../lib/ports/blob-store.ts';
 import type { Catalog } from '../lib/ports/catalog.ts';
 import { systemClock } from '../lib/ports/clock.ts';
@@ -145,6 +145,7 @@ async function collect(dir: string, p: Plan): Promise<Record<string, unknown>> {
       catalog: timedCatalog(catalog, phases),
       blobs: timedListing(blobs, phases),
       clock: systemClock,
+      gcClaims: new CollectorClaims(),
     },
     { graceMs: HOUR },
   );

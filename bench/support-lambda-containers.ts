@@ -87,17 +87,17 @@ export async function startLambdaContainer<M>(
     lambdaRuntime: typeof lambdaRuntime;
   };
   // The composition makes its DynamoDB client here and keeps it private: catch it on the way.
-  const clientFromEnvironment = Catalog.clientFromEnvironment;
+  const clientFor = Catalog.clientFor;
   let client: DynamoDBClient | undefined;
-  Catalog.clientFromEnvironment = (fromEnv) => {
-    client = clientFromEnvironment.call(Catalog, fromEnv);
+  Catalog.clientFor = (sdk) => {
+    client = clientFor.call(Catalog, sdk);
     return client;
   };
   let composition: Awaited<ReturnType<typeof lambdaRuntime>>['composition'];
   try {
     ({ composition } = await runtime.lambdaRuntime(env));
   } finally {
-    Catalog.clientFromEnvironment = clientFromEnvironment;
+    Catalog.clientFor = clientFor;
   }
   if (!client) throw new Error(`${name}: the composition made no DynamoDB client`);
   const { context } = composition;

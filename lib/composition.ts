@@ -7,10 +7,16 @@ import { SqliteCatalog } from './adapters/sqlite-catalog.ts';
 import { TokenAuthenticator } from './auth/access.ts';
 import type { CredentialMap, ServeConfig } from './config.ts';
 import type { EngineContext } from './engine/context.ts';
-import { collectFreed, DEFAULT_ORPHAN_MIN_AGE_MS, type GcSchedule, startGcSchedule } from './gc.ts';
+import {
+  CollectorClaims,
+  collectFreed,
+  DEFAULT_ORPHAN_MIN_AGE_MS,
+  type GcSchedule,
+  startGcSchedule,
+} from './gc.ts';
 import { InProcessDispatcher } from './jobs/in-process-dispatcher.ts';
 import { JobSignals } from './jobs/job-signals.ts';
-import type { Jobs } from './jobs/jobs.ts';
+import { type Jobs, Redispatcher } from './jobs/jobs.ts';
 import { startPullJob } from './jobs/pull-job.ts';
 import { runAfterLease } from './jobs/run-after-lease.ts';
 import { JobRunner } from './jobs/runner.ts';
@@ -107,13 +113,14 @@ export async function composeAws(
   overrides: { clock?: Clock; upstream?: Upstream } = {},
 ): Promise<Composition> {
   if (!config.aws) throw new Error('composeAws needs the aws settings of --backend aws');
-  const { bucket, table, createResources } = config.aws;
+  const { bucket, table, createResources, sdk, uploadPartSize } = config.aws;
   // Read before any other client exists, so a missing or unreadable secret stops the start
   // with its own message and leaves nothing to close.
   const registryCredentials = config.aws.registrySecret
     ? await (await import('./adapters/secret-credentials.ts')).SecretCredentials.open({
         secretId: config.aws.registrySecret,
         clock: overrides.clock ?? systemClock,
+        sdk: config.aws.sdk,
       })
     : undefined;
   const [{ S3BlobStore }, { DynamoCatalog }, { S3SaveExports }] = await Promise.all([
@@ -121,11 +128,12 @@ export async function composeAws(
     import('./adapters/dynamo-catalog.ts'),
     import('./adapters/s3-save-exports.ts'),
   ]);
-  const blobs = new S3BlobStore({ client: S3BlobStore.clientFromEnvironment(), bucket });
-  const catalog = new DynamoCatalog({
-    client: DynamoCatalog.clientFromEnvironment(),
-    tableName: table,
+  const blobs = new S3BlobStore({
+    client: S3BlobStore.clientFor(sdk),
+    bucket,
+    ...(uploadPartSize !== undefined && { uploadPartSize }),
   });
+  const catalog = new DynamoCatalog({ client: DynamoCatalog.clientFor(sdk), tableName: table });
   try {
     if (createResources) {
       await catalog.createTable();
@@ -142,7 +150,7 @@ export async function composeAws(
     // Before the jobs: their runner writes the exports that outlive a request.
     exports: new S3SaveExports(blobs, { now: () => (overrides.clock ?? systemClock).now() }),
   };
-  const jobs = await awsJobs(context, config.aws.workerFunction);
+  const jobs = await awsJobs(context, config);
   // Behind Lambda the registry door's fills are jobs for the worker, started with the manifest.
   const fills = config.aws.workerFunction
     ? new MirrorFills(
@@ -197,6 +205,8 @@ function engineContext(
     clock,
     registries: config.registries,
     version: packageVersion(),
+    gcClaims: new CollectorClaims(),
+    loadLimits: config.loadLimits,
     maintenance: {
       gcGraceMs: config.gcGraceMs,
       ...(config.maxBytes !== undefined && { maxBytes: config.maxBytes }),
@@ -210,7 +220,8 @@ function engineContext(
 function inProcessJobs(context: EngineContext): Jobs & { dispatcher: InProcessDispatcher } {
   const signals = new JobSignals();
   const runner = new JobRunner({ ...context, signals });
-  return { runner, signals, dispatcher: new InProcessDispatcher((jobId) => runner.run(jobId)) };
+  const dispatcher = new InProcessDispatcher((jobId) => runner.run(jobId));
+  return { runner, signals, dispatcher, redispatcher: new Redispatcher(dispatcher, context.clock) };
 }
 
 /**
@@ -219,11 +230,12 @@ function inProcessJobs(context: EngineContext): Jobs & { dispatcher: InProcessDi
  */
 async function awsJobs(
   context: EngineContext,
-  workerFunction: string | undefined,
+  config: ServeConfig,
 ): Promise<Jobs & { local: InProcessDispatcher }> {
   const jobs = inProcessJobs(context);
-  if (!workerFunction) {
-    if (process.env.AWS_LAMBDA_FUNCTION_NAME) {
+  const workerFunction = config.aws?.workerFunction;
+  if (!workerFunction || !config.aws) {
+    if (config.lambdaFunction) {
       console.warn(
         'IMAGE_CACHE_WORKER_FUNCTION is not set: background jobs run inside this function and stop with its invocation',
       );
@@ -232,10 +244,15 @@ async function awsJobs(
   }
   const { LambdaDispatcher } = await import('./adapters/lambda-dispatcher.ts');
   const dispatcher = new LambdaDispatcher({
-    client: LambdaDispatcher.clientFromEnvironment(),
+    client: LambdaDispatcher.clientFor(config.aws.sdk),
     functionName: workerFunction,
   });
-  return { ...jobs, dispatcher, local: jobs.dispatcher };
+  return {
+    ...jobs,
+    dispatcher,
+    redispatcher: new Redispatcher(dispatcher, context.clock),
+    local: jobs.dispatcher,
+  };
 }
 
 /** For --create-resources against emulators; an existing bucket of ours is fine. */

@@ -158,7 +158,8 @@ function knownError(error: unknown): ImageCacheError | undefined {
   return undefined;
 }
 
-const logged = new WeakSet<object>();
+/** Marks an error the log has (on the error itself: no state outlives the failure). */
+const LOGGED = Symbol('image-cache logged');
 
 /**
  * The operator hears of every failure that is the server's, once, however many layers pass it
@@ -167,9 +168,9 @@ const logged = new WeakSet<object>();
  */
 function logServerFailure(original: unknown, known: ImageCacheError | undefined): void {
   const key = typeof original === 'object' && original !== null ? original : undefined;
-  if (key && logged.has(key)) return;
+  if (key && LOGGED in key) return;
   if (known && known.code !== 'INSUFFICIENT_STORAGE' && known.code !== 'INTERNAL') return;
-  if (key) logged.add(key);
+  if (key && Object.isExtensible(key)) Object.defineProperty(key, LOGGED, { value: true });
   if (known?.code === 'INSUFFICIENT_STORAGE') console.error(`image-cache: ${known.message}`);
   else console.error('image-cache: unexpected error:', original);
 }

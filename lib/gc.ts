@@ -26,6 +26,8 @@ export interface GcDeps {
   catalog: Catalog;
   blobs: BlobStore;
   clock: Clock;
+  /** Shared by every collection of this process over `blobs`. */
+  gcClaims: CollectorClaims;
 }
 
 export interface GcOptions {
@@ -57,21 +59,25 @@ const SWEEP_CHUNK = 256;
 const MAX_REPORTED_ERRORS = 50;
 
 /**
- * Digests a collector of this process is working on, per blob store: at most one collector
- * handles a digest at a time. Without it, a collector resuming a `deleting` record could delete
- * bytes a writer stored right after another collector finished the same digest. Across
- * processes only the re-check in `resume` guards that (a window of one catalog read); the
- * embedded server runs every collection in its one process.
+ * Digests a collector of this process is working on: at most one collector handles a digest at
+ * a time. Without it, a collector resuming a `deleting` record could delete bytes a writer
+ * stored right after another collector finished the same digest. Across processes only the
+ * re-check in `resume` guards that (a window of one catalog read); the embedded server runs
+ * every collection in its one process. The composition owns one per blob store.
  */
-const busyByStore = new WeakMap<BlobStore, Set<Digest>>();
+export class CollectorClaims {
+  readonly #held = new Set<Digest>();
 
-function busyDigests(blobs: BlobStore): Set<Digest> {
-  let busy = busyByStore.get(blobs);
-  if (!busy) {
-    busy = new Set();
-    busyByStore.set(blobs, busy);
+  /** Answers false when another collector holds the digest. */
+  claim(digest: Digest): boolean {
+    if (this.#held.has(digest)) return false;
+    this.#held.add(digest);
+    return true;
   }
-  return busy;
+
+  release(digest: Digest): void {
+    this.#held.delete(digest);
+  }
 }
 
 /** A full collection: every blob record, then files the catalog does not know (orphans). */
@@ -199,7 +205,7 @@ class Run {
   readonly #graceMs: number;
   readonly #dryRun: boolean;
   readonly #started = performance.now();
-  readonly #busy: Set<Digest>;
+  readonly #claims: CollectorClaims;
   readonly #examined: Tally = { blobs: 0, bytes: 0 };
   readonly #kept: Tally = { blobs: 0, bytes: 0 };
   readonly #deleted: Tally = { blobs: 0, bytes: 0 };
@@ -214,7 +220,7 @@ class Run {
     this.#graceMs = graceMs;
     this.#dryRun = dryRun;
     this.startedAt = deps.clock.now();
-    this.#busy = busyDigests(deps.blobs);
+    this.#claims = deps.gcClaims;
   }
 
   examine(size: number): void {
@@ -257,7 +263,7 @@ class Run {
       // false: a writer touched it after the snapshot (or another collector took it).
       if (outcome === false) this.keep(record.size);
       else this.#fail(record.digest, record.size, outcome);
-      this.#busy.delete(record.digest);
+      this.#claims.release(record.digest);
     });
     const removed: { record: BlobRecord; bytes: number }[] = [];
     await forEachLimited(won, concurrency, async (record) => {
@@ -266,7 +272,7 @@ class Run {
       } catch (error) {
         // Left in deleting: the next run resumes it; writers wait for it meanwhile.
         this.#fail(record.digest, record.size, error);
-        this.#busy.delete(record.digest);
+        this.#claims.release(record.digest);
       }
     });
     const finished = await Promise.all(
@@ -277,7 +283,7 @@ class Run {
     removed.forEach(({ record, bytes }, i) => {
       if (finished[i] === undefined) add(this.#deleted, bytes);
       else this.#fail(record.digest, record.size, finished[i]);
-      this.#busy.delete(record.digest);
+      this.#claims.release(record.digest);
     });
   }
 
@@ -304,7 +310,7 @@ class Run {
     } catch (error) {
       this.#fail(record.digest, record.size, error);
     } finally {
-      this.#busy.delete(record.digest);
+      this.#claims.release(record.digest);
     }
   }
 
@@ -370,14 +376,12 @@ class Run {
         add(this.#orphans, bytes);
       });
     } finally {
-      for (const file of mine) this.#busy.delete(file.digest);
+      for (const file of mine) this.#claims.release(file.digest);
     }
   }
 
   #lock(digest: Digest): boolean {
-    if (this.#busy.has(digest)) return false;
-    this.#busy.add(digest);
-    return true;
+    return this.#claims.claim(digest);
   }
 
   /** Deletes the bytes and answers how many left the store (0 when they were gone already). */

@@ -1,5 +1,6 @@
+import { readdirSync, readFileSync } from 'node:fs';
 import { chmod, writeFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ConfigError,
@@ -233,6 +234,60 @@ describe('loadAuthFile', () => {
 });
 
 describe('parseServeArgs', () => {
+  it('reads the load limits once, into the settings the routes and jobs use', () => {
+    const config = parseServeArgs([], {
+      IMAGE_CACHE_MAX_LOAD_BYTES: '1000',
+      IMAGE_CACHE_MAX_LOAD_RATIO: '7',
+    });
+    expect(config.loadLimits).toMatchObject({ maxBodyBytes: 1000, maxRatio: 7 });
+    // The expanded cap follows the body cap up, never below the default.
+    expect(config.loadLimits.maxExpandedBytes).toBeGreaterThanOrEqual(1000);
+    expect(parseServeArgs([], {}).loadLimits.maxBodyBytes).toBe(64 * 1024 ** 3);
+  });
+
+  it('reads the AWS SDK settings with the aws backend: endpoints per service, region, part size', () => {
+    const config = parseServeArgs(['--backend', 'aws'], {
+      IMAGE_CACHE_BUCKET: 'image-cache-bucket',
+      IMAGE_CACHE_TABLE: 'image-cache',
+      AWS_ENDPOINT_URL: 'http://127.0.0.1:9000',
+      AWS_ENDPOINT_URL_DYNAMODB: ' http://127.0.0.1:8000 ',
+      AWS_DEFAULT_REGION: 'eu-west-1',
+      IMAGE_CACHE_UPLOAD_PART_SIZE: '8MiB',
+      AWS_LAMBDA_FUNCTION_NAME: 'image-cache-api',
+    });
+    expect(config.aws?.sdk.endpoints).toEqual({
+      s3: 'http://127.0.0.1:9000',
+      dynamodb: 'http://127.0.0.1:8000',
+      lambda: 'http://127.0.0.1:9000',
+      secretsmanager: 'http://127.0.0.1:9000',
+    });
+    expect(config.aws?.sdk.region).toBe('eu-west-1');
+    expect(config.aws?.uploadPartSize).toBe(8 * 1024 * 1024);
+    expect(config.lambdaFunction).toBe('image-cache-api');
+  });
+
+  it.each([
+    ['lots', /IMAGE_CACHE_UPLOAD_PART_SIZE: .*lots/],
+    ['1MiB', /IMAGE_CACHE_UPLOAD_PART_SIZE: "1MiB" must be from 5MiB to 5GiB/],
+    ['6GiB', /must be from 5MiB to 5GiB/],
+  ])('refuses IMAGE_CACHE_UPLOAD_PART_SIZE=%s at start', (value, message) => {
+    const env = {
+      IMAGE_CACHE_BUCKET: 'image-cache-bucket',
+      IMAGE_CACHE_TABLE: 'image-cache',
+      IMAGE_CACHE_UPLOAD_PART_SIZE: value,
+    };
+    expect(() => parseServeArgs(['--backend', 'aws'], env)).toThrow(message);
+  });
+
+  it.each([
+    ['IMAGE_CACHE_MIRROR_REDIRECT', 'maybe'],
+    ['IMAGE_CACHE_REQUIRE_AUTH', 'sure'],
+  ])('refuses a switch %s that is neither on nor off', (name, value) => {
+    expect(() => parseServeArgs([], { [name]: value })).toThrow(
+      `${name}: "${value}" must be 1 or 0`,
+    );
+  });
+
   it.each([
     ['IMAGE_CACHE_MAX_LOAD_RATIO', 'lots'],
     ['IMAGE_CACHE_MAX_LOAD_BYTES', '-1'],
@@ -448,5 +503,31 @@ describe('parseAuthConfig', () => {
     expect(() => parseAuthConfig('{"auths": {"a": "hunter2"', 'V', 'src')).toThrow(
       /^V: src is not valid JSON \(at position \d+\)$/,
     );
+  });
+});
+
+describe('docs/configuration.md', () => {
+  const root = resolve(import.meta.dirname, '..');
+  const table = readFileSync(join(root, 'docs/configuration.md'), 'utf8');
+  const sources = [
+    'lib/config.ts',
+    ...readdirSync(join(root, 'lib/config')).map((f) => `lib/config/${f}`),
+  ]
+    .map((file) => readFileSync(join(root, file), 'utf8'))
+    .join('\n');
+
+  it('lists every flag serve takes', () => {
+    const options = /options: \{([\s\S]*?)\n {6}\},/.exec(
+      readFileSync(join(root, 'lib/config.ts'), 'utf8'),
+    )![1]!;
+    const flags = [...options.matchAll(/^\s+'?([a-z-]+)'?: \{ type:/gm)].map((m) => `--${m[1]}`);
+    expect(flags).toContain('--require-auth');
+    expect(flags.filter((flag) => !table.includes(`\`${flag}\``))).toEqual([]);
+  });
+
+  it('lists every variable configuration reads', () => {
+    const variables = new Set(sources.match(/\b(IMAGE_CACHE|AWS)_[A-Z0-9_]+\b/g));
+    expect(variables.size).toBeGreaterThan(20);
+    expect([...variables].filter((name) => !table.includes(name))).toEqual([]);
   });
 });

@@ -1,6 +1,7 @@
 import { type AttributeValue, GetItemCommand, QueryCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { DynamoCatalog } from '../lib/adapters/dynamo-catalog.ts';
+import { parseAwsSdkSettings } from '../lib/config/aws-sdk.ts';
 import { ConfigError, parseServeArgs } from '../lib/config.ts';
 import { type Digest, digestHex, sha256 } from '../lib/digest.ts';
 import { BlobNotLiveError } from '../lib/errors.ts';
@@ -294,7 +295,12 @@ describe('AWS backend settings', () => {
     });
     expect(
       parseServeArgs(['--create-resources'], { ...aws, IMAGE_CACHE_BACKEND: 'aws' }).aws,
-    ).toEqual({ bucket: 'image-cache-blobs', table: 'image-cache', createResources: true });
+    ).toEqual({
+      bucket: 'image-cache-blobs',
+      table: 'image-cache',
+      createResources: true,
+      sdk: parseAwsSdkSettings({}),
+    });
   });
 
   it.each([
@@ -314,9 +320,9 @@ describe('AWS backend settings', () => {
     // Credentials come from the SDK's provider chain, which reads process.env.
     vi.stubEnv('AWS_ACCESS_KEY_ID', 'local');
     vi.stubEnv('AWS_SECRET_ACCESS_KEY', 'local');
-    const client = DynamoCatalog.clientFromEnvironment({
-      AWS_ENDPOINT_URL_DYNAMODB: server.endpoint,
-    });
+    const client = DynamoCatalog.clientFor(
+      parseAwsSdkSettings({ AWS_ENDPOINT_URL_DYNAMODB: server.endpoint }),
+    );
     expect(await client.config.region()).toBe('us-east-1');
     const catalog = new DynamoCatalog({ client, tableName: 'created-on-request' });
     try {

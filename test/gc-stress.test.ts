@@ -6,7 +6,7 @@ import { S3BlobStore } from '../lib/adapters/s3-blob-store.ts';
 import { SqliteCatalog } from '../lib/adapters/sqlite-catalog.ts';
 import { parseServeArgs } from '../lib/config.ts';
 import type { Digest } from '../lib/digest.ts';
-import { collectBlobs, collectGarbage, type GcDeps } from '../lib/gc.ts';
+import { CollectorClaims, collectBlobs, collectGarbage, type GcDeps } from '../lib/gc.ts';
 import type { BlobStore } from '../lib/ports/blob-store.ts';
 import type { Catalog } from '../lib/ports/catalog.ts';
 import type { Clock } from '../lib/ports/clock.ts';
@@ -172,6 +172,8 @@ describe.each(BACKENDS)('GC under concurrent pulls, tags, rmi and prune on $name
     const storage = await backend.open(temps);
     const { store, catalogs } = storage;
     const blobs = jittery(store, new Rng(`${seed}/jitter`));
+    // One process's collectors share their claims, as the composition's do.
+    const gcClaims = new CollectorClaims();
     const result: StressResult = { violations: [], ops: {}, errors: {} };
     const count = (map: Record<string, number>, key: string) => {
       map[key] = (map[key] ?? 0) + 1;
@@ -192,6 +194,7 @@ describe.each(BACKENDS)('GC under concurrent pulls, tags, rmi and prune on $name
           catalog: variant === 'broken' ? ignoringGeneration(slowed) : slowed,
           blobs,
           clock,
+          gcClaims,
         };
         collectorDeps.push(gcDeps);
         return Array.from({ length: WORKERS_PER_CATALOG }, (_, w) =>
@@ -405,7 +408,7 @@ async function removeEverything(
     }
   }
   const report = await collectGarbage(
-    { catalog, blobs: store, clock },
+    { catalog, blobs: store, clock, gcClaims: new CollectorClaims() },
     { graceMs: 0, orphanMinAgeMs: 0 },
   );
   if (report.errors.length > 0) violations.push(...report.errors);

@@ -6,7 +6,13 @@ import { SqliteCatalog } from '../lib/adapters/sqlite-catalog.ts';
 import { BlobFetcher } from '../lib/blob-fetcher.ts';
 import { type Digest, sha256 } from '../lib/digest.ts';
 import { BlobNotLiveError } from '../lib/errors.ts';
-import { collectBlobs, collectGarbage, type GcDeps, startGcSchedule } from '../lib/gc.ts';
+import {
+  CollectorClaims,
+  collectBlobs,
+  collectGarbage,
+  type GcDeps,
+  startGcSchedule,
+} from '../lib/gc.ts';
 import type { BlobStore } from '../lib/ports/blob-store.ts';
 import type { Catalog, ManifestRecord } from '../lib/ports/catalog.ts';
 import type { Upstream } from '../lib/ports/upstream.ts';
@@ -34,7 +40,7 @@ describe('garbage collection', () => {
     blobs = new FsBlobStore(dir.path);
     // Real wall time, so file mtimes (orphans) and the clock agree.
     clock = new ManualClock(Date.now());
-    deps = { catalog, blobs, clock };
+    deps = { catalog, blobs, clock, gcClaims: new CollectorClaims() };
   });
 
   afterEach(async () => {
@@ -184,8 +190,13 @@ describe('garbage collection', () => {
     await catalog.touchBlob(layer, clock.now());
     const bytes = await readFile(blobs.paths.blob(layer));
     // Between this collector's roots and its transition, another collector (another process:
-    // its own view of the store) removes the blob, and a pull stores and commits it again.
-    const elsewhere = { ...deps, blobs: wrapBlobStore(blobs, { delete: async () => {} }) };
+    // its own view of the store and its own claims) removes the blob, and a pull stores and
+    // commits it again.
+    const elsewhere = {
+      ...deps,
+      gcClaims: new CollectorClaims(),
+      blobs: wrapBlobStore(blobs, { delete: async () => {} }),
+    };
     let replayed = false;
     const interposed = interpose(catalog, {
       beforeBeginBlobDeletion: async () => {

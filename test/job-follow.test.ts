@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SqliteCatalog } from '../lib/adapters/sqlite-catalog.ts';
-import { followJob, redispatchIfAbandoned } from '../lib/jobs/jobs.ts';
+import { followJob, Redispatcher } from '../lib/jobs/jobs.ts';
 import { ProgressLog } from '../lib/jobs/progress-log.ts';
 import { LEASE_MS } from '../lib/jobs/runner.ts';
 import type { JobMessage } from '../lib/ports/catalog.ts';
@@ -107,10 +107,13 @@ describe('followJob over the catalog (a worker elsewhere)', () => {
   });
 });
 
-describe('redispatchIfAbandoned', () => {
+describe('Redispatcher', () => {
   const clock = new ManualClock();
   const dispatched: string[] = [];
-  const deps = { clock, dispatcher: { dispatch: async (id: string) => void dispatched.push(id) } };
+  const redispatcher = new Redispatcher(
+    { dispatch: async (id: string) => void dispatched.push(id) },
+    clock,
+  );
   const job = (status: 'queued' | 'running' | 'succeeded', leaseUntil?: number) => ({
     id: 'j',
     kind: 'pull' as const,
@@ -126,15 +129,15 @@ describe('redispatchIfAbandoned', () => {
 
   it('dispatches a job whose lease ran out, at most once per 10 s however often it is read', async () => {
     const running = job('running', clock.now() + LEASE_MS);
-    expect(await redispatchIfAbandoned(deps, running)).toBe(false);
+    expect(await redispatcher.ifAbandoned(running)).toBe(false);
     clock.advance(LEASE_MS + 1);
-    expect(await redispatchIfAbandoned(deps, running)).toBe(true);
+    expect(await redispatcher.ifAbandoned(running)).toBe(true);
     clock.advance(9_000);
-    expect(await redispatchIfAbandoned(deps, running)).toBe(false);
+    expect(await redispatcher.ifAbandoned(running)).toBe(false);
     clock.advance(1_000);
-    expect(await redispatchIfAbandoned(deps, running)).toBe(true);
+    expect(await redispatcher.ifAbandoned(running)).toBe(true);
     expect(dispatched).toEqual(['j', 'j']);
-    expect(await redispatchIfAbandoned(deps, job('succeeded'))).toBe(false);
+    expect(await redispatcher.ifAbandoned(job('succeeded'))).toBe(false);
     expect(dispatched).toHaveLength(2);
   });
 });

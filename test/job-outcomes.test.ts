@@ -7,6 +7,7 @@ import {
   MAX_JOB_LOAD_MESSAGES,
   MAX_JOB_TEXT_CHARS,
 } from '../lib/jobs/runner.ts';
+import { DEFAULT_LOAD_LIMITS } from '../lib/load/tar-reader.ts';
 import type { Catalog, JobRecord } from '../lib/ports/catalog.ts';
 import { type Clock, systemClock } from '../lib/ports/clock.ts';
 import { type PresignedUploads, presignedUploadsOf } from '../lib/ports/presigned-uploads.ts';
@@ -67,7 +68,7 @@ describe('job outcomes on DynamoDB Local', () => {
     const { blobs } = adapters;
     const upstream = new HttpUpstream({ registries: new Map(), clock });
     const pulls = new PullService({ catalog, blobs, upstream, clock, tagTtlMs: 0, concurrency: 1 });
-    return new JobRunner({ catalog, blobs, pulls, clock });
+    return new JobRunner({ catalog, blobs, pulls, clock, loadLimits: DEFAULT_LOAD_LIMITS });
   }
 
   /** Uploads a tarball of `image` with `tags` and queues its load job, as the commit route does. */

@@ -13,6 +13,10 @@ import { describe, expect, it } from 'vitest';
  * - a route file never imports another route file; the router brings them together.
  * - fronts (functions/, lib/server.ts) import the router, the composition, configuration, HTTP
  *   shapes and their own adapters (lib/lambda/, request limits), nothing of the domain.
+ *
+ * And no hidden inputs: only configuration (lib/config.ts, lib/config/) and the entry points
+ * that hand it the environment read `process.env`; only the composition roots keep state at
+ * module level (a `let`, or a Map/Set/WeakMap that starts empty and fills as the process runs).
  */
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -45,7 +49,7 @@ const ALL = [...files('lib'), ...files('functions')].flatMap(importsOf);
 const DOORS = /^lib\/(engine|mirror)\//;
 const FRONTS = /^(functions\/|lib\/(lambda|cli)\/|lib\/server\.ts$)/;
 const ADAPTERS = /^lib\/(adapters|registry)\//;
-const ROOTS = /^lib\/(composition|config|request-limits)\.ts$/;
+const ROOTS = /^lib\/(composition|config|request-limits)\.ts$|^lib\/config\//;
 const SDKS = /^(@aws-sdk\/|aws-lambda$|undici$|better-sqlite3$|aws-cdk-lib)/;
 
 function isDomain(file: string): boolean {
@@ -91,6 +95,27 @@ const RULES: Record<string, (file: string, target: string) => boolean> = {
     !/^lib\/engine\/(router|http)\.ts$/.test(target),
 };
 
+const SOURCES = [...files('lib'), ...files('functions')].map(
+  (file) => [file, readFileSync(join(ROOT, file), 'utf8')] as const,
+);
+
+/** Who may read the environment: configuration, and the entry points that pass it there. */
+const READS_ENV = /^(lib\/config\.ts|lib\/config\/.*|lib\/lambda\/runtime\.ts|lib\/cli\/main\.ts)$/;
+/** Where process-wide state may live: the composition roots (the Lambda one caches its own). */
+const HOLDS_STATE = /^(lib\/composition\.ts|lib\/lambda\/runtime\.ts)$/;
+const ENV_READ = /\bprocess\.env\b/;
+const MODULE_STATE =
+  /^(?:export )?(?:let \w|const \w+(?::[^=]+)? = new (?:Map|Set|WeakMap|WeakSet)(?:<.*>)?\(\))/m;
+
+function hiddenInputs(sources: readonly (readonly [string, string])[]): string[] {
+  return sources.flatMap(([file, text]) => [
+    ...(ENV_READ.test(text) && !READS_ENV.test(file) ? [`${file} reads process.env`] : []),
+    ...(MODULE_STATE.test(text) && !HOLDS_STATE.test(file)
+      ? [`${file} keeps module-level state: ${MODULE_STATE.exec(text)![0]}`]
+      : []),
+  ]);
+}
+
 describe('layers', () => {
   it('reads the imports of every module', () => {
     // A reader that found nothing would pass every rule.
@@ -100,6 +125,28 @@ describe('layers', () => {
 
   it.each(Object.entries(RULES))('%s', (_name, rule) => {
     expect(violations(ALL, rule)).toEqual([]);
+  });
+
+  it('only configuration reads the environment; only composition roots keep module state', () => {
+    expect(SOURCES.length).toBeGreaterThan(100);
+    expect(hiddenInputs(SOURCES)).toEqual([]);
+  });
+
+  it.each([
+    ['lib/load/tar-reader.ts', 'const limits = loadLimitsFromEnv(process.env);'],
+    ['lib/engine/load-routes.ts', 'const partSize = Number(process.env.X);'],
+    ['lib/gc.ts', 'const busyByStore = new WeakMap<object, Set<string>>();'],
+    ['lib/jobs/jobs.ts', 'let redispatched: Map<string, number> | undefined;'],
+    ['lib/errors.ts', 'export const logged = new WeakSet();'],
+  ])('would refuse %s holding `%s`', (file, text) => {
+    expect(hiddenInputs([[file, text]])).toHaveLength(1);
+  });
+
+  it.each([
+    ['lib/config/load-limits.ts', 'parseLoadLimits(process.env)'],
+    ['lib/registry/retry.ts', "const TIMEOUT_CODES = new Set(['ETIMEDOUT']);"],
+  ])('allows %s holding `%s`', (file, text) => {
+    expect(hiddenInputs([[file, text]])).toEqual([]);
   });
 
   it.each([

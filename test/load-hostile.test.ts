@@ -22,9 +22,11 @@ import {
 } from './support/tarballs.ts';
 
 const MiB = 1024 * 1024;
-// Small caps so the bomb and 413 cases stay fast; read by the server at request time.
-process.env.IMAGE_CACHE_MAX_LOAD_BYTES = String(256 * MiB);
-process.env.IMAGE_CACHE_MAX_LOAD_EXPANDED_BYTES = String(64 * MiB);
+// Small caps so the bomb and 413 cases stay fast; the server reads them at start.
+const LOAD_LIMITS = {
+  IMAGE_CACHE_MAX_LOAD_BYTES: String(256 * MiB),
+  IMAGE_CACHE_MAX_LOAD_EXPANDED_BYTES: String(64 * MiB),
+};
 
 const VICTIM = 'victim/app:1';
 
@@ -417,7 +419,7 @@ const cases: HostileCase[] = [
 ];
 
 beforeAll(async () => {
-  server = await startCacheServer({ registries: '' });
+  server = await startCacheServer({ registries: '', env: LOAD_LIMITS });
   victim = await generateImage({ seed: 'hostile-victim', layers: [{ compression: 'none' }] });
   attacker = await generateImage({
     seed: 'hostile-attacker',

@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { SecretCredentials } from '../lib/adapters/secret-credentials.ts';
 import { composeAws } from '../lib/composition.ts';
+import { parseAwsSdkSettings } from '../lib/config/aws-sdk.ts';
 import { ConfigError, parseServeArgs } from '../lib/config.ts';
 import { basic, pushImage } from './support/fake-registry.ts';
 import { SecretsManagerLocal } from './support/secrets-manager-local.ts';
@@ -54,6 +55,7 @@ async function open(secretId = SECRET, clock = new ManualClock()): Promise<Secre
   const source = await SecretCredentials.open({
     secretId,
     clock,
+    sdk: parseAwsSdkSettings(process.env),
     log: (message) => logged.push(message),
   });
   opened.push(source);

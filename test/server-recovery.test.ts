@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DeleteBucketCommand, DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { collectGarbage } from '../lib/gc.ts';
+import { CollectorClaims, collectGarbage } from '../lib/gc.ts';
 import { awsEmulators, openAwsAdapters, stopAwsEmulators } from './support/aws-emulators.ts';
 import { type CacheServer, pullVia, startCacheServer } from './support/cache-server.ts';
 import { FakeRegistry, pushImage } from './support/fake-registry.ts';
@@ -193,7 +193,10 @@ describe('staging objects of dead writers on S3 (aws backend)', () => {
       expect(now.staging).toEqual({ files: 0, bytes: 0 });
       // One run 20 minutes later (a clock of its own) takes the crashed writer's object.
       const later = new ManualClock(Date.now() + 20 * 60_000);
-      const report = await collectGarbage({ ...adapters, clock: later }, { graceMs: 0 });
+      const report = await collectGarbage(
+        { ...adapters, clock: later, gcClaims: new CollectorClaims() },
+        { graceMs: 0 },
+      );
       expect(report.staging).toEqual({ files: 1, bytes: 1 });
       expect(await stagingKeys(cache)).toEqual([upload]);
     } finally {

@@ -1,4 +1,5 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { type AwsSdkSettings, clientLocation } from '../config/aws-sdk.ts';
 import type { Digest } from '../digest.ts';
 import { ConflictError } from '../errors.ts';
 import type { RepositoryName } from '../model.ts';
@@ -96,18 +97,13 @@ export class DynamoCatalog implements Catalog {
   }
 
   /**
-   * A client from the SDK's standard settings: region and credentials from the environment or
-   * profile; AWS_ENDPOINT_URL_DYNAMODB (then AWS_ENDPOINT_URL) for emulators, where the region
-   * defaults to us-east-1; AWS_MAX_ATTEMPTS, else 8 attempts so throttling is ridden out.
+   * A client from the SDK's standard settings (AWS_ENDPOINT_URL_DYNAMODB for emulators), with
+   * 8 attempts unless AWS_MAX_ATTEMPTS says otherwise, so throttling is ridden out.
    */
-  static clientFromEnvironment(env: NodeJS.ProcessEnv = process.env): DynamoDBClient {
-    const endpoint = nonEmpty(env.AWS_ENDPOINT_URL_DYNAMODB) ?? nonEmpty(env.AWS_ENDPOINT_URL);
-    const region =
-      nonEmpty(env.AWS_REGION) ?? nonEmpty(env.AWS_DEFAULT_REGION) ?? (endpoint && 'us-east-1');
+  static clientFor(sdk: AwsSdkSettings): DynamoDBClient {
     return new DynamoDBClient({
-      ...(endpoint && { endpoint }),
-      ...(region && { region }),
-      ...(!nonEmpty(env.AWS_MAX_ATTEMPTS) && { maxAttempts: DEFAULT_MAX_ATTEMPTS }),
+      ...clientLocation(sdk, 'dynamodb'),
+      ...(!sdk.sdkReads.maxAttempts && { maxAttempts: DEFAULT_MAX_ATTEMPTS }),
     });
   }
 
@@ -515,10 +511,6 @@ export class DynamoCatalog implements Catalog {
       limit,
     );
   }
-}
-
-function nonEmpty(value: string | undefined): string | undefined {
-  return value === undefined || value.trim() === '' ? undefined : value.trim();
 }
 
 /** Code-unit order, as SQLite's BINARY collation orders the ASCII names the catalog holds. */

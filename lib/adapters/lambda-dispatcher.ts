@@ -4,6 +4,7 @@
  * twice, and the job's lease keeps those retries from running it twice at the same time.
  */
 import { InvokeCommand, LambdaClient } from '@aws-sdk/client-lambda';
+import { type AwsSdkSettings, clientLocation } from '../config/aws-sdk.ts';
 import type { JobDispatcher } from '../ports/job-dispatcher.ts';
 
 export interface LambdaDispatcherOptions {
@@ -19,16 +20,9 @@ export class LambdaDispatcher implements JobDispatcher {
     this.#options = options;
   }
 
-  /**
-   * A client from the SDK's standard settings: region and credentials from the environment;
-   * AWS_ENDPOINT_URL_LAMBDA (then AWS_ENDPOINT_URL) for a local stand-in, where the region
-   * defaults to us-east-1.
-   */
-  static clientFromEnvironment(env: NodeJS.ProcessEnv = process.env): LambdaClient {
-    const endpoint = nonEmpty(env.AWS_ENDPOINT_URL_LAMBDA) ?? nonEmpty(env.AWS_ENDPOINT_URL);
-    const region =
-      nonEmpty(env.AWS_REGION) ?? nonEmpty(env.AWS_DEFAULT_REGION) ?? (endpoint && 'us-east-1');
-    return new LambdaClient({ ...(endpoint && { endpoint }), ...(region && { region }) });
+  /** A client from the SDK's standard settings (AWS_ENDPOINT_URL_LAMBDA for a stand-in). */
+  static clientFor(sdk: AwsSdkSettings): LambdaClient {
+    return new LambdaClient(clientLocation(sdk, 'lambda'));
   }
 
   async dispatch(jobId: string): Promise<void> {
@@ -45,8 +39,4 @@ export class LambdaDispatcher implements JobDispatcher {
       );
     }
   }
-}
-
-function nonEmpty(value: string | undefined): string | undefined {
-  return value === undefined || value.trim() === '' ? undefined : value.trim();
 }

@@ -21,7 +21,7 @@ import type {
   SweptStaging,
 } from '../ports/blob-store.ts';
 import { VerifyingStream } from '../verify.ts';
-import { s3ClientFromEnvironment } from './s3/client.ts';
+import { s3Client } from './s3/client.ts';
 import { copyWithinBucket } from './s3/copy.ts';
 import { isMissingKey, s3Call } from './s3/errors.ts';
 import { type S3Keys, s3Keys } from './s3/keys.ts';
@@ -57,6 +57,8 @@ export interface S3BlobStoreOptions {
   uploadConcurrency?: number;
   /** MaxKeys of each ListObjectsV2 page; default 1000. */
   listPageSize?: number;
+  /** Presigned client uploads: the largest given one PUT, and the part size above it (S3Uploads). */
+  uploadPartSize?: number;
   /** Staged objects up to this size are copied with one CopyObject; default (and max) 5 GiB. */
   maxSingleCopySize?: number;
   /** Smallest UploadPartCopy range above that; default 512 MiB. */
@@ -79,7 +81,8 @@ const MAX_PRESIGN_SECONDS = 7 * 24 * 3600;
  */
 export class S3BlobStore implements BlobStore, PresignedBlobUrls, StagingSweeper {
   /** An S3Client from the SDK's standard settings (region, credentials, AWS_ENDPOINT_URL_S3). */
-  static clientFromEnvironment = s3ClientFromEnvironment;
+  /** A client from the SDK's standard settings (see s3Client). */
+  static clientFor = s3Client;
 
   readonly client: S3Client;
   readonly bucket: string;
@@ -101,6 +104,7 @@ export class S3BlobStore implements BlobStore, PresignedBlobUrls, StagingSweeper
       client: this.client,
       bucket: this.bucket,
       keys: this.keys,
+      ...(options.uploadPartSize !== undefined && { partSize: options.uploadPartSize }),
     });
     this.#sizing = validatePartSizing({
       partSize: options.partSize ?? DEFAULT_PART_SIZING.partSize,

@@ -7,6 +7,7 @@
  * functions without a redeploy. A failed re-read keeps the last good credentials.
  */
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { type AwsSdkSettings, clientLocation } from '../config/aws-sdk.ts';
 import {
   ConfigError,
   type CredentialMap,
@@ -20,7 +21,9 @@ import { type CredentialSource, sameCredentials } from '../registry/credential-s
 export interface SecretCredentialsOptions {
   /** The secret's name or ARN, as IMAGE_CACHE_REGISTRY_SECRET gives it. */
   secretId: string;
-  /** Default: from the SDK's standard settings, see `secretsManagerClientFromEnvironment`. */
+  /** Where the default client connects (see `secretsManagerClient`). */
+  sdk: AwsSdkSettings;
+  /** Default: a client from `sdk`. */
   client?: SecretsManagerClient;
   clock?: Clock;
   /** How long a read is used before the next pull that needs credentials reads again. */
@@ -68,7 +71,7 @@ export class SecretCredentials implements CredentialSource {
 
   /** Reads the secret; a ConfigError saying what is wrong (never what it holds) when it fails. */
   static async open(options: SecretCredentialsOptions): Promise<SecretCredentials> {
-    const client = options.client ?? (await secretsManagerClientFromEnvironment(options.secretId));
+    const client = options.client ?? (await secretsManagerClient(options.secretId, options.sdk));
     const readAt = (options.clock ?? systemClock).now();
     try {
       const credentials = await readSecret(client, options.secretId);
@@ -124,24 +127,20 @@ export class SecretCredentials implements CredentialSource {
 }
 
 /**
- * A client from the SDK's standard settings (credentials, AWS_REGION, AWS_MAX_ATTEMPTS), with
- * AWS_ENDPOINT_URL_SECRETS_MANAGER (then AWS_ENDPOINT_URL) for a local stand-in. A secret
- * named by ARN is asked for in the ARN's region, the only one that can answer for it.
- * Timeouts are short: a pull waits for this read, and a hung one must not hold it for minutes.
+ * A client from the SDK's standard settings, with AWS_ENDPOINT_URL_SECRETS_MANAGER for a local
+ * stand-in. A secret named by ARN is asked for in the ARN's region, the only one that can
+ * answer for it. Timeouts are short: a pull waits for this read, and a hung one must not hold
+ * it for minutes.
  */
-export async function secretsManagerClientFromEnvironment(
+export async function secretsManagerClient(
   secretId: string,
-  env: NodeJS.ProcessEnv = process.env,
+  sdk: AwsSdkSettings,
 ): Promise<SecretsManagerClient> {
   const { SecretsManagerClient } = await import('@aws-sdk/client-secrets-manager');
-  const endpoint = nonEmpty(env.AWS_ENDPOINT_URL_SECRETS_MANAGER) ?? nonEmpty(env.AWS_ENDPOINT_URL);
-  const region =
-    arnRegion(secretId) ??
-    nonEmpty(env.AWS_REGION) ??
-    nonEmpty(env.AWS_DEFAULT_REGION) ??
-    (endpoint && 'us-east-1');
+  const location = clientLocation(sdk, 'secretsmanager');
+  const region = arnRegion(secretId) ?? location.region;
   return new SecretsManagerClient({
-    ...(endpoint && { endpoint }),
+    ...location,
     ...(region && { region }),
     requestHandler: { connectionTimeout: 3_000, requestTimeout: 10_000 },
   });
@@ -190,8 +189,4 @@ function readFailure(error: unknown, secretId: string): string {
     default:
       return `${where} failed: ${name}: ${message}`;
   }
-}
-
-function nonEmpty(value: string | undefined): string | undefined {
-  return value === undefined || value.trim() === '' ? undefined : value.trim();
 }

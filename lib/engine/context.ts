@@ -1,5 +1,7 @@
 import type { TokenAuthenticator } from '../auth/access.ts';
+import type { CollectorClaims } from '../gc.ts';
 import type { Jobs } from '../jobs/jobs.ts';
+import type { LoadLimits } from '../load/tar-reader.ts';
 import type { MirrorFills } from '../mirror/fills.ts';
 import type { RegistryDoorSettings } from '../mirror/registry-door.ts';
 import type { BlobStore } from '../ports/blob-store.ts';
@@ -20,6 +22,10 @@ export interface EngineContext {
   /** Registries on the allow-list, for /cache/registries. */
   registries: ReadonlyMap<string, URL>;
   version: string;
+  /** What this process's collections are working on (one set per blob store). */
+  gcClaims: CollectorClaims;
+  /** What a docker load accepts (body, expanded size, ratio, entries). */
+  loadLimits: LoadLimits;
   /** GC grace window and retention policy, for /cache/gc and /cache/retention. */
   maintenance: MaintenanceSettings;
   /** Bearer-token checks before every route; absent when access control is off (loopback dev). */

@@ -32,16 +32,15 @@ export async function exportThroughJob(
   const planned = await planExport({ catalog, blobs, clock }, names);
   const found = await exports.find(planned.key, planned.size);
   if (found) return answer(found);
-  const redispatch = { clock, dispatcher: jobs.dispatcher };
   const job = await startJob(
-    { catalog, ...redispatch },
+    { catalog, redispatcher: jobs.redispatcher },
     { kind: 'export', key: `export|${planned.key}`, request: { kind: 'export', names } },
   );
   const last =
     (await followJob(catalog, job.id, {
       until: answerBy(request.deadline),
       signals: jobs.signals,
-      redispatch,
+      redispatcher: jobs.redispatcher,
       ...(request.signal && { signal: request.signal }),
     })) ?? job;
   if (last.status === 'failed') throw errorOfJob(last.error);

@@ -18,9 +18,8 @@ export async function loadThroughJob(
   /** A completed upload (PresignedUploads.completeUpload). */
   uploadId: string,
 ): Promise<HttpResponse> {
-  const redispatch = { clock: context.clock, dispatcher: jobs.dispatcher };
   const job = await startJob(
-    { catalog: context.catalog, ...redispatch },
+    { catalog: context.catalog, redispatcher: jobs.redispatcher },
     {
       kind: 'load',
       key: `load|${uploadId}`,
@@ -31,7 +30,7 @@ export async function loadThroughJob(
     (await followJob(context.catalog, job.id, {
       until: answerBy(request.deadline),
       signals: jobs.signals,
-      redispatch,
+      redispatcher: jobs.redispatcher,
       ...(request.signal && { signal: request.signal }),
     })) ?? job;
   if (last.status === 'succeeded' && last.result?.kind === 'load') {

@@ -22,14 +22,13 @@ export async function pullThroughJob(
   context: EngineContext,
   jobs: Jobs,
 ): Promise<HttpResponse> {
-  const redispatch = { clock: context.clock, dispatcher: jobs.dispatcher };
   const job = await startPullJob(context, jobs, ref, platform);
   return streamPull(async (onProgress, closed) => {
     const last = await followJob(context.catalog, job.id, {
       until: answerBy(request.deadline),
       onMessage: onProgress,
       signals: jobs.signals,
-      redispatch,
+      redispatcher: jobs.redispatcher,
       // Nobody reads the progress any more; the job goes on.
       signal: closed,
     });

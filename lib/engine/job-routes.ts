@@ -5,7 +5,7 @@
  */
 import { ROUTE_SCOPES } from '../auth/scopes.ts';
 import { InvalidArgumentError, NotFoundError } from '../errors.ts';
-import { followJob, isEnded, redispatchIfAbandoned } from '../jobs/jobs.ts';
+import { followJob, isEnded } from '../jobs/jobs.ts';
 import { json } from './http.ts';
 import { answerBy } from './job-deadline.ts';
 import { viewWithDownload } from './job-export.ts';
@@ -29,7 +29,6 @@ export const jobRoutes: Route[] = [
       if (!job) throw notFound();
       const { jobs } = context;
       // Waiting on a job whose worker died would wait in vain: each read starts it again.
-      const redispatch = jobs && { clock: context.clock, dispatcher: jobs.dispatcher };
       const waitMs = Math.min(Number(waitText), MAX_WAIT_S) * 1000;
       if (waitMs > 0 && !isEnded(job)) {
         // A client that leaves stops the wait where the front door tells (request.signal);
@@ -42,11 +41,11 @@ export const jobRoutes: Route[] = [
           (await followJob(context.catalog, id!, {
             until,
             ...(jobs && { signals: jobs.signals }),
-            ...(redispatch && { redispatch }),
+            ...(jobs && { redispatcher: jobs.redispatcher }),
             ...(request.signal && { signal: request.signal }),
           })) ?? job;
-      } else if (redispatch && !isEnded(job)) {
-        await redispatchIfAbandoned(redispatch, job);
+      } else if (jobs && !isEnded(job)) {
+        await jobs.redispatcher.ifAbandoned(job);
       }
       return json(200, await viewWithDownload(job, context.exports));
     },

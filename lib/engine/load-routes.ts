@@ -1,7 +1,7 @@
 import { ROUTE_SCOPES } from '../auth/scopes.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import { loadArchive } from '../load/load.ts';
-import { loadLimitsFromEnv, PayloadTooLargeError } from '../load/tar-reader.ts';
+import { PayloadTooLargeError } from '../load/tar-reader.ts';
 import { presignedUploadsOf } from '../ports/presigned-uploads.ts';
 import type { EngineContext } from './context.ts';
 import { errorResponse, type HttpResponse } from './http.ts';
@@ -19,7 +19,7 @@ export const loadRoutes: Route[] = [
     pattern: /^\/images\/load$/,
     scope: ROUTE_SCOPES['POST /images/load'],
     handler: async (request, _params, context): Promise<HttpResponse> => {
-      const limits = loadLimitsFromEnv(process.env);
+      const limits = context.loadLimits;
       const body = request.body;
       if (!body) throw new InvalidArgumentError('the request has no body: send a tar archive');
       const declared = Number(request.headers['content-length'] ?? Number.NaN);

@@ -10,7 +10,7 @@ import type { Readable } from 'node:stream';
 import { ROUTE_SCOPES } from '../auth/scopes.ts';
 import { InvalidArgumentError, NotFoundError } from '../errors.ts';
 import { loadUploadedArchive } from '../load/from-upload.ts';
-import { loadLimitsFromEnv, PayloadTooLargeError } from '../load/tar-reader.ts';
+import { PayloadTooLargeError } from '../load/tar-reader.ts';
 import {
   type PresignedUploads,
   presignedUploadsOf,
@@ -47,7 +47,7 @@ export const uploadRoutes: Route[] = [
       if (!Number.isSafeInteger(size) || size <= 0) {
         throw new InvalidArgumentError('size=N is required: the archive length in bytes');
       }
-      const limit = loadLimitsFromEnv(process.env).maxBodyBytes;
+      const limit = context.loadLimits.maxBodyBytes;
       if (size > limit) throw new PayloadTooLargeError(limit);
       request.body?.resume();
       const ticket = await uploads.createUpload(size);
@@ -76,11 +76,13 @@ export const uploadRoutes: Route[] = [
         const completed = await uploads.completeUpload(id!, parts);
         return loadThroughJob({ ...request, deadline }, context, context.jobs, completed);
       }
-      const result = await loadUploadedArchive(uploads, id!, parts, {
-        catalog: context.catalog,
-        blobs: context.blobs,
-        clock: context.clock,
-      });
+      const result = await loadUploadedArchive(
+        uploads,
+        id!,
+        parts,
+        { catalog: context.catalog, blobs: context.blobs, clock: context.clock },
+        context.loadLimits,
+      );
       return loadedResponse(result.messages);
     },
   },

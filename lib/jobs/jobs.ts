@@ -17,6 +17,8 @@ import type { JobRunner } from './runner.ts';
 /** What a context offers when it can run jobs. */
 export interface Jobs {
   dispatcher: JobDispatcher;
+  /** Sends abandoned jobs again (owns what it sent, so one per composition). */
+  redispatcher: Redispatcher;
   runner: JobRunner;
   /** What the runner here tells its local followers; jobs run elsewhere are polled. */
   signals: JobSignals;
@@ -40,60 +42,63 @@ function looksAbandoned(job: JobRecord, now: number): boolean {
 }
 
 export async function startJob(
-  deps: { catalog: Catalog; clock: Clock; dispatcher: JobDispatcher },
+  deps: { catalog: Catalog; redispatcher: Redispatcher },
   spec: { kind: JobKind; key: string; request: JobRequest },
 ): Promise<JobRecord> {
-  const now = deps.clock.now();
+  const { dispatcher, clock } = deps.redispatcher;
+  const now = clock.now();
   const { job, created } = await deps.catalog.createOrJoinJob({
     id: randomBytes(16).toString('hex'),
     ...spec,
     now,
     expiresAt: now + UNENDED_JOB_TTL_MS,
   });
-  if (created) await deps.dispatcher.dispatch(job.id);
-  else await redispatchIfAbandoned(deps, job);
+  if (created) await dispatcher.dispatch(job.id);
+  else await deps.redispatcher.ifAbandoned(job);
   return job;
 }
 
-/** What dispatching a job again takes: the clock its leases are read against. */
-export interface Redispatch {
-  clock: Clock;
-  dispatcher: JobDispatcher;
-}
-
-/** When each job was last dispatched again, per dispatcher (one per composition). */
-const redispatched = new WeakMap<JobDispatcher, Map<string, number>>();
-
 /**
- * Dispatches the job again when it looks abandoned, at most once per REDISPATCH_EVERY_MS per job
- * in this process, however many followers read it. Best effort: a dispatch that fails is logged
- * and the next read after the interval tries again. Answers whether it dispatched.
+ * Dispatches a job again when it looks abandoned, at most once per REDISPATCH_EVERY_MS per job
+ * however many followers read it. One per composition (it remembers what it sent), so every
+ * route of a process shares it.
  */
-export async function redispatchIfAbandoned(deps: Redispatch, job: JobRecord): Promise<boolean> {
-  const now = deps.clock.now();
-  if (!looksAbandoned(job, now)) return false;
-  let sent = redispatched.get(deps.dispatcher);
-  if (!sent) {
-    sent = new Map();
-    redispatched.set(deps.dispatcher, sent);
+export class Redispatcher {
+  readonly dispatcher: JobDispatcher;
+  readonly clock: Clock;
+  /** Job id -> when it was last dispatched again. */
+  readonly #sent = new Map<string, number>();
+
+  constructor(dispatcher: JobDispatcher, clock: Clock) {
+    this.dispatcher = dispatcher;
+    this.clock = clock;
   }
-  const last = sent.get(job.id);
-  if (last !== undefined && now - last < REDISPATCH_EVERY_MS) return false;
-  for (const [id, at] of sent) if (now - at >= REDISPATCH_EVERY_MS) sent.delete(id);
-  sent.set(job.id, now);
-  try {
-    await deps.dispatcher.dispatch(job.id);
-  } catch (error) {
-    console.error(`job ${job.id}: dispatching it again failed:`, error);
-    return false;
+
+  /**
+   * Best effort: a dispatch that fails is logged and the next read after the interval tries
+   * again. Answers whether it dispatched.
+   */
+  async ifAbandoned(job: JobRecord): Promise<boolean> {
+    const now = this.clock.now();
+    if (!looksAbandoned(job, now)) return false;
+    const last = this.#sent.get(job.id);
+    if (last !== undefined && now - last < REDISPATCH_EVERY_MS) return false;
+    for (const [id, at] of this.#sent) if (now - at >= REDISPATCH_EVERY_MS) this.#sent.delete(id);
+    this.#sent.set(job.id, now);
+    try {
+      await this.dispatcher.dispatch(job.id);
+    } catch (error) {
+      console.error(`job ${job.id}: dispatching it again failed:`, error);
+      return false;
+    }
+    return true;
   }
-  return true;
 }
 
 /**
  * Polls the job about every FOLLOW_POLL_MS (or follows it in memory when it runs here), passing each message not passed before to
  * `onMessage`, until it ends, `until` (epoch ms of the real clock) passes or `signal` aborts (the
- * client is gone). With `redispatch`, each read dispatches the job again if it looks abandoned.
+ * client is gone). With `redispatcher`, each read dispatches the job again if it looks abandoned.
  * Answers the job as last read; NotFound is the caller's business (the job was read before).
  */
 export async function followJob(
@@ -104,7 +109,7 @@ export async function followJob(
     onMessage?: (message: JobMessage) => void;
     pollMs?: number;
     signals?: JobSignals;
-    redispatch?: Redispatch;
+    redispatcher?: Redispatcher;
     signal?: AbortSignal;
   },
 ): Promise<JobRecord | undefined> {
@@ -126,7 +131,7 @@ export async function followJob(
     if (!job) return undefined;
     for (const message of diff.next(job.progress)) options.onMessage?.(message);
     if (isEnded(job)) return job;
-    if (options.redispatch) await redispatchIfAbandoned(options.redispatch, job);
+    await options.redispatcher?.ifAbandoned(job);
     const left = options.until - Date.now();
     if (left <= 0) return job;
     const pause = Math.min(options.pollMs ?? FOLLOW_POLL_MS, left);

@@ -18,7 +18,7 @@ export function startPullJob(
   const reference = formatReference(ref);
   const platformText = platform ? formatPlatform(normalizePlatform(platform)) : undefined;
   return startJob(
-    { catalog: context.catalog, clock: context.clock, dispatcher: jobs.dispatcher },
+    { catalog: context.catalog, redispatcher: jobs.redispatcher },
     {
       kind: 'pull',
       key: `pull|${reference}|${platformText ?? 'default'}`,

@@ -8,6 +8,7 @@
 import { randomBytes } from 'node:crypto';
 import { errorBody, ImageCacheError, NotFoundError } from '../errors.ts';
 import { discardUpload, loadOpenedUpload } from '../load/from-upload.ts';
+import type { LoadLimits } from '../load/tar-reader.ts';
 import { parsePlatform } from '../manifest.ts';
 import type { BlobStore } from '../ports/blob-store.ts';
 import type {
@@ -51,6 +52,8 @@ export interface JobRunnerDeps {
   blobs: BlobStore;
   pulls: PullService;
   clock: Clock;
+  /** What a load job accepts, as a load in the request would. */
+  loadLimits: LoadLimits;
   /** Save through storage, where the backend has it: what export jobs write to. */
   exports?: SaveExports;
   /** Wakes followers in this process after each write. */
@@ -152,11 +155,11 @@ export class JobRunner {
     if (request.kind === 'export') return this.#export(request.names, onMessage);
     const uploads = presignedUploadsOf(this.#deps.blobs);
     if (!uploads) throw new NotFoundError('this backend has no presigned uploads to load from');
-    const { catalog, blobs, clock } = this.#deps;
+    const { catalog, blobs, clock, loadLimits } = this.#deps;
     // As in the request: an upload that does not open stays; once opened, it goes (after the end).
     const body = await uploads.openUpload(request.uploadId, undefined);
     afterEnd.push(() => discardUpload(uploads, request.uploadId));
-    const loaded = await loadOpenedUpload(body, { catalog, blobs, clock }, (bytes) =>
+    const loaded = await loadOpenedUpload(body, { catalog, blobs, clock }, loadLimits, (bytes) =>
       onMessage({ status: 'Loading', id: 'archive', progressDetail: { current: bytes } }),
     );
     return { kind: 'load', messages: loaded.messages };

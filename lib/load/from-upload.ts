@@ -8,20 +8,21 @@
 import type { Readable } from 'node:stream';
 import type { PresignedUploads, UploadedPart } from '../ports/presigned-uploads.ts';
 import { type LoadDeps, type LoadResult, loadArchive } from './load.ts';
-import { loadLimitsFromEnv } from './tar-reader.ts';
+import type { LoadLimits } from './tar-reader.ts';
 
 export async function loadUploadedArchive(
   uploads: PresignedUploads,
   id: string,
   parts: UploadedPart[] | undefined,
   deps: LoadDeps,
+  limits: LoadLimits,
   onProgress?: (bytes: number) => void,
 ): Promise<LoadResult> {
   // An upload that does not open (wrong parts, unfinished) stays, so the client can commit
   // again with the right parts; once opened, it is removed whatever the load's outcome.
   const body = await uploads.openUpload(id, parts);
   try {
-    return await loadOpenedUpload(body, deps, onProgress);
+    return await loadOpenedUpload(body, deps, limits, onProgress);
   } finally {
     await discardUpload(uploads, id);
   }
@@ -31,11 +32,12 @@ export async function loadUploadedArchive(
 export async function loadOpenedUpload(
   body: Readable,
   deps: LoadDeps,
+  limits: LoadLimits,
   onProgress?: (bytes: number) => void,
 ): Promise<LoadResult> {
   try {
     return await loadArchive(body, deps, {
-      limits: loadLimitsFromEnv(process.env),
+      limits,
       ...(onProgress && { onProgress }),
     });
   } finally {

@@ -34,50 +34,6 @@ export const DEFAULT_LOAD_LIMITS: LoadLimits = {
   maxEntries: 200_000,
 };
 
-const LIMIT_VARS = {
-  maxBodyBytes: 'IMAGE_CACHE_MAX_LOAD_BYTES',
-  maxExpandedBytes: 'IMAGE_CACHE_MAX_LOAD_EXPANDED_BYTES',
-  maxRatio: 'IMAGE_CACHE_MAX_LOAD_RATIO',
-} as const;
-
-let cachedEnvKey: string | undefined;
-let cachedLimits: LoadLimits = DEFAULT_LOAD_LIMITS;
-
-/**
- * IMAGE_CACHE_MAX_LOAD_BYTES (body, default 64 GiB; the expanded cap follows it unless
- * IMAGE_CACHE_MAX_LOAD_EXPANDED_BYTES is set) and IMAGE_CACHE_MAX_LOAD_RATIO (default 200).
- */
-export function loadLimitsFromEnv(env: NodeJS.ProcessEnv): LoadLimits {
-  const key = Object.values(LIMIT_VARS)
-    .map((name) => env[name] ?? '')
-    .join('|');
-  if (key === cachedEnvKey) return cachedLimits;
-  const number = (name: string, fallback: number): number => {
-    const raw = env[name]?.trim();
-    if (!raw) return fallback;
-    const value = Number(raw);
-    if (!Number.isSafeInteger(value) || value <= 0) {
-      throw new ImageCacheError(
-        'INTERNAL',
-        `${name} must be a positive integer, got ${JSON.stringify(raw)}`,
-      );
-    }
-    return value;
-  };
-  const maxBodyBytes = number(LIMIT_VARS.maxBodyBytes, DEFAULT_LOAD_LIMITS.maxBodyBytes);
-  const explicitExpanded = env[LIMIT_VARS.maxExpandedBytes]?.trim();
-  cachedLimits = {
-    ...DEFAULT_LOAD_LIMITS,
-    maxBodyBytes,
-    maxExpandedBytes: explicitExpanded
-      ? number(LIMIT_VARS.maxExpandedBytes, DEFAULT_LOAD_LIMITS.maxExpandedBytes)
-      : Math.max(maxBodyBytes, DEFAULT_LOAD_LIMITS.maxExpandedBytes),
-    maxRatio: number(LIMIT_VARS.maxRatio, DEFAULT_LOAD_LIMITS.maxRatio),
-  };
-  cachedEnvKey = key;
-  return cachedLimits;
-}
-
 export class PayloadTooLargeError extends ImageCacheError {
   constructor(limit: number) {
     super('PAYLOAD_TOO_LARGE', `request body larger than the ${limit} bytes a load accepts`);

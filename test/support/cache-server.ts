@@ -57,19 +57,25 @@ export interface CacheServer extends RunningServer {
  * per test file (see aws-emulators.ts: the file calls `afterAll(stopAwsEmulators)`).
  */
 export async function startCacheServer(
-  options: { registries: string; flags?: string[]; dataDir?: string; backend?: CacheBackend } = {
-    registries: '',
-  },
+  options: {
+    registries: string;
+    flags?: string[];
+    dataDir?: string;
+    backend?: CacheBackend;
+    /** More settings, as the server's environment would hold them. */
+    env?: NodeJS.ProcessEnv;
+  } = { registries: '' },
 ): Promise<CacheServer> {
   const backend = options.backend ?? 'embedded';
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'image-cache-data-')));
-  const env: NodeJS.ProcessEnv = { IMAGE_CACHE_REGISTRIES: options.registries };
+  const env: NodeJS.ProcessEnv = { ...options.env, IMAGE_CACHE_REGISTRIES: options.registries };
   const flags = ['--port', '0', '--data', dataDir, ...(options.flags ?? [])];
   let aws: { emulators: AwsEmulators; names: { bucket: string; table: string } } | undefined;
   if (backend === 'aws') {
     const emulators = await awsEmulators();
-    // The SDK reads region, credentials and endpoints from the process environment, as it
-    // does for `npm start -- --backend aws`; only this file's process sees them.
+    // Endpoints and region go through the configuration; credentials the SDK's provider chain
+    // finds in the process environment, as for `npm start -- --backend aws`.
+    Object.assign(env, emulators.env);
     Object.assign(process.env, emulators.env);
     const names = freshResourceNames();
     env.IMAGE_CACHE_BUCKET = names.bucket;

@@ -12,6 +12,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { S3BlobStore } from '../../lib/adapters/s3-blob-store.ts';
+import { parseAwsSdkSettings } from '../../lib/config/aws-sdk.ts';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -95,12 +96,12 @@ export async function startS3Server(): Promise<S3TestServer> {
 }
 
 function clientFor(endpoint: string, checksums?: 'WHEN_SUPPORTED' | 'WHEN_REQUIRED'): S3Client {
-  return S3BlobStore.clientFromEnvironment({
+  // No standard settings: the server, region and credentials are all pinned here.
+  return S3BlobStore.clientFor(parseAwsSdkSettings({}), {
     endpoint,
     region: 'us-east-1',
     credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
     ...(checksums ? { checksums } : {}),
-    env: {},
   });
 }
 

@@ -1,4 +1,5 @@
 import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { type AwsSdkSettings, clientLocation } from '../../config/aws-sdk.ts';
 
 export interface S3ClientSettings {
   /** Default: the SDK's (AWS_REGION, profile); `us-east-1` when only an endpoint is given. */
@@ -14,7 +15,6 @@ export interface S3ClientSettings {
    * AWS_REQUEST_CHECKSUM_CALCULATION / AWS_RESPONSE_CHECKSUM_VALIDATION say otherwise.
    */
   checksums?: 'WHEN_SUPPORTED' | 'WHEN_REQUIRED';
-  env?: NodeJS.ProcessEnv;
 }
 
 /**
@@ -26,32 +26,25 @@ export interface S3ClientSettings {
  * every PutObject and UploadPart (an explicit algorithm is sent in either mode, as a header
  * since bodies are Buffers), so parts are checked in transit on AWS too.
  */
-export function s3ClientFromEnvironment(settings: S3ClientSettings = {}): S3Client {
-  const env = settings.env ?? process.env;
-  const endpoint = settings.endpoint ?? nonEmpty(env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL);
+export function s3Client(sdk: AwsSdkSettings, settings: S3ClientSettings = {}): S3Client {
+  const standard = clientLocation(sdk, 's3');
+  const endpoint = settings.endpoint ?? standard.endpoint;
   const custom = endpoint !== undefined;
   const checksums = settings.checksums ?? (custom ? 'WHEN_REQUIRED' : undefined);
   const config: S3ClientConfig = {
     forcePathStyle: settings.forcePathStyle ?? custom,
   };
   if (endpoint !== undefined) config.endpoint = endpoint;
-  const region =
-    settings.region ??
-    nonEmpty(env.AWS_REGION ?? env.AWS_DEFAULT_REGION) ??
-    (custom ? 'us-east-1' : undefined);
+  const region = settings.region ?? standard.region ?? (custom ? 'us-east-1' : undefined);
   if (region !== undefined) config.region = region;
   if (settings.credentials !== undefined) config.credentials = settings.credentials;
   if (checksums !== undefined) {
-    if (settings.checksums !== undefined || !env.AWS_REQUEST_CHECKSUM_CALCULATION) {
+    if (settings.checksums !== undefined || !sdk.sdkReads.requestChecksum) {
       config.requestChecksumCalculation = checksums;
     }
-    if (settings.checksums !== undefined || !env.AWS_RESPONSE_CHECKSUM_VALIDATION) {
+    if (settings.checksums !== undefined || !sdk.sdkReads.responseChecksum) {
       config.responseChecksumValidation = checksums;
     }
   }
   return new S3Client(config);
-}
-
-function nonEmpty(value: string | undefined): string | undefined {
-  return value === undefined || value.trim() === '' ? undefined : value.trim();
 }

@@ -34,7 +34,7 @@ export interface S3UploadsOptions {
   keys: S3Keys;
   /**
    * Sizes above this are multipart uploads in parts of this size at least (grown to fit in
-   * 10,000 parts); default IMAGE_CACHE_UPLOAD_PART_SIZE, else 64 MiB; 5 MiB at the least.
+   * 10,000 parts); default 64 MiB (IMAGE_CACHE_UPLOAD_PART_SIZE); 5 MiB at the least.
    */
   partSize?: number;
   /** How long the URLs stay valid; default one hour. */
@@ -69,9 +69,7 @@ export class S3Uploads implements PresignedUploads {
     this.#signer = presigningClient(options.client);
     this.#bucket = options.bucket;
     this.#keys = options.keys;
-    const fromEnv = Number(process.env.IMAGE_CACHE_UPLOAD_PART_SIZE || Number.NaN);
-    const partSize = options.partSize ?? (Number.isSafeInteger(fromEnv) ? fromEnv : 64 * MiB);
-    this.#partSize = Math.max(MIN_PART_SIZE, partSize);
+    this.#partSize = Math.max(MIN_PART_SIZE, options.partSize ?? 64 * MiB);
     this.#expires = options.expiresSeconds ?? 3600;
   }
 
