@@ -170,11 +170,19 @@ async function bufferBody(
   return Buffer.concat(chunks, total);
 }
 
-/** The response's headers without the hop-by-hop ones, which the front door sets itself. */
+/**
+ * The response's headers without the hop-by-hop ones, which the front door sets itself. A
+ * body-less answer keeps its Content-Length: there it is not framing but the length a GET would
+ * send (a manifest or blob HEAD, which the registry spec requires to carry it), and the front
+ * door has no body to measure it from.
+ */
 export function forwardedHeaders(response: HttpResponse): Record<string, string> {
   const headers: Record<string, string> = {};
+  const bodyless = response.body === undefined;
   for (const [name, value] of Object.entries(response.headers ?? {})) {
-    if (!DROPPED_RESPONSE_HEADERS.has(name.toLowerCase())) headers[name] = value;
+    const lower = name.toLowerCase();
+    const isLength = lower === 'content-length';
+    if (!DROPPED_RESPONSE_HEADERS.has(lower) || (isLength && bodyless)) headers[name] = value;
   }
   return headers;
 }

@@ -120,13 +120,29 @@ export function refuseBody(req: IncomingMessage, answer: Answer): Answer {
   return answer;
 }
 
-/** A whole answer with its length: a gateway that buffers knows it before sending. */
+/**
+ * A whole answer with its length: a gateway that buffers knows it before sending. An answer to
+ * a HEAD keeps the length the handler states (see keepsDeclaredLength).
+ */
 export function writeBuffered(res: ServerResponse, [status, headers, body]: Answer): void {
   const framed: Record<string, string> = { ...headers };
   delete framed['transfer-encoding'];
-  framed['content-length'] = String(body.length);
+  if (!keepsDeclaredLength(res, framed)) framed['content-length'] = String(body.length);
   res.writeHead(status, framed);
   res.end(body);
+}
+
+/**
+ * Whether the handler's Content-Length goes to the client as it is: only on an answer to a HEAD,
+ * where it is the length a GET would send (RFC 9110 8.6) rather than framing, and there is no
+ * body for the front door to measure. Both local front doors assume the real ones pass it so;
+ * a deployed stack is where to confirm it (docs/testing.md, the front-door suite).
+ */
+export function keepsDeclaredLength(
+  res: ServerResponse,
+  headers: Record<string, string | string[]>,
+): boolean {
+  return res.req?.method === 'HEAD' && headers['content-length'] !== undefined;
 }
 
 export function toPayloadV2Event(

@@ -11,13 +11,17 @@ import type { ServerResponse } from 'node:http';
 import { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import type { StreamifyHandler } from 'aws-lambda';
+import { keepsDeclaredLength } from './lambda-http-event.ts';
 
 /** Kept apart from the adapter's own constants, so a wrong one there fails the tests. */
 const INTEGRATION_CONTENT_TYPE = 'application/vnd.awslambda.http-integration-response';
 const DELIMITER = Buffer.alloc(8);
 /** A prelude this big without its delimiter is a broken stream, not a slow one. */
 const MAX_PRELUDE = 1024 * 1024;
-/** Framing is the front door's own: it streams the body chunked, whatever the prelude says. */
+/**
+ * Framing is the front door's own: it streams the body chunked, whatever the prelude says (but
+ * for a HEAD's Content-Length, which is no framing: see keepsDeclaredLength).
+ */
 const FRAMING = new Set(['content-length', 'transfer-encoding', 'connection']);
 
 /** The response stream's type as the runtime's types describe it. */
@@ -142,7 +146,11 @@ export class ResponseSink extends Writable {
     }
     const headers: Record<string, string | string[]> = {};
     for (const [name, value] of Object.entries(head.headers ?? {})) {
-      if (!FRAMING.has(name.toLowerCase())) headers[name.toLowerCase()] = String(value);
+      headers[name.toLowerCase()] = String(value);
+    }
+    for (const name of FRAMING) {
+      if (name !== 'content-length' || !keepsDeclaredLength(this.res, headers))
+        delete headers[name];
     }
     if (head.cookies?.length) headers['set-cookie'] = head.cookies;
     this.sendHead(head.statusCode ?? 200, headers);
