@@ -1,0 +1,4 @@
+import { frontDoorSuite } from './conformance/front-door-suite.ts';
+
+/** The front-door behaviours (test/conformance/front-door-suite.ts) on the node front. */
+frontDoorSuite('node');
