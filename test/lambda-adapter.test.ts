@@ -166,6 +166,17 @@ describe('toHttpApiResult', () => {
     });
   });
 
+  it("keeps a body-less answer's Content-Length: a HEAD's, the length a GET would send", async () => {
+    const result = await toHttpApiResult({
+      status: 200,
+      headers: { 'Content-Type': 'application/json', Connection: 'close', 'Content-Length': '736' },
+    });
+    expect(result).toEqual({
+      statusCode: 200,
+      headers: { 'Content-Type': 'application/json', 'Content-Length': '736' },
+    });
+  });
+
   it('sends binary bytes as base64', async () => {
     const bytes = Buffer.from([0x1f, 0x8b, 0, 255, 128, 10]);
     const result = await toHttpApiResult({

@@ -82,6 +82,23 @@ describe('sendStreamed', () => {
     expect(out.writableFinished).toBe(true);
   });
 
+  it("keeps a body-less answer's Content-Length in the prelude: a HEAD's, not framing", async () => {
+    const out = new Collector();
+    await sendStreamed(out, async () => ({
+      status: 200,
+      headers: {
+        'Docker-Content-Digest': 'sha256:x',
+        'Content-Length': '736',
+        Connection: 'close',
+      },
+    }));
+    const bytes = out.bytes();
+    expect(JSON.parse(bytes.subarray(0, bytes.indexOf(Buffer.alloc(8))).toString())).toEqual({
+      statusCode: 200,
+      headers: { 'Docker-Content-Digest': 'sha256:x', 'Content-Length': '736' },
+    });
+  });
+
   it('goes through the runtime’s HttpResponseStream.from where the global exists', async () => {
     const preludes: unknown[] = [];
     vi.stubGlobal('awslambda', {
