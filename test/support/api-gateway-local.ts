@@ -21,15 +21,16 @@ import { createServer, type IncomingMessage } from 'node:http';
 import type { APIGatewayProxyEventV2, APIGatewayProxyResultV2, Context } from 'aws-lambda';
 import {
   type Answer,
+  EVENT_ORIGINS,
   jsonAnswer,
   LAMBDA_REQUEST_LIMIT,
   type LocalFrontDoor,
   lambdaContext,
   listenLocal,
-  readBody,
+  type RequestTarget,
+  receiveEvent,
   refuseBody,
   requestTarget,
-  toPayloadV2Event,
   writeBuffered,
 } from './lambda-http-event.ts';
 
@@ -55,10 +56,7 @@ export interface ApiGatewayLocalOptions {
   functionTimeoutMs?: number;
 }
 
-export interface InvocationRecord {
-  method: string;
-  rawPath: string;
-  rawQueryString: string;
+export interface InvocationRecord extends RequestTarget {
   /** The status the client received (a gateway answer or the handler's). */
   status: number;
   /** False when the gateway answered on its own (payload too large). */
@@ -68,9 +66,6 @@ export interface InvocationRecord {
 
 /** Its invocations are recorded as they are answered. */
 export type ApiGatewayLocal = LocalFrontDoor<InvocationRecord>;
-
-const API_ID = 'local0api1';
-const ORIGIN = { id: API_ID, domainName: `${API_ID}.execute-api.us-east-1.amazonaws.com` };
 
 export async function startApiGatewayLocal(
   options: ApiGatewayLocalOptions,
@@ -112,18 +107,10 @@ export async function startApiGatewayLocal(
     record: InvocationRecord,
     answer: (answer: Answer) => void,
   ): Promise<void> {
-    const tooLarge = () => answer(refuseBody(req, gatewayMessage(413, 'Request Entity Too Large')));
-    const declared = Number(req.headers['content-length']);
-    if (Number.isFinite(declared) && declared > payloadLimit) {
-      tooLarge();
-      return;
-    }
-    const body = await readBody(req, payloadLimit);
-    if (body === 'too-large') {
-      tooLarge();
-      return;
-    }
-    const event = toPayloadV2Event(req, record, body, ORIGIN);
+    const event = await receiveEvent(req, record, EVENT_ORIGINS.apiGateway, payloadLimit, () =>
+      answer(refuseBody(req, gatewayMessage(413, 'Request Entity Too Large'))),
+    );
+    if (!event) return;
     if (Buffer.byteLength(JSON.stringify(event)) > eventLimit) {
       // Lambda refuses the invocation; API Gateway passes that on as a 413 of its own.
       answer(gatewayMessage(413, 'Request Too Long'));

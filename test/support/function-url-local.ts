@@ -15,18 +15,16 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { APIGatewayProxyEventV2, StreamifyHandler } from 'aws-lambda';
+import type { Answer, LocalFrontDoor, RequestTarget } from './lambda-http-event.ts';
 import {
-  type Answer,
+  EVENT_ORIGINS,
   jsonAnswer,
   LAMBDA_REQUEST_LIMIT,
-  type LocalFrontDoor,
   lambdaContext,
   listenLocal,
-  type RequestTarget,
-  readBody,
+  receiveEvent,
   refuseBody,
   requestTarget,
-  toPayloadV2Event,
   writeBuffered,
 } from './lambda-http-event.ts';
 import { type CutReason, ResponseSink } from './response-sink.ts';
@@ -71,9 +69,6 @@ export interface StreamInvocationRecord extends RequestTarget {
 /** Its invocations are recorded as they arrive and filled in while they run. */
 export type FunctionUrlLocal = LocalFrontDoor<StreamInvocationRecord>;
 
-const URL_ID = 'local0url1abcdefghijklmnopqrstuv';
-const ORIGIN = { id: URL_ID, domainName: `${URL_ID}.lambda-url.us-east-1.on.aws` };
-
 export async function startFunctionUrlLocal(
   options: FunctionUrlLocalOptions,
 ): Promise<FunctionUrlLocal> {
@@ -114,11 +109,14 @@ export async function startFunctionUrlLocal(
           ),
         ),
       );
-    const declared = Number(req.headers['content-length']);
-    if (Number.isFinite(declared) && declared > requestLimit) return tooLarge();
-    const body = await readBody(req, requestLimit);
-    if (body === 'too-large') return tooLarge();
-    const event = toPayloadV2Event(req, record, body, ORIGIN);
+    const event = await receiveEvent(
+      req,
+      record,
+      EVENT_ORIGINS.functionUrl,
+      requestLimit,
+      tooLarge,
+    );
+    if (!event) return;
     // Lambda measures the invocation payload: the event, with a binary body in base64.
     if (Buffer.byteLength(JSON.stringify(event)) > requestLimit) return tooLarge();
 

@@ -22,6 +22,16 @@ export interface EventOrigin {
   domainName: string;
 }
 
+/** The ids and domains each local front door puts in its events, shaped as AWS names them. */
+export const EVENT_ORIGINS = {
+  apiGateway: originOf('local0api1', 'execute-api.us-east-1.amazonaws.com'),
+  functionUrl: originOf('local0url1abcdefghijklmnopqrstuv', 'lambda-url.us-east-1.on.aws'),
+} satisfies Record<string, EventOrigin>;
+
+function originOf(id: string, domain: string): EventOrigin {
+  return { id, domainName: `${id}.${domain}` };
+}
+
 /** A running local front door and what it recorded (`R`: one entry a request). */
 export interface LocalFrontDoor<R> {
   url: string;
@@ -143,6 +153,24 @@ export function keepsDeclaredLength(
   headers: Record<string, string | string[]>,
 ): boolean {
   return res.req?.method === 'HEAD' && headers['content-length'] !== undefined;
+}
+
+/**
+ * The event a front door would invoke with, or undefined once `refuse` has answered: a request
+ * whose declared length or body passes `limit` is refused without reading further.
+ */
+export async function receiveEvent(
+  req: IncomingMessage,
+  target: RequestTarget,
+  origin: EventOrigin,
+  limit: number,
+  refuse: () => void,
+): Promise<APIGatewayProxyEventV2 | undefined> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) return void refuse();
+  const body = await readBody(req, limit);
+  if (body === 'too-large') return void refuse();
+  return toPayloadV2Event(req, target, body, origin);
 }
 
 export function toPayloadV2Event(
