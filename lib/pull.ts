@@ -72,9 +72,10 @@ interface Resolved {
 
 /**
  * Pulls an image into the cache: resolve the reference (cached tag, TTL revalidation with a
- * manifest HEAD, stale-if-error), pick the platform, make config and layers present, then
- * commit tag and manifests atomically. The commit only succeeds while every blob is live, so a
- * tag never points at missing content (invariant 2).
+ * manifest HEAD, stale-if-error) and pick the platform here, then hand the image to the
+ * importer as a registry source, which makes config and layers present and commits tag and
+ * manifests atomically. The commit only succeeds while every blob is live, so a tag never
+ * points at missing content (invariant 2).
  */
 export class PullService {
   readonly #deps: PullServiceDeps;
