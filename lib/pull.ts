@@ -1,13 +1,8 @@
 import { BlobFetcher, type BlobProgress } from './blob-fetcher.ts';
 import { type Digest, shortId } from './digest.ts';
-import {
-  BlobNotLiveError,
-  DigestMismatchError,
-  ImageCacheError,
-  InvalidImageError,
-  NotFoundError,
-} from './errors.ts';
-import { configLabels, parseImageConfig } from './image-config.ts';
+import { ImageCacheError, NotFoundError } from './errors.ts';
+import { importImage } from './import/importer.ts';
+import { registrySource } from './import/registry-source.ts';
 import {
   DEFAULT_PLATFORM,
   formatPlatform,
@@ -18,8 +13,7 @@ import {
   selectPlatform,
 } from './manifest.ts';
 import { ManifestSource } from './manifest-source.ts';
-import { MAX_JSON_BYTES } from './media-types.ts';
-import type { Platform, Reference } from './model.ts';
+import type { Descriptor, Platform, Reference } from './model.ts';
 import type { BlobStore } from './ports/blob-store.ts';
 import type { Catalog, ManifestRecord, TagRecord } from './ports/catalog.ts';
 import type { Clock } from './ports/clock.ts';
@@ -76,13 +70,12 @@ interface Resolved {
   unchanged?: boolean;
 }
 
-const COMMIT_ATTEMPTS = 3;
-
 /**
  * Pulls an image into the cache: resolve the reference (cached tag, TTL revalidation with a
- * manifest HEAD, stale-if-error), pick the platform, make config and layers present, then
- * commit tag and manifests atomically. The commit only succeeds while every blob is live, so a
- * tag never points at missing content (invariant 2).
+ * manifest HEAD, stale-if-error) and pick the platform here, then hand the image to the
+ * importer as a registry source, which makes config and layers present and commits tag and
+ * manifests atomically. The commit only succeeds while every blob is live, so a tag never
+ * points at missing content (invariant 2).
  */
 export class PullService {
   readonly #deps: PullServiceDeps;
@@ -128,47 +121,46 @@ export class PullService {
       return { manifest: resolved.image, source: resolved.source, upToDate: true };
     }
 
-    let commitError: unknown;
-    for (let attempt = 1; attempt <= COMMIT_ATTEMPTS; attempt++) {
-      try {
-        const summary = await this.#ensureContent(
-          repo,
-          resolved,
-          emit,
-          attempt === 1,
-          options.signal,
-        );
-        const image: ManifestRecord = { ...resolved.image, image: summary };
-        const records = [...resolved.records.slice(0, -1), image];
-        await this.#deps.catalog.commitImage({
-          manifests: records,
-          blobs: image.blobs,
-          tag: ref.digest
-            ? undefined
-            : {
-                repository: repositoryName(ref),
-                tag: ref.tag ?? 'latest',
-                manifest: image.digest,
-                source: resolved.source,
-                platform: resolved.platform,
-              },
-          digestRef: {
-            repository: repositoryName(ref),
-            digest: resolved.source,
-            manifest: image.digest,
-          },
-          now: this.#deps.clock.now(),
-        });
-        const committed = (await this.#deps.catalog.getManifest(image.digest)) ?? image;
-        this.#finish(ref, resolved, emit);
-        return { manifest: committed, source: resolved.source, upToDate: resolved.upToDate };
-      } catch (error) {
-        // The collector took a blob between our fetch and the commit: fetch again.
-        if (!(error instanceof BlobNotLiveError)) throw error;
-        commitError = error;
-      }
-    }
-    throw commitError;
+    const shortIds = new Map(resolved.parsed.layers.map((l) => [l.digest, shortId(l.digest)]));
+    const idOf = (layer: Descriptor) => shortIds.get(layer.digest)!;
+    const source = registrySource(
+      { fetcher: this.#fetcher, blobs: this.#deps.blobs },
+      {
+        repo,
+        source: resolved.source,
+        ...(resolved.records.length > 1 && { index: resolved.records[0] }),
+        image: resolved.image,
+        parsed: resolved.parsed,
+        ...(resolved.platform !== undefined && { platform: resolved.platform }),
+      },
+      {
+        signal: options.signal,
+        onLayerProgress: (layer, p) => emit(layerProgress(idOf(layer), p)),
+      },
+    );
+    const repository = repositoryName(ref);
+    const imported = await importImage(
+      this.#deps,
+      source,
+      [{ repository, ...(ref.digest ? {} : { tag: ref.tag ?? 'latest' }), digestRef: true }],
+      {
+        concurrency: this.#deps.concurrency,
+        onLayersStart: () => {
+          for (const id of new Set(shortIds.values())) {
+            emit({ status: 'Pulling fs layer', id, progressDetail: {} });
+          }
+        },
+        onLayerPresent: (layer, blob) =>
+          emit({
+            status: blob.existed ? 'Already exists' : 'Pull complete',
+            id: idOf(layer),
+            progressDetail: {},
+          }),
+      },
+    );
+    const committed = (await this.#deps.catalog.getManifest(imported.manifest)) ?? imported.image;
+    this.#finish(ref, resolved, emit);
+    return { manifest: committed, source: resolved.source, upToDate: resolved.upToDate };
   }
 
   #finish(ref: Reference, resolved: Resolved, emit: (m: ProgressMessage) => void): void {
@@ -293,113 +285,6 @@ export class PullService {
   #manifestRecord(repo: UpstreamRepository, digest: Digest): Promise<ManifestRecord> {
     return this.manifests.record(repo, digest);
   }
-
-  /** Makes config and layers present and live; returns the image summary for the catalog. */
-  async #ensureContent(
-    repo: UpstreamRepository,
-    resolved: Resolved,
-    emit: (m: ProgressMessage) => void,
-    firstAttempt: boolean,
-    signal: AbortSignal | undefined,
-  ) {
-    const { parsed } = resolved;
-    // The config is read into memory: refuse an oversized one before a byte of it is fetched.
-    if (parsed.config.size > MAX_JSON_BYTES) {
-      throw new ImageCacheError(
-        'PAYLOAD_TOO_LARGE',
-        `config ${parsed.config.digest} of ${resolved.image.digest} says it has ${parsed.config.size} bytes; configs are limited to ${MAX_JSON_BYTES}`,
-      );
-    }
-    await this.#fetcher.ensure(repo, parsed.config, { isLayer: false, signal });
-    const configBytes = await this.#readConfig(parsed.config.digest);
-    const config = parseImageConfig(configBytes);
-    if (config.rootfs.diff_ids.length !== parsed.layers.length) {
-      throw new InvalidImageError(
-        `${resolved.image.digest} has ${parsed.layers.length} layers, but its config lists ${config.rootfs.diff_ids.length} (rootfs.diff_ids)`,
-      );
-    }
-    const layerSizes = await this.#ensureLayers(
-      repo,
-      parsed,
-      config.rootfs.diff_ids,
-      emit,
-      firstAttempt,
-      signal,
-    );
-    return {
-      configDigest: parsed.config.digest,
-      created: config.created,
-      os: config.os,
-      architecture: config.architecture,
-      variant: config.variant,
-      size: layerSizes.reduce((a, b) => a + b, 0),
-      labels: configLabels(config),
-    };
-  }
-
-  /** The collector may take the config between ensure and read: then fetch it again. */
-  async #readConfig(digest: Digest): Promise<Uint8Array> {
-    try {
-      return await readAll(await this.#deps.blobs.read(digest));
-    } catch (error) {
-      if (error instanceof NotFoundError) throw new BlobNotLiveError([digest]);
-      throw error;
-    }
-  }
-
-  async #ensureLayers(
-    repo: UpstreamRepository,
-    parsed: ImageManifest,
-    diffIds: Digest[],
-    emit: (m: ProgressMessage) => void,
-    announce: boolean,
-    signal: AbortSignal | undefined,
-  ): Promise<number[]> {
-    const layers = parsed.layers;
-    const sizes = new Array<number>(layers.length).fill(0);
-    const ids = layers.map((l) => shortId(l.digest));
-    if (announce)
-      for (const id of new Set(ids)) emit({ status: 'Pulling fs layer', id, progressDetail: {} });
-    let next = 0;
-    let failure: unknown;
-    // After a failure no new layer starts, but those under way finish before the pull
-    // answers, so no download outlives the request that started it.
-    const worker = async () => {
-      while (next < layers.length && failure === undefined) {
-        const index = next++;
-        const layer = layers[index]!;
-        const id = ids[index]!;
-        const result = await this.#fetcher.ensure(repo, layer, {
-          isLayer: true,
-          onProgress: (p) => emit(layerProgress(id, p)),
-          signal,
-        });
-        // Checked per image, not per blob: the same layer may be named by a correct config and
-        // a hostile one. Only a zstd layer without a decoder has no diff_id to compare.
-        if (result.diffId !== undefined && result.diffId !== diffIds[index]) {
-          throw new DigestMismatchError(
-            `layer ${layer.digest} unpacks to ${result.diffId}, but the config says ${diffIds[index]} (diff_id mismatch)`,
-          );
-        }
-        sizes[index] = result.unpackedSize ?? layer.size;
-        emit({
-          status: result.existed ? 'Already exists' : 'Pull complete',
-          id,
-          progressDetail: {},
-        });
-      }
-    };
-    const workers = Math.max(1, Math.min(this.#deps.concurrency, layers.length));
-    await Promise.all(
-      Array.from({ length: workers }, () =>
-        worker().catch((error: unknown) => {
-          failure ??= error;
-        }),
-      ),
-    );
-    if (failure !== undefined) throw failure;
-    return sizes;
-  }
 }
 
 function layerProgress(id: string, p: BlobProgress): ProgressMessage {
@@ -413,12 +298,6 @@ function layerProgress(id: string, p: BlobProgress): ProgressMessage {
 /** "library/nginx" for Docker Hub, the full path elsewhere, as Docker's "Pulling from". */
 function familiarPath(ref: Reference): string {
   return ref.registry === 'docker.io' ? ref.repository : `${ref.registry}/${ref.repository}`;
-}
-
-async function readAll(stream: NodeJS.ReadableStream): Promise<Uint8Array> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(chunk as Buffer);
-  return Buffer.concat(chunks);
 }
 
 /** Whether the tag's image is the one for `wanted` (any platform when either side names none). */

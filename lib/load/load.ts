@@ -7,22 +7,18 @@
  */
 import { createHash } from 'node:crypto';
 import { finished, pipeline, type Readable } from 'node:stream';
-import { type Digest, isDigest } from '../digest.ts';
-import {
-  BlobNotLiveError,
-  DigestMismatchError,
-  ImageCacheError,
-  InvalidArgumentError,
-} from '../errors.ts';
-import { configLabels } from '../image-config.ts';
+import type { Digest } from '../digest.ts';
+import { DigestMismatchError, ImageCacheError, InvalidArgumentError } from '../errors.ts';
+import { type ImageName, importImage } from '../import/importer.ts';
 import { countLayerFiles } from '../layer-stats.ts';
 import { MAX_JSON_BYTES } from '../media-types.ts';
 import type { BlobStore } from '../ports/blob-store.ts';
-import type { Catalog, ImageSummary, ManifestRecord } from '../ports/catalog.ts';
+import type { Catalog } from '../ports/catalog.ts';
 import type { Clock } from '../ports/clock.ts';
 import { familiarString, repositoryName } from '../reference.ts';
 import { TeeStream } from '../tee-stream.ts';
 import { waitForDeletion } from '../wait-for-deletion.ts';
+import { archiveSource } from './archive-source.ts';
 import {
   type ArchiveFormat,
   type ArchiveIndex,
@@ -65,7 +61,7 @@ const BUFFERED_MEMBERS = new Set(['manifest.json', 'index.json', 'oci-layout', '
 /** Classic per-layer metadata (`<id>/json`, `<id>/VERSION`): not needed to rebuild the image. */
 const LEGACY_METADATA = /^[^/]+\/(json|VERSION)$/;
 const BLOB_PATH = /^blobs\/sha256\/([a-f0-9]{64})$/;
-const COMMIT_ATTEMPTS = 3;
+const RECORD_ATTEMPTS = 3;
 const MAX_IN_FLIGHT = 4;
 const COALESCE_BYTES = 256 * 1024;
 
@@ -239,7 +235,7 @@ class ArchiveScan {
    */
   async record(member: StoredMember, now: number): Promise<void> {
     const { catalog, blobs } = this.#deps;
-    for (let attempt = 1; attempt <= COMMIT_ATTEMPTS; attempt++) {
+    for (let attempt = 1; attempt <= RECORD_ATTEMPTS; attempt++) {
       const state = await catalog.addBlob(
         {
           digest: member.digest,
@@ -275,90 +271,25 @@ class ArchiveScan {
   }
 }
 
-/** Stores manifests and tags for one checked image, retrying when the collector interferes. */
+/** Names and commits one checked image through the importer, the one way images enter. */
 async function commit(
   deps: LoadDeps,
   scan: ArchiveScan,
   image: PlannedImage,
 ): Promise<LoadedImage> {
-  const { catalog, clock } = deps;
-  const now = clock.now();
-  const summary: ImageSummary = {
-    configDigest: image.config.digest,
-    ...(image.config.json.created ? { created: image.config.json.created } : {}),
-    os: image.config.json.os,
-    architecture: image.config.json.architecture,
-    ...(image.config.json.variant ? { variant: image.config.json.variant } : {}),
-    size: image.layers.reduce((sum, l) => sum + (l.fileBytes ?? l.size), 0),
-    labels: configLabels(image.config.json),
-  };
-  const blobs = [image.config.digest, ...image.layers.map((l) => l.digest)];
-  const manifest: ManifestRecord = {
-    digest: image.manifest.digest,
-    mediaType: image.manifest.mediaType,
-    raw: image.manifest.raw,
-    blobs,
-    children: [],
-    image: summary,
-    createdAt: now,
-    lastUsedAt: now,
-  };
-  const manifests: ManifestRecord[] = image.index
-    ? [
-        {
-          digest: image.index.digest,
-          mediaType: image.index.mediaType,
-          raw: image.index.raw,
-          blobs: [],
-          children: image.index.children,
-          createdAt: now,
-          lastUsedAt: now,
-        },
-        manifest,
-      ]
-    : [manifest];
-  const names = image.tags.length > 0 ? image.tags : [undefined];
   const seenRepos = new Set<string>();
-  for (const ref of names) {
-    const repository = ref ? repositoryName(ref) : undefined;
-    const withDigest =
-      repository !== undefined && image.manifestFromArchive && !seenRepos.has(repository);
-    if (repository) seenRepos.add(repository);
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await catalog.commitImage({
-          manifests,
-          blobs,
-          ...(ref && repository
-            ? {
-                tag: {
-                  repository,
-                  tag: ref.tag ?? 'latest',
-                  manifest: manifest.digest,
-                  source: image.source,
-                  ...(image.platform ? { platform: image.platform } : {}),
-                },
-              }
-            : {}),
-          ...(withDigest
-            ? { digestRef: { repository, digest: image.source, manifest: manifest.digest } }
-            : {}),
-          now: clock.now(),
-        });
-        break;
-      } catch (error) {
-        if (!(error instanceof BlobNotLiveError) || attempt >= COMMIT_ATTEMPTS) throw error;
-        for (const digest of error.digests) {
-          const member = isDigest(digest) ? scan.memberByDigest(digest) : undefined;
-          if (!member) throw error;
-          await scan.record(member, clock.now());
-        }
-      }
-    }
-  }
+  const names: ImageName[] = image.tags.map((ref) => {
+    const repository = repositoryName(ref);
+    // The archive's own manifest is what `name@digest` means; a written one is not.
+    const digestRef = image.manifestFromArchive && !seenRepos.has(repository);
+    seenRepos.add(repository);
+    return { repository, tag: ref.tag ?? 'latest', digestRef };
+  });
+  const source = archiveSource(image, scan, () => deps.clock.now());
+  const imported = await importImage(deps, source, names, { concurrency: 1 });
   return {
-    id: image.config.digest,
-    manifest: manifest.digest,
+    id: imported.imageId,
+    manifest: imported.manifest,
     tags: image.tags.map((t) => familiarString(t)),
   };
 }
