@@ -10,7 +10,7 @@ import type { EngineContext } from '../lib/engine/context.ts';
 import type { HttpResponse } from '../lib/engine/http.ts';
 import { HANDOVER_MARGIN_MS } from '../lib/engine/job-deadline.ts';
 import { createRouter, type Router } from '../lib/engine/router.ts';
-import { FOLLOW_POLL_MS } from '../lib/jobs/jobs.ts';
+import { FOLLOW_POLL_MS, Redispatcher } from '../lib/jobs/jobs.ts';
 import { AFTER_LEASE_MS, runAfterLease } from '../lib/jobs/run-after-lease.ts';
 import { LEASE_MS } from '../lib/jobs/runner.ts';
 import type { Catalog } from '../lib/ports/catalog.ts';
@@ -314,7 +314,9 @@ describe('pull as a background job when the front door has a deadline', () => {
           died();
         },
       };
-      const response = pull('1', 15_000, {}, via({ jobs: { ...jobs, dispatcher } }));
+      // Followers re-dispatch through the same dispatcher the job first went to.
+      const redispatcher = new Redispatcher(dispatcher, clock);
+      const response = pull('1', 15_000, {}, via({ jobs: { ...jobs, dispatcher, redispatcher } }));
       await dead;
       clock.advance(LEASE_MS + 1);
       const out = await lines(await response);
