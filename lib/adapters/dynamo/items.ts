@@ -32,6 +32,11 @@ export function keyItem(key: Key): Item {
   return { pk: av.s(key.pk), sk: av.s(key.sk) };
 }
 
+/** Code-unit order, as SQLite's BINARY collation orders the ASCII names the catalog holds. */
+export function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
 function base(key: Key, kind: ItemKind): Item {
   return { ...keyItem(key), kind: av.s(kind) };
 }
