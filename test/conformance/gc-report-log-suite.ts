@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { GcReport, GcReportLog } from '../../lib/ports/gc-report-log.ts';
-import { type StoreHarness, useFreshStore } from './harness.ts';
+import { type Conformance, freshStore } from './harness.ts';
 
 export function gcReport(id: string, startedAt: number): GcReport {
   return {
@@ -19,15 +19,9 @@ export function gcReport(id: string, startedAt: number): GcReport {
 }
 
 /** The behaviour every GcReportLog adapter must show; `make` gives a fresh, empty log per test. */
-export function gcReportLogConformance(
-  name: string,
-  make: () => Promise<StoreHarness<GcReportLog>>,
-): void {
+export const gcReportLogConformance: Conformance<GcReportLog> = (name, make) => {
   describe(`GcReportLog conformance: ${name}`, () => {
-    let log: GcReportLog;
-    useFreshStore(make, (store) => {
-      log = store;
-    });
+    const log = freshStore(make);
 
     it('lists the newest first, up to the limit', async () => {
       expect(await log.listGcReports(10)).toEqual([]);
@@ -52,4 +46,4 @@ export function gcReportLogConformance(
       expect(reports.at(-1)?.id).toBe('r5');
     });
   });
-}
+};

@@ -6,17 +6,28 @@ export interface StoreHarness<T> {
   cleanup(): Promise<void>;
 }
 
-/** Gives every test of the surrounding describe a fresh store (through `use`), cleaned up after. */
-export function useFreshStore<T>(
-  make: () => Promise<StoreHarness<T>>,
-  use: (store: T) => void,
-): void {
-  let harness: StoreHarness<T>;
+/** A port's conformance suite, run by each adapter's test file over its own stores. */
+export type Conformance<T> = (name: string, make: () => Promise<StoreHarness<T>>) => void;
+
+/**
+ * Gives every test of the surrounding describe a fresh store, cleaned up after. The answer stands
+ * for the current test's store (a forwarding proxy), so suites read like plain calls on a port.
+ */
+export function freshStore<T extends object>(make: () => Promise<StoreHarness<T>>): T {
+  let harness: StoreHarness<T> | undefined;
   beforeEach(async () => {
     harness = await make();
-    use(harness.store);
   });
   afterEach(async () => {
-    await harness.cleanup();
+    await harness?.cleanup();
+    harness = undefined;
+  });
+  return new Proxy({} as T, {
+    get(_target, prop) {
+      if (!harness) throw new Error('a conformance store is used outside a test');
+      const store = harness.store;
+      const value = Reflect.get(store, prop, store);
+      return typeof value === 'function' ? value.bind(store) : value;
+    },
   });
 }

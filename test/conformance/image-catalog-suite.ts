@@ -3,7 +3,7 @@ import { type Digest, digestHex, sha256 } from '../../lib/digest.ts';
 import { BlobNotLiveError, NotFoundError } from '../../lib/errors.ts';
 import { resolveImage } from '../../lib/images.ts';
 import type { ImageCatalog, ImageCommit, ManifestRecord } from '../../lib/ports/image-catalog.ts';
-import { type StoreHarness, useFreshStore } from './harness.ts';
+import { type Conformance, freshStore } from './harness.ts';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
@@ -105,15 +105,9 @@ export function indexedCommit(
  * The behaviour every ImageCatalog adapter must show (SQLite, DynamoDB, ...). `make` gives a
  * fresh, empty catalog per test.
  */
-export function imageCatalogConformance(
-  name: string,
-  make: () => Promise<StoreHarness<ImageCatalog>>,
-): void {
+export const imageCatalogConformance: Conformance<ImageCatalog> = (name, make) => {
   describe(`ImageCatalog conformance: ${name}`, () => {
-    let catalog: ImageCatalog;
-    useFreshStore(make, (store) => {
-      catalog = store;
-    });
+    const catalog = freshStore(make);
 
     it('adds a blob as live at generation 1 and bumps the generation on every touch', async () => {
       const digest = sha256('blob');
@@ -717,7 +711,7 @@ export function imageCatalogConformance(
       });
     });
   });
-}
+};
 
 function tagOn(manifest: Digest) {
   return { repository: REPO, tag: 't', manifest, source: manifest };

@@ -9,7 +9,7 @@ import {
   MAX_JOB_PROGRESS_BYTES,
   type NewJob,
 } from '../../lib/ports/job-store.ts';
-import { type StoreHarness, useFreshStore } from './harness.ts';
+import { type Conformance, freshStore } from './harness.ts';
 
 const DAY = 24 * 3600_000;
 
@@ -43,15 +43,9 @@ function hugeProgress(): JobProgress {
 }
 
 /** The behaviour every JobStore adapter must show; `make` gives a fresh, empty store per test. */
-export function jobStoreConformance(
-  name: string,
-  make: () => Promise<StoreHarness<JobStore>>,
-): void {
+export const jobStoreConformance: Conformance<JobStore> = (name, make) => {
   describe(`JobStore conformance: ${name}`, () => {
-    let jobs: JobStore;
-    useFreshStore(make, (store) => {
-      jobs = store;
-    });
+    const jobs = freshStore(make);
 
     it('creates a queued job once per key and joins it while it is active', async () => {
       expect(await jobs.getJob('no-such-job')).toBeUndefined();
@@ -242,4 +236,4 @@ export function jobStoreConformance(
       });
     });
   });
-}
+};

@@ -2,18 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { digestHex, sha256 } from '../../lib/digest.ts';
 import { ConflictError } from '../../lib/errors.ts';
 import type { TokenRecord, TokenStore } from '../../lib/ports/token-store.ts';
-import { type StoreHarness, useFreshStore } from './harness.ts';
+import { type Conformance, freshStore } from './harness.ts';
 
 /** The behaviour every TokenStore adapter must show; `make` gives a fresh, empty store per test. */
-export function tokenStoreConformance(
-  name: string,
-  make: () => Promise<StoreHarness<TokenStore>>,
-): void {
+export const tokenStoreConformance: Conformance<TokenStore> = (name, make) => {
   describe(`TokenStore conformance: ${name}`, () => {
-    let tokens: TokenStore;
-    useFreshStore(make, (store) => {
-      tokens = store;
-    });
+    const tokens = freshStore(make);
 
     const token = (name: string, scope: TokenRecord['scope'] = 'read'): TokenRecord => {
       const hash = digestHex(sha256(`token/${name}`));
@@ -64,4 +58,4 @@ export function tokenStoreConformance(
       expect(await tokens.listTokens()).toEqual([b]);
     });
   });
-}
+};

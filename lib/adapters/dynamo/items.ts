@@ -62,6 +62,16 @@ export function optNum(item: Item, name: string): number | undefined {
   return value === undefined ? undefined : Number(value);
 }
 
+/** An optional number attribute: left out when absent, never stored as NULL. */
+function optionalNumber(name: string, value: number | undefined): Item {
+  return value === undefined ? {} : { [name]: av.n(value) };
+}
+
+/** An optional record field read back: absent rather than undefined, so records compare equal. */
+function present<K extends string>(name: K, value: number | undefined): { [P in K]?: number } {
+  return (value === undefined ? {} : { [name]: value }) as { [P in K]?: number };
+}
+
 function strings(item: Item, name: string): string[] {
   return (item[name]?.L ?? []).map((v) => v.S ?? '');
 }
@@ -211,22 +221,32 @@ export function pinItem(record: PinRecord): Item {
     note: av.s(record.note),
     createdAt: av.n(record.createdAt),
     // Not `ttl`: a pin past its expiry still holds its manifest until retention removes it.
-    ...(record.expiresAt !== undefined && { pinExpiresAt: av.n(record.expiresAt) }),
+    ...optionalNumber('pinExpiresAt', record.expiresAt),
   };
 }
 
 export function toPin(item: Item): PinRecord {
-  const expiresAt = optNum(item, 'pinExpiresAt');
   return {
     name: str(item, 'name'),
     manifest: str(item, 'manifest') as Digest,
     note: str(item, 'note'),
     createdAt: num(item, 'createdAt'),
-    ...(expiresAt !== undefined && { expiresAt }),
+    ...present('expiresAt', optNum(item, 'pinExpiresAt')),
   };
 }
 
-// --- API tokens
+// --- API tokens (read side first: what a lookup by hash answers)
+
+export function toToken(item: Item): TokenRecord {
+  return {
+    id: str(item, 'id'),
+    hash: str(item, 'hash'),
+    name: str(item, 'name'),
+    scope: str(item, 'scope') as Scope,
+    createdAt: num(item, 'createdAt'),
+    ...present('lastUsedAt', optNum(item, 'lastUsedAt')),
+  };
+}
 
 export function tokenItem(record: TokenRecord): Item {
   return {
@@ -236,19 +256,7 @@ export function tokenItem(record: TokenRecord): Item {
     name: av.s(record.name),
     scope: av.s(record.scope),
     createdAt: av.n(record.createdAt),
-    ...(record.lastUsedAt !== undefined && { lastUsedAt: av.n(record.lastUsedAt) }),
-  };
-}
-
-export function toToken(item: Item): TokenRecord {
-  const lastUsedAt = optNum(item, 'lastUsedAt');
-  return {
-    id: str(item, 'id'),
-    hash: str(item, 'hash'),
-    name: str(item, 'name'),
-    scope: str(item, 'scope') as Scope,
-    createdAt: num(item, 'createdAt'),
-    ...(lastUsedAt !== undefined && { lastUsedAt }),
+    ...optionalNumber('lastUsedAt', record.lastUsedAt),
   };
 }
 
