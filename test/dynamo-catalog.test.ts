@@ -6,7 +6,7 @@ import { ConfigError, parseServeArgs } from '../lib/config.ts';
 import { type Digest, digestHex, sha256 } from '../lib/digest.ts';
 import { BlobNotLiveError } from '../lib/errors.ts';
 import { resolveImage } from '../lib/images.ts';
-import type { ManifestRecord } from '../lib/ports/catalog.ts';
+import type { ManifestRecord } from '../lib/ports/image-catalog.ts';
 import { catalogConformance } from './conformance/catalog-conformance.ts';
 import {
   addBlobs,

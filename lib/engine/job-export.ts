@@ -9,7 +9,7 @@
 import { ImageCacheError } from '../errors.ts';
 import { jobPath, jobView } from '../jobs/job-view.ts';
 import { followJob, type Jobs, startJob } from '../jobs/jobs.ts';
-import type { JobRecord } from '../ports/catalog.ts';
+import type { JobRecord } from '../ports/job-store.ts';
 import { planExport, type SaveExport, type SaveExports } from '../save/export.ts';
 import type { EngineContext } from './context.ts';
 import { type HttpRequest, type HttpResponse, json } from './http.ts';

@@ -6,17 +6,17 @@
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import type { Scope } from '../../auth/scopes.ts';
 import type { Digest } from '../../digest.ts';
+import type { GcReport } from '../../ports/gc-report-log.ts';
 import type {
   BlobRecord,
   BlobState,
   DigestRefRecord,
-  GcReport,
   ImageSummary,
   ManifestRecord,
   PinRecord,
   TagRecord,
-  TokenRecord,
-} from '../../ports/catalog.ts';
+} from '../../ports/image-catalog.ts';
+import type { TokenRecord } from '../../ports/token-store.ts';
 import { type ItemKind, type Key, keys } from './schema.ts';
 
 export type Item = Record<string, AttributeValue>;
