@@ -148,7 +148,13 @@ async function main(): Promise<void> {
         );
         const gc = () =>
           collectGarbage(
-            { catalog, blobs: context.blobs, clock: context.clock, gcClaims: context.gcClaims },
+            {
+              catalog,
+              gcReports: catalog,
+              blobs: context.blobs,
+              clock: context.clock,
+              gcClaims: context.gcClaims,
+            },
             { graceMs: HOUR },
           );
         let deleted = 0;

@@ -143,6 +143,7 @@ async function collect(dir: string, p: Plan): Promise<Record<string, unknown>> {
   const report = await collectGarbage(
     {
       catalog: timedCatalog(catalog, phases),
+      gcReports: catalog,
       blobs: timedListing(blobs, phases),
       clock: systemClock,
       gcClaims: new CollectorClaims(),

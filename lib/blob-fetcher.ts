@@ -3,8 +3,8 @@ import type { Digest } from './digest.ts';
 import { ImageCacheError, InvalidImageError, NotFoundError, UpstreamError } from './errors.ts';
 import { countLayerFiles, type LayerStats } from './layer-stats.ts';
 import type { BlobStore, ByteRange } from './ports/blob-store.ts';
-import type { Catalog } from './ports/catalog.ts';
 import type { Clock } from './ports/clock.ts';
+import type { ImageCatalog } from './ports/image-catalog.ts';
 import type { Upstream, UpstreamRepository } from './ports/upstream.ts';
 import { Broadcast, SingleFlight } from './single-flight.ts';
 import { type AbandonPolicy, DEFAULT_ABANDON, watchForStall } from './stall-watch.ts';
@@ -30,7 +30,7 @@ export interface EnsuredBlob {
 }
 
 export interface BlobFetcherDeps {
-  catalog: Catalog;
+  catalog: ImageCatalog;
   blobs: BlobStore;
   upstream: Upstream;
   clock: Clock;

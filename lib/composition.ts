@@ -73,8 +73,8 @@ function operations(context: EngineContext): Operations {
       ),
     runJob: async (jobId, remainingMs) => {
       if (!context.jobs) throw new Error('this composition runs no jobs');
-      const { catalog, clock } = context;
-      return runAfterLease({ runner: context.jobs.runner, catalog, clock }, jobId, remainingMs);
+      const { jobStore, clock } = context;
+      return runAfterLease({ runner: context.jobs.runner, jobStore, clock }, jobId, remainingMs);
     },
   };
 }
@@ -193,7 +193,11 @@ function engineContext(
     abandon: { windowMs: config.stallTimeoutMs, minBytes: STALLED_BELOW_BYTES },
   });
   return {
+    // One adapter serves all four ports; consumers each see only the one they need.
     catalog,
+    jobStore: catalog,
+    tokens: catalog,
+    gcReports: catalog,
     blobs,
     upstream,
     pulls,

@@ -2,8 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Digest } from './digest.ts';
 import { type BlobStore, type SweptStaging, stagingSweeperOf } from './ports/blob-store.ts';
-import type { BlobRecord, Catalog, GcReport } from './ports/catalog.ts';
 import type { Clock } from './ports/clock.ts';
+import type { GcReport, GcReportLog } from './ports/gc-report-log.ts';
+import type { BlobRecord, ImageCatalog } from './ports/image-catalog.ts';
 
 /**
  * The blob garbage collector: mark-and-sweep over the catalog, with the per-blob state machine
@@ -23,7 +24,9 @@ import type { Clock } from './ports/clock.ts';
  */
 
 export interface GcDeps {
-  catalog: Catalog;
+  catalog: ImageCatalog;
+  /** Where a collection that changed something leaves its report. */
+  gcReports: GcReportLog;
   blobs: BlobStore;
   clock: Clock;
   /** Shared by every collection of this process over `blobs`. */
@@ -163,7 +166,7 @@ export async function collectBlobs(
 }
 
 /** Every blob named by a stored manifest. Indexes name none themselves: their children do. */
-async function markLive(catalog: Catalog): Promise<Set<Digest>> {
+async function markLive(catalog: ImageCatalog): Promise<Set<Digest>> {
   const live = new Set<Digest>();
   for (const manifest of await catalog.listManifests()) {
     for (const digest of manifest.blobs) live.add(digest);
@@ -418,7 +421,7 @@ class Run {
       ...(this.staging && { staging: { ...this.staging } }),
       errors,
     };
-    if (!this.#dryRun) await this.#deps.catalog.putGcReport(report);
+    if (!this.#dryRun) await this.#deps.gcReports.putGcReport(report);
     return report;
   }
 }

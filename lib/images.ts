@@ -2,12 +2,12 @@ import type { Digest } from './digest.ts';
 import { digestHex } from './digest.ts';
 import { InvalidArgumentError, NotFoundError } from './errors.ts';
 import type {
-  Catalog,
   DigestRefRecord,
+  ImageCatalog,
   ImageSummary,
   ManifestRecord,
   TagRecord,
-} from './ports/catalog.ts';
+} from './ports/image-catalog.ts';
 import {
   familiarRepository,
   looksLikeImageId,
@@ -33,7 +33,7 @@ export interface ImageView {
   repoDigests: string[];
 }
 
-export async function listImageViews(catalog: Catalog): Promise<ImageView[]> {
+export async function listImageViews(catalog: ImageCatalog): Promise<ImageView[]> {
   const [manifests, tags, refs] = await Promise.all([
     catalog.listImages(),
     catalog.listTags(),
@@ -87,7 +87,7 @@ export async function listImageViews(catalog: Catalog): Promise<ImageView[]> {
  * Resolves `{name}` as Docker does: a reference (`nginx`, `nginx:1`, `repo@sha256:...`) first,
  * then a full or short image ID (`sha256:<hex>`, or at least a few hex characters).
  */
-export async function resolveImage(catalog: Catalog, name: string): Promise<ImageView> {
+export async function resolveImage(catalog: ImageCatalog, name: string): Promise<ImageView> {
   const views = await listImageViews(catalog);
   const manifest = await findByReference(catalog, name);
   if (manifest?.image) {
@@ -112,7 +112,7 @@ export async function resolveImage(catalog: Catalog, name: string): Promise<Imag
 }
 
 async function findByReference(
-  catalog: Catalog,
+  catalog: ImageCatalog,
   name: string,
 ): Promise<ManifestRecord | undefined> {
   let ref: ReturnType<typeof parseReference>;

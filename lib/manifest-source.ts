@@ -2,8 +2,8 @@ import type { Digest } from './digest.ts';
 import { UpstreamError } from './errors.ts';
 import { parseManifest } from './manifest.ts';
 import type { Reference } from './model.ts';
-import type { Catalog, ManifestRecord, TagRecord } from './ports/catalog.ts';
 import type { Clock } from './ports/clock.ts';
+import type { ImageCatalog, ManifestRecord, TagRecord } from './ports/image-catalog.ts';
 import type { ManifestHead, Upstream, UpstreamRepository } from './ports/upstream.ts';
 import { repositoryName } from './reference.ts';
 import { SingleFlight } from './single-flight.ts';
@@ -17,7 +17,7 @@ import { SingleFlight } from './single-flight.ts';
  */
 
 export interface ManifestSourceDeps {
-  catalog: Catalog;
+  catalog: ImageCatalog;
   upstream: Upstream;
   clock: Clock;
   /** A cached tag younger than this is served without asking the upstream. */

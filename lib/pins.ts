@@ -7,7 +7,7 @@
 import { type Digest, digestHex } from './digest.ts';
 import { parseDuration } from './duration.ts';
 import { InvalidArgumentError, NotFoundError } from './errors.ts';
-import type { Catalog, PinRecord } from './ports/catalog.ts';
+import type { ImageCatalog, PinRecord } from './ports/image-catalog.ts';
 import { familiarString, looksLikeImageId, parseReference, withDefaultTag } from './reference.ts';
 import { fullRef, resolveNamed } from './removal/refs.ts';
 
@@ -15,7 +15,7 @@ import { fullRef, resolveNamed } from './removal/refs.ts';
  * The pins that still protect something. Expired ones are deleted on the way, because the
  * catalog's deleteManifestIfUnreferenced counts every pin; one renewed meanwhile is put back.
  */
-export async function activePins(catalog: Catalog, now: number): Promise<PinRecord[]> {
+export async function activePins(catalog: ImageCatalog, now: number): Promise<PinRecord[]> {
   const active: PinRecord[] = [];
   for (const pin of await catalog.listPins()) {
     if (!isExpired(pin, now)) {
@@ -58,7 +58,7 @@ export interface PinOptions {
  * an ID as the full image ID; pinning the same name again replaces note and expiry.
  */
 export async function pinImage(
-  catalog: Catalog,
+  catalog: ImageCatalog,
   name: string,
   options: PinOptions,
   now: number,
@@ -84,7 +84,7 @@ export async function pinImage(
  * Removes a pin by the name it was stored under, by the reference as the user types it
  * (`nginx:1`), or by an image ID or prefix for pins made by ID.
  */
-export async function unpinImage(catalog: Catalog, name: string): Promise<PinRecord> {
+export async function unpinImage(catalog: ImageCatalog, name: string): Promise<PinRecord> {
   const candidates = [name];
   const full = tryFullName(name);
   if (full) candidates.push(full);
@@ -104,7 +104,7 @@ export async function unpinImage(catalog: Catalog, name: string): Promise<PinRec
 }
 
 /** GET /cache/pins: one entry per active pin, with the image it holds. */
-export async function listPinViews(catalog: Catalog, now: number) {
+export async function listPinViews(catalog: ImageCatalog, now: number) {
   const pins = await activePins(catalog, now);
   return Promise.all(
     pins.map(async (pin) => {

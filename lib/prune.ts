@@ -11,7 +11,8 @@ import { parseDuration } from './duration.ts';
 import { ImageCacheError, InvalidArgumentError } from './errors.ts';
 import { booleanFilter, type Filters, matchesLabel, parseFilters } from './filters.ts';
 import { type ImageView, listImageViews } from './images.ts';
-import type { Catalog, GcReport } from './ports/catalog.ts';
+import type { GcReport } from './ports/gc-report-log.ts';
+import type { ImageCatalog } from './ports/image-catalog.ts';
 import { fullRef, refsOf } from './removal/refs.ts';
 import { type DeleteResponseItem, ImageRemoval } from './removal/remove-image.ts';
 
@@ -26,7 +27,7 @@ export interface PruneResult {
 export type CollectFreed = (digests: Digest[]) => Promise<GcReport>;
 
 export async function pruneImages(
-  catalog: Catalog,
+  catalog: ImageCatalog,
   rawFilters: string | null,
   collect: CollectFreed,
   now: number,

@@ -15,8 +15,8 @@ import {
 import { ManifestSource } from './manifest-source.ts';
 import type { Descriptor, Platform, Reference } from './model.ts';
 import type { BlobStore } from './ports/blob-store.ts';
-import type { Catalog, ManifestRecord, TagRecord } from './ports/catalog.ts';
 import type { Clock } from './ports/clock.ts';
+import type { ImageCatalog, ManifestRecord, TagRecord } from './ports/image-catalog.ts';
 import type { Upstream, UpstreamRepository } from './ports/upstream.ts';
 import { familiarString, repositoryName } from './reference.ts';
 import type { AbandonPolicy } from './stall-watch.ts';
@@ -46,7 +46,7 @@ export interface PullResult {
 }
 
 export interface PullServiceDeps {
-  catalog: Catalog;
+  catalog: ImageCatalog;
   blobs: BlobStore;
   upstream: Upstream;
   clock: Clock;

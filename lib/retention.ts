@@ -11,7 +11,7 @@ import { formatDuration } from './duration.ts';
 import { InvalidArgumentError } from './errors.ts';
 import { collectGarbage, type GcDeps } from './gc.ts';
 import { type ImageView, listImageViews } from './images.ts';
-import type { GcReport } from './ports/catalog.ts';
+import type { GcReport } from './ports/gc-report-log.ts';
 import type { CollectFreed } from './prune.ts';
 import { type DeleteResponseItem, ImageRemoval } from './removal/remove-image.ts';
 

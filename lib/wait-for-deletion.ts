@@ -1,6 +1,6 @@
 import type { Digest } from './digest.ts';
 import { ImageCacheError } from './errors.ts';
-import type { Catalog } from './ports/catalog.ts';
+import type { ImageCatalog } from './ports/image-catalog.ts';
 
 /**
  * A writer that finds a blob in state `deleting` treats it as absent, but may store it again
@@ -8,7 +8,7 @@ import type { Catalog } from './ports/catalog.ts';
  * Polls the record with backoff until it is gone or live again.
  */
 export async function waitForDeletion(
-  catalog: Catalog,
+  catalog: ImageCatalog,
   digest: Digest,
   timeoutMs = 60_000,
 ): Promise<void> {

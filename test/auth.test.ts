@@ -78,7 +78,7 @@ describe('router: every route behind its scope', () => {
   beforeAll(async () => {
     engine = await startEngine(['--require-auth']);
     for (const scope of SCOPES) {
-      const created = await createToken(engine.context.catalog, { scope, name: scope }, 1);
+      const created = await createToken(engine.context.tokens, { scope, name: scope }, 1);
       tokens[scope] = created.token;
     }
     await seedImage(engine.context, {
@@ -177,12 +177,12 @@ describe('router: every route behind its scope', () => {
   });
 
   it('stops accepting a token once revoked, and records when a token was last used', async () => {
-    const { token, record } = await createToken(engine.context.catalog, { scope: 'admin' }, 1);
+    const { token, record } = await createToken(engine.context.tokens, { scope: 'admin' }, 1);
     engine.clock.advance(5_000);
     expect((await call('GET', '/images/json', '', token)).status).toBe(200);
-    const used = await engine.context.catalog.getTokenByHash(record.hash);
+    const used = await engine.context.tokens.getTokenByHash(record.hash);
     expect(used?.lastUsedAt).toBe(engine.clock.now());
-    await engine.context.catalog.deleteToken(record.id);
+    await engine.context.tokens.deleteToken(record.id);
     const response = await call('GET', '/images/json', '', token);
     expect(response.status).toBe(401);
     expect(body(response).message).toMatch(/unknown or was revoked/);

@@ -5,14 +5,15 @@ import { parseAwsSdkSettings } from '../lib/config/aws-sdk.ts';
 import { ConfigError, parseServeArgs } from '../lib/config.ts';
 import { type Digest, digestHex, sha256 } from '../lib/digest.ts';
 import { BlobNotLiveError } from '../lib/errors.ts';
-import type { ManifestRecord } from '../lib/ports/catalog.ts';
+import { resolveImage } from '../lib/images.ts';
+import type { ManifestRecord } from '../lib/ports/image-catalog.ts';
+import { catalogConformance } from './conformance/catalog-conformance.ts';
 import {
   addBlobs,
-  catalogConformance,
   commitOf,
   type ImageFixture,
   imageFixture,
-} from './conformance/catalog-suite.ts';
+} from './conformance/image-catalog-suite.ts';
 import { type DynamoDbLocal, startDynamoDbLocal } from './support/dynamodb-local.ts';
 
 const REPO = 'docker.io/library/alpine';
@@ -36,7 +37,7 @@ async function freshCatalog(): Promise<{ catalog: DynamoCatalog; table: string }
 
 catalogConformance('DynamoCatalog (DynamoDB Local)', async () => {
   const { catalog } = await freshCatalog();
-  return { catalog, cleanup: async () => catalog.close() };
+  return { store: catalog, cleanup: async () => catalog.close() };
 });
 
 /** An image manifest naming `layers` made-up layers, raw padded to at least `rawBytes`. */
@@ -124,7 +125,9 @@ describe('DynamoCatalog specifics', () => {
     expect(catalog.requests.byOperation()).toMatchObject({ UpdateItem: 150 });
     const stored = await catalog.getManifest(image.manifest.digest);
     expect(stored?.blobs).toHaveLength(150);
-    expect(await catalog.findImages(digestHex(image.config).slice(0, 12))).toHaveLength(1);
+    expect(
+      (await resolveImage(catalog, digestHex(image.config).slice(0, 12))).manifests,
+    ).toHaveLength(1);
   });
 
   it('refuses a wide image with one blob being collected and leaves no manifest', async () => {
@@ -232,7 +235,7 @@ describe('DynamoCatalog specifics', () => {
       await catalog.getManifest(digest),
       (await catalog.listManifests())[0],
       (await catalog.listImages())[0],
-      (await catalog.findImages(digestHex(digest).slice(0, 8)))[0],
+      (await resolveImage(catalog, digestHex(digest).slice(0, 12))).manifests[0],
     ]) {
       expect(Buffer.from(record!.raw).equals(Buffer.from(image.manifest.raw))).toBe(true);
       expect(sha256(record!.raw)).toBe(digest);

@@ -192,6 +192,7 @@ describe.each(BACKENDS)('GC under concurrent pulls, tags, rmi and prune on $name
         const slowed = slowCollector(catalog, new Rng(`${seed}/${c}/catalog-jitter`));
         const gcDeps: GcDeps = {
           catalog: variant === 'broken' ? ignoringGeneration(slowed) : slowed,
+          gcReports: catalog,
           blobs,
           clock,
           gcClaims,
@@ -408,7 +409,7 @@ async function removeEverything(
     }
   }
   const report = await collectGarbage(
-    { catalog, blobs: store, clock, gcClaims: new CollectorClaims() },
+    { catalog, gcReports: catalog, blobs: store, clock, gcClaims: new CollectorClaims() },
     { graceMs: 0, orphanMinAgeMs: 0 },
   );
   if (report.errors.length > 0) violations.push(...report.errors);

@@ -40,7 +40,7 @@ describe('garbage collection', () => {
     blobs = new FsBlobStore(dir.path);
     // Real wall time, so file mtimes (orphans) and the clock agree.
     clock = new ManualClock(Date.now());
-    deps = { catalog, blobs, clock, gcClaims: new CollectorClaims() };
+    deps = { catalog, gcReports: catalog, blobs, clock, gcClaims: new CollectorClaims() };
   });
 
   afterEach(async () => {

@@ -104,9 +104,10 @@ describe('importImage', () => {
 
   /** Runs the collector on `digests` as prune would: they are referenced by nothing yet. */
   async function collect(digests: Digest[]) {
-    const report = await collectBlobs({ catalog, blobs, clock, gcClaims: new CollectorClaims() }, [
-      ...digests,
-    ]);
+    const report = await collectBlobs(
+      { catalog, gcReports: catalog, blobs, clock, gcClaims: new CollectorClaims() },
+      [...digests],
+    );
     expect(report.deleted.blobs).toBe(digests.length);
   }
 

@@ -3,7 +3,7 @@ import { SqliteCatalog } from '../lib/adapters/sqlite-catalog.ts';
 import { followJob, Redispatcher } from '../lib/jobs/jobs.ts';
 import { ProgressLog } from '../lib/jobs/progress-log.ts';
 import { LEASE_MS } from '../lib/jobs/runner.ts';
-import type { JobMessage } from '../lib/ports/catalog.ts';
+import type { JobMessage } from '../lib/ports/job-store.ts';
 import { ManualClock } from './support/upstream-harness.ts';
 
 /**

@@ -68,7 +68,14 @@ describe('job outcomes on DynamoDB Local', () => {
     const { blobs } = adapters;
     const upstream = new HttpUpstream({ registries: new Map(), clock });
     const pulls = new PullService({ catalog, blobs, upstream, clock, tagTtlMs: 0, concurrency: 1 });
-    return new JobRunner({ catalog, blobs, pulls, clock, loadLimits: DEFAULT_LOAD_LIMITS });
+    return new JobRunner({
+      catalog,
+      jobStore: catalog,
+      blobs,
+      pulls,
+      clock,
+      loadLimits: DEFAULT_LOAD_LIMITS,
+    });
   }
 
   /** Uploads a tarball of `image` with `tags` and queues its load job, as the commit route does. */

@@ -42,7 +42,7 @@ describe('waitForJob', () => {
 
   /** The jobs route alone; `through` sees every request first. */
   async function serve(through: (request: HttpRequest, route: Router) => ReturnType<Router>) {
-    const route = createRouter({ catalog, clock } as unknown as EngineContext);
+    const route = createRouter({ jobStore: catalog, clock } as unknown as EngineContext);
     // No time to wait on the server: every poll answers at once.
     const front = Object.assign((request: HttpRequest) => through(request, route), {
       routes: route.routes,

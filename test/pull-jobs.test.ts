@@ -13,7 +13,7 @@ import { createRouter, type Router } from '../lib/engine/router.ts';
 import { FOLLOW_POLL_MS, Redispatcher } from '../lib/jobs/jobs.ts';
 import { AFTER_LEASE_MS, runAfterLease } from '../lib/jobs/run-after-lease.ts';
 import { LEASE_MS } from '../lib/jobs/runner.ts';
-import type { Catalog } from '../lib/ports/catalog.ts';
+import type { JobStore } from '../lib/ports/job-store.ts';
 import { runCliAgainst } from './support/cli-capture.ts';
 import { startDeadlineDoor } from './support/deadline-door.ts';
 import type { FakeRegistry } from './support/fake-registry.ts';
@@ -251,9 +251,9 @@ describe('pull as a background job when the front door has a deadline', () => {
 
     /** The job as a worker that then died left it: running, its lease `leaseMs` from now. */
     async function orphanedPull(leaseMs = LEASE_MS, progress = false): Promise<string> {
-      const { catalog } = cache.context;
+      const { jobStore } = cache.context;
       const now = clock.now();
-      const { job } = await catalog.createOrJoinJob({
+      const { job } = await jobStore.createOrJoinJob({
         id: 'orphan0123456789abcdef0123456789',
         kind: 'pull',
         key: KEY,
@@ -262,9 +262,9 @@ describe('pull as a background job when the front door has a deadline', () => {
         expiresAt: now + 3600_000,
       });
       const lease = { owner: 'dead-worker', now, until: now + leaseMs };
-      expect(await catalog.claimJob(job.id, lease)).toBeDefined();
+      expect(await jobStore.claimJob(job.id, lease)).toBeDefined();
       const lines = progress ? [{ status: `Pulling from ${REPO}`, id: '1' }] : [];
-      await catalog.recordJobProgress(job.id, lease, {
+      await jobStore.recordJobProgress(job.id, lease, {
         layers: [],
         lines,
         linesSeen: lines.length,
@@ -275,7 +275,7 @@ describe('pull as a background job when the front door has a deadline', () => {
     /** What the worker function's run needs; `sleep` moves the manual clock instead of waiting. */
     const workerDeps = (sleep: (ms: number) => Promise<void>) => ({
       runner: cache.context.jobs!.runner,
-      catalog: cache.context.catalog,
+      jobStore: cache.context.jobStore,
       clock,
       sleep,
     });
@@ -306,7 +306,7 @@ describe('pull as a background job when the front door has a deadline', () => {
         dispatch: async (jobId: string) => {
           if (dispatches++ > 0) return jobs.dispatcher.dispatch(jobId);
           const now = clock.now();
-          await cache.context.catalog.claimJob(jobId, {
+          await cache.context.jobStore.claimJob(jobId, {
             owner: 'dead-worker',
             now,
             until: now + LEASE_MS,
@@ -348,14 +348,14 @@ describe('pull as a background job when the front door has a deadline', () => {
         clock.advance(ms);
         const now = clock.now();
         const lease = { owner: 'dead-worker', now, until: now + LEASE_MS };
-        await cache.context.catalog.recordJobProgress(id, lease, {
+        await cache.context.jobStore.recordJobProgress(id, lease, {
           layers: [],
           lines: [],
           linesSeen: 0,
         });
       });
       expect(await runAfterLease(deps, id, () => 15 * 60_000)).toBeUndefined();
-      expect(await cache.context.catalog.getJob(id)).toMatchObject({
+      expect(await cache.context.jobStore.getJob(id)).toMatchObject({
         status: 'running',
         lease: { owner: 'dead-worker' },
       });
@@ -364,8 +364,8 @@ describe('pull as a background job when the front door has a deadline', () => {
     it('a follower stops reading the job once its client closed the response', async () => {
       // A live worker elsewhere: the job runs on, only the follower should stop.
       await orphanedPull(3600_000, true);
-      const counted = countingGetJob(cache.context.catalog);
-      const response = await pull('1', 60_000, {}, via({ catalog: counted.catalog }));
+      const counted = countingGetJob(cache.context.jobStore);
+      const response = await pull('1', 60_000, {}, via({ jobStore: counted.jobStore }));
       const body = response.body as Readable;
       expect(JSON.parse(String(body.read()))).toMatchObject({ status: `Pulling from ${REPO}` });
       body.destroy();
@@ -377,9 +377,9 @@ describe('pull as a background job when the front door has a deadline', () => {
 
     it('a wait on /cache/jobs/<id> ends when its client leaves (request.signal)', async () => {
       const id = await orphanedPull(3600_000, true);
-      const counted = countingGetJob(cache.context.catalog);
+      const counted = countingGetJob(cache.context.jobStore);
       const gone = new AbortController();
-      const answer = via({ catalog: counted.catalog })({
+      const answer = via({ jobStore: counted.jobStore })({
         method: 'GET',
         path: `/cache/jobs/${id}`,
         query: new URLSearchParams({ wait: '60' }),
@@ -401,9 +401,9 @@ describe('pull as a background job when the front door has a deadline', () => {
 });
 
 /** Counts getJob calls: what a follower costs the catalog. */
-function countingGetJob(catalog: Catalog): { catalog: Catalog; calls: () => number } {
+function countingGetJob(jobStore: JobStore): { jobStore: JobStore; calls: () => number } {
   let calls = 0;
-  const wrapped = new Proxy(catalog, {
+  const wrapped = new Proxy(jobStore, {
     get(target, prop) {
       const value = Reflect.get(target, prop, target);
       if (prop === 'getJob') {
@@ -415,5 +415,5 @@ function countingGetJob(catalog: Catalog): { catalog: Catalog; calls: () => numb
       return typeof value === 'function' ? value.bind(target) : value;
     },
   });
-  return { catalog: wrapped, calls: () => calls };
+  return { jobStore: wrapped, calls: () => calls };
 }

@@ -194,7 +194,7 @@ describe('staging objects of dead writers on S3 (aws backend)', () => {
       // One run 20 minutes later (a clock of its own) takes the crashed writer's object.
       const later = new ManualClock(Date.now() + 20 * 60_000);
       const report = await collectGarbage(
-        { ...adapters, clock: later, gcClaims: new CollectorClaims() },
+        { ...adapters, gcReports: adapters.catalog, clock: later, gcClaims: new CollectorClaims() },
         { graceMs: 0 },
       );
       expect(report.staging).toEqual({ files: 1, bytes: 1 });

@@ -8,27 +8,23 @@ import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SCHEMA_VERSION, SqliteCatalog } from '../lib/adapters/sqlite-catalog.ts';
 import { sha256 } from '../lib/digest.ts';
-import {
-  addBlobs,
-  catalogConformance,
-  commitOf,
-  gcReport,
-  imageFixture,
-} from './conformance/catalog-suite.ts';
+import { catalogConformance } from './conformance/catalog-conformance.ts';
+import { gcReport } from './conformance/gc-report-log-suite.ts';
+import { addBlobs, commitOf, imageFixture } from './conformance/image-catalog-suite.ts';
 
 const run = promisify(execFile);
 const TOUCHES = 300;
 
 catalogConformance('SqliteCatalog (:memory:)', async () => {
   const catalog = new SqliteCatalog(':memory:');
-  return { catalog, cleanup: async () => catalog.close() };
+  return { store: catalog, cleanup: async () => catalog.close() };
 });
 
 catalogConformance('SqliteCatalog (file)', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'image-cache-sqlite-'));
   const catalog = new SqliteCatalog(join(dir, 'catalog.db'));
   return {
-    catalog,
+    store: catalog,
     cleanup: async () => {
       catalog.close();
       await rm(dir, { recursive: true, force: true });

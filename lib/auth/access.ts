@@ -4,8 +4,8 @@
  * their own answers (lib/engine/refusal.ts, the registry door).
  */
 import { ImageCacheError } from '../errors.ts';
-import type { Catalog, TokenRecord } from '../ports/catalog.ts';
 import type { Clock } from '../ports/clock.ts';
+import type { TokenRecord, TokenStore } from '../ports/token-store.ts';
 import { allows, type RouteScope } from './scopes.ts';
 import { hashToken, TOKEN_PATTERN } from './tokens.ts';
 
@@ -27,11 +27,11 @@ export const WWW_AUTHENTICATE = 'Bearer realm="image-cache"';
 const TOUCH_INTERVAL_MS = 60_000;
 
 export class TokenAuthenticator {
-  readonly #catalog: Catalog;
+  readonly #tokens: TokenStore;
   readonly #clock: Clock;
 
-  constructor(catalog: Catalog, clock: Clock) {
-    this.#catalog = catalog;
+  constructor(tokens: TokenStore, clock: Clock) {
+    this.#tokens = tokens;
     this.#clock = clock;
   }
 
@@ -56,7 +56,7 @@ export class TokenAuthenticator {
     }
     const token = match[1]!;
     const record = TOKEN_PATTERN.test(token)
-      ? await this.#catalog.getTokenByHash(hashToken(token))
+      ? await this.#tokens.getTokenByHash(hashToken(token))
       : undefined;
     if (!record) throw new UnauthorizedError('invalid token: it is unknown or was revoked');
     if (!allows(record.scope, needed)) {
@@ -72,7 +72,7 @@ export class TokenAuthenticator {
     const now = this.#clock.now();
     if (record.lastUsedAt !== undefined && now - record.lastUsedAt < TOUCH_INTERVAL_MS) return;
     try {
-      await this.#catalog.touchToken(record.hash, now);
+      await this.#tokens.touchToken(record.hash, now);
     } catch (error) {
       // Bookkeeping only: a failed write must not refuse a request the token is good for.
       console.error('recording token use failed:', error);

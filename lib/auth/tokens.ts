@@ -5,7 +5,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { ConflictError, InvalidArgumentError, NotFoundError } from '../errors.ts';
-import type { Catalog, TokenRecord } from '../ports/catalog.ts';
+import type { TokenRecord, TokenStore } from '../ports/token-store.ts';
 import { isScope, SCOPES, type Scope } from './scopes.ts';
 
 const TOKEN_PREFIX = 'ic_';
@@ -40,7 +40,7 @@ export interface NewToken {
 
 /** Issues a token; names are unique so `token revoke NAME` is never ambiguous. */
 export async function createToken(
-  catalog: Catalog,
+  tokens: TokenStore,
   options: { scope: Scope; name?: string },
   now: number,
 ): Promise<NewToken> {
@@ -53,18 +53,18 @@ export async function createToken(
       `invalid token name ${JSON.stringify(name)}: 1-64 letters, digits and _ . @ -, starting with a letter or digit`,
     );
   }
-  const existing = await catalog.listTokens();
+  const existing = await tokens.listTokens();
   if (existing.some((t) => t.name === name)) {
     throw new ConflictError(`a token named ${name} exists: revoke it first or choose another name`);
   }
   const record: TokenRecord = { id, hash, name, scope: options.scope, createdAt: now };
-  await catalog.putToken(record);
+  await tokens.putToken(record);
   return { token, record };
 }
 
 /** Revokes the token with this name or id; ambiguous or unknown names are errors. */
-export async function revokeToken(catalog: Catalog, nameOrId: string): Promise<TokenRecord> {
-  const tokens = await catalog.listTokens();
+export async function revokeToken(store: TokenStore, nameOrId: string): Promise<TokenRecord> {
+  const tokens = await store.listTokens();
   const byId = tokens.filter((t) => t.id === nameOrId);
   const matches = byId.length > 0 ? byId : tokens.filter((t) => t.name === nameOrId);
   if (matches.length === 0) throw new NotFoundError(`no token with name or id ${nameOrId}`);
@@ -74,7 +74,7 @@ export async function revokeToken(catalog: Catalog, nameOrId: string): Promise<T
       `${matches.length} tokens are named ${nameOrId}: revoke by id (${matches.map((t) => t.id).join(', ')})`,
     );
   }
-  const removed = await catalog.deleteToken(matches[0]!.id);
+  const removed = await store.deleteToken(matches[0]!.id);
   if (!removed) throw new NotFoundError(`no token with name or id ${nameOrId}`);
   return removed;
 }

@@ -7,7 +7,13 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ProgressDiff } from '../jobs/progress-log.ts';
-import type { JobError, JobMessage, JobProgress, JobResult, JobStatus } from '../ports/catalog.ts';
+import type {
+  JobError,
+  JobMessage,
+  JobProgress,
+  JobResult,
+  JobStatus,
+} from '../ports/job-store.ts';
 import { type ApiClient, ApiError, ConnectionError } from './http.ts';
 
 export interface JobJson {

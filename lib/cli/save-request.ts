@@ -4,7 +4,7 @@
  * outlived the server's deadline and goes on as a job. That job is waited on with a progress
  * bar, and the URL its result carries (signed when the job was read) is the download.
  */
-import type { JobMessage } from '../ports/catalog.ts';
+import type { JobMessage } from '../ports/job-store.ts';
 import type { CliContext } from './context.ts';
 import { type ApiClient, ApiError, ConnectionError } from './http.ts';
 import { type JobJson, waitForJob } from './job-wait.ts';

@@ -5,8 +5,11 @@ import type { LoadLimits } from '../load/tar-reader.ts';
 import type { MirrorFills } from '../mirror/fills.ts';
 import type { RegistryDoorSettings } from '../mirror/registry-door.ts';
 import type { BlobStore } from '../ports/blob-store.ts';
-import type { Catalog } from '../ports/catalog.ts';
 import type { Clock } from '../ports/clock.ts';
+import type { GcReportLog } from '../ports/gc-report-log.ts';
+import type { ImageCatalog } from '../ports/image-catalog.ts';
+import type { JobStore } from '../ports/job-store.ts';
+import type { TokenStore } from '../ports/token-store.ts';
 import type { Upstream } from '../ports/upstream.ts';
 import type { PullService } from '../pull.ts';
 import type { MaintenanceSettings } from '../retention.ts';
@@ -14,7 +17,10 @@ import type { SaveExports } from '../save/export.ts';
 
 /** Everything a route may use; built once by the composition root. */
 export interface EngineContext {
-  catalog: Catalog;
+  catalog: ImageCatalog;
+  jobStore: JobStore;
+  tokens: TokenStore;
+  gcReports: GcReportLog;
   blobs: BlobStore;
   upstream: Upstream;
   pulls: PullService;

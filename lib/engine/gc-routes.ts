@@ -38,7 +38,7 @@ export const gcRoutes: Route[] = [
       if (!Number.isInteger(limit) || limit < 1 || limit > MAX_REPORTS) {
         throw new InvalidArgumentError(`limit must be a whole number from 1 to ${MAX_REPORTS}`);
       }
-      return json(200, await context.catalog.listGcReports(limit));
+      return json(200, await context.gcReports.listGcReports(limit));
     },
   },
   {

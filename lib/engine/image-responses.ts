@@ -3,7 +3,7 @@ import { booleanFilter, type Filters, globToRegExp, matchesLabel } from '../filt
 import { type HistoryEntry, type ImageConfig, parseImageConfig } from '../image-config.ts';
 import type { ImageView } from '../images.ts';
 import type { BlobStore } from '../ports/blob-store.ts';
-import type { Catalog } from '../ports/catalog.ts';
+import type { ImageCatalog } from '../ports/image-catalog.ts';
 
 /** The Engine API's ImageSummary (GET /images/json), API 1.47 field names. */
 export function imageSummary(view: ImageView, repoTags = view.repoTags) {
@@ -76,7 +76,7 @@ export async function imageInspect(view: ImageView, blobs: BlobStore) {
 }
 
 /** GET /images/{name}/history: newest first, layer sizes from the cache's own count. */
-export async function imageHistory(view: ImageView, blobs: BlobStore, catalog: Catalog) {
+export async function imageHistory(view: ImageView, blobs: BlobStore, catalog: ImageCatalog) {
   const config = await readConfig(blobs, view.id);
   const manifest = view.manifests[0]!;
   const layerDigests = manifest.blobs.slice(1);

@@ -3,7 +3,7 @@
  * error a request would have raised: shared by the routes that hand work over to jobs.
  */
 import { type ErrorCode, ImageCacheError, STATUS_BY_CODE } from '../errors.ts';
-import type { JobError } from '../ports/catalog.ts';
+import type { JobError } from '../ports/job-store.ts';
 
 /** Stop following this long before the deadline, so the last line still reaches the client. */
 export const HANDOVER_MARGIN_MS = 2_000;

@@ -9,7 +9,7 @@
 import { ImageCacheError } from '../errors.ts';
 import { jobPath, jobView } from '../jobs/job-view.ts';
 import { followJob, type Jobs, startJob } from '../jobs/jobs.ts';
-import type { JobRecord } from '../ports/catalog.ts';
+import type { JobRecord } from '../ports/job-store.ts';
 import { planExport, type SaveExport, type SaveExports } from '../save/export.ts';
 import type { EngineContext } from './context.ts';
 import { type HttpRequest, type HttpResponse, json } from './http.ts';
@@ -25,7 +25,7 @@ export async function exportThroughJob(
   deps: { exports: SaveExports; jobs: Jobs },
   answer: (exported: SaveExport) => HttpResponse,
 ): Promise<HttpResponse> {
-  const { catalog, blobs, clock } = context;
+  const { catalog, jobStore, blobs, clock } = context;
   const { exports, jobs } = deps;
   // Resolving is catalog work only: an unknown name is a 404 and a stored export an answer at
   // once, with no job.
@@ -33,11 +33,11 @@ export async function exportThroughJob(
   const found = await exports.find(planned.key, planned.size);
   if (found) return answer(found);
   const job = await startJob(
-    { catalog, redispatcher: jobs.redispatcher },
+    { jobStore, redispatcher: jobs.redispatcher },
     { kind: 'export', key: `export|${planned.key}`, request: { kind: 'export', names } },
   );
   const last =
-    (await followJob(catalog, job.id, {
+    (await followJob(jobStore, job.id, {
       until: answerBy(request.deadline),
       signals: jobs.signals,
       redispatcher: jobs.redispatcher,

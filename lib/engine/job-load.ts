@@ -19,7 +19,7 @@ export async function loadThroughJob(
   uploadId: string,
 ): Promise<HttpResponse> {
   const job = await startJob(
-    { catalog: context.catalog, redispatcher: jobs.redispatcher },
+    { jobStore: context.jobStore, redispatcher: jobs.redispatcher },
     {
       kind: 'load',
       key: `load|${uploadId}`,
@@ -27,7 +27,7 @@ export async function loadThroughJob(
     },
   );
   const last =
-    (await followJob(context.catalog, job.id, {
+    (await followJob(context.jobStore, job.id, {
       until: answerBy(request.deadline),
       signals: jobs.signals,
       redispatcher: jobs.redispatcher,

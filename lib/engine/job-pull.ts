@@ -24,7 +24,7 @@ export async function pullThroughJob(
 ): Promise<HttpResponse> {
   const job = await startPullJob(context, jobs, ref, platform);
   return streamPull(async (onProgress, closed) => {
-    const last = await followJob(context.catalog, job.id, {
+    const last = await followJob(context.jobStore, job.id, {
       until: answerBy(request.deadline),
       onMessage: onProgress,
       signals: jobs.signals,

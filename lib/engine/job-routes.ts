@@ -25,7 +25,7 @@ export const jobRoutes: Route[] = [
         throw new InvalidArgumentError('wait must be a whole number of seconds');
       }
       const notFound = () => new NotFoundError(`no such job: ${id}`);
-      let job = await context.catalog.getJob(id!);
+      let job = await context.jobStore.getJob(id!);
       if (!job) throw notFound();
       const { jobs } = context;
       // Waiting on a job whose worker died would wait in vain: each read starts it again.
@@ -38,7 +38,7 @@ export const jobRoutes: Route[] = [
           request.deadline === undefined ? Number.POSITIVE_INFINITY : answerBy(request.deadline),
         );
         job =
-          (await followJob(context.catalog, id!, {
+          (await followJob(context.jobStore, id!, {
             until,
             ...(jobs && { signals: jobs.signals }),
             ...(jobs && { redispatcher: jobs.redispatcher }),

@@ -10,12 +10,12 @@ import type { Digest } from '../digest.ts';
 import { BlobNotLiveError, DigestMismatchError, InvalidImageError } from '../errors.ts';
 import { configLabels, type ImageConfig } from '../image-config.ts';
 import type { Descriptor, RepositoryName } from '../model.ts';
-import type { Catalog, ImageSummary, ManifestRecord } from '../ports/catalog.ts';
 import type { Clock } from '../ports/clock.ts';
+import type { ImageCatalog, ImageSummary, ManifestRecord } from '../ports/image-catalog.ts';
 import type { ImageSource, PresentBlob } from './image-source.ts';
 
 export interface ImporterDeps {
-  catalog: Pick<Catalog, 'commitImage'>;
+  catalog: Pick<ImageCatalog, 'commitImage'>;
   clock: Clock;
 }
 

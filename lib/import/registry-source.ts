@@ -6,7 +6,7 @@ import type { ImageManifest } from '../manifest.ts';
 import { MAX_JSON_BYTES } from '../media-types.ts';
 import type { Descriptor } from '../model.ts';
 import type { BlobStore } from '../ports/blob-store.ts';
-import type { ManifestRecord } from '../ports/catalog.ts';
+import type { ManifestRecord } from '../ports/image-catalog.ts';
 import type { UpstreamRepository } from '../ports/upstream.ts';
 import type { ImageSource, PresentBlob } from './image-source.ts';
 

@@ -5,7 +5,7 @@
  * directly, without waiting for the throttled catalog writes. Followers of a job that runs
  * elsewhere find nothing here and poll the catalog.
  */
-import type { JobProgress } from '../ports/catalog.ts';
+import type { JobProgress } from '../ports/job-store.ts';
 
 export class JobSignals {
   readonly #waiters = new Map<string, Set<() => void>>();

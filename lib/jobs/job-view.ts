@@ -1,5 +1,5 @@
 /** A job as `GET /cache/jobs/{id}` shows it: the record without its lease and key internals. */
-import type { JobRecord } from '../ports/catalog.ts';
+import type { JobRecord } from '../ports/job-store.ts';
 
 export function jobPath(id: string): string {
   return `/cache/jobs/${id}`;

@@ -7,9 +7,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Catalog, JobKind, JobMessage, JobRecord, JobRequest } from '../ports/catalog.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { JobDispatcher } from '../ports/job-dispatcher.ts';
+import type { JobKind, JobMessage, JobRecord, JobRequest, JobStore } from '../ports/job-store.ts';
 import type { JobSignals } from './job-signals.ts';
 import { ProgressDiff } from './progress-log.ts';
 import type { JobRunner } from './runner.ts';
@@ -42,12 +42,12 @@ function looksAbandoned(job: JobRecord, now: number): boolean {
 }
 
 export async function startJob(
-  deps: { catalog: Catalog; redispatcher: Redispatcher },
+  deps: { jobStore: JobStore; redispatcher: Redispatcher },
   spec: { kind: JobKind; key: string; request: JobRequest },
 ): Promise<JobRecord> {
   const { dispatcher, clock } = deps.redispatcher;
   const now = clock.now();
-  const { job, created } = await deps.catalog.createOrJoinJob({
+  const { job, created } = await deps.jobStore.createOrJoinJob({
     id: randomBytes(16).toString('hex'),
     ...spec,
     now,
@@ -102,7 +102,7 @@ export class Redispatcher {
  * Answers the job as last read; NotFound is the caller's business (the job was read before).
  */
 export async function followJob(
-  catalog: Catalog,
+  jobStore: JobStore,
   jobId: string,
   options: {
     until: number;
@@ -117,17 +117,17 @@ export async function followJob(
   const { signals, signal } = options;
   let job: JobRecord | undefined;
   for (;;) {
-    if (signal?.aborted) return job ?? catalog.getJob(jobId);
+    if (signal?.aborted) return job ?? jobStore.getJob(jobId);
     // A job running in this process is followed in memory, message by message.
     const live = signals?.live(jobId);
     if (live) {
       for (const message of diff.next(live())) options.onMessage?.(message);
       const left = options.until - Date.now();
-      if (left <= 0) return catalog.getJob(jobId);
+      if (left <= 0) return jobStore.getJob(jobId);
       await signals!.wait(jobId, Math.min(options.pollMs ?? FOLLOW_POLL_MS, left), signal);
       continue;
     }
-    job = await catalog.getJob(jobId);
+    job = await jobStore.getJob(jobId);
     if (!job) return undefined;
     for (const message of diff.next(job.progress)) options.onMessage?.(message);
     if (isEnded(job)) return job;

@@ -4,7 +4,7 @@
  * first-seen order, and the last status lines), bounded so a DynamoDB item stays far below
  * 400 KB however many layers or warnings a pull has.
  */
-import { type JobMessage, type JobProgress, MAX_JOB_PROGRESS_BYTES } from '../ports/catalog.ts';
+import { type JobMessage, type JobProgress, MAX_JOB_PROGRESS_BYTES } from '../ports/job-store.ts';
 
 /** Status lines (no id: `Digest:`, `Status:`, warnings) kept; a follower only lags so far. */
 const LINES_KEPT = 20;

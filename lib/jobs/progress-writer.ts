@@ -4,14 +4,15 @@
  * and at least every HEARTBEAT_MS so the lease stays ahead of a quiet download. One write is in
  * flight at a time; messages arriving meanwhile go with the next one.
  */
-import type { Catalog, JobMessage, JobProgress } from '../ports/catalog.ts';
+
 import type { Clock } from '../ports/clock.ts';
+import type { JobMessage, JobProgress, JobStore } from '../ports/job-store.ts';
 import { ProgressLog } from './progress-log.ts';
 
 export const WRITE_INTERVAL_MS = 1_000;
 
 export interface ProgressWriterOptions {
-  catalog: Catalog;
+  jobStore: JobStore;
   clock: Clock;
   jobId: string;
   owner: string;
@@ -85,11 +86,11 @@ export class ProgressWriter {
   }
 
   async #write(): Promise<void> {
-    const { catalog, clock, jobId, owner, leaseMs } = this.#options;
+    const { jobStore, clock, jobId, owner, leaseMs } = this.#options;
     this.#lastWrite = performance.now();
     const now = clock.now();
     try {
-      const held = await catalog.recordJobProgress(
+      const held = await jobStore.recordJobProgress(
         jobId,
         { owner, now, until: now + leaseMs },
         this.#log.snapshot(),

@@ -1,7 +1,7 @@
 import { formatPlatform, normalizePlatform } from '../manifest.ts';
 import type { Platform, Reference } from '../model.ts';
-import type { Catalog } from '../ports/catalog.ts';
 import type { Clock } from '../ports/clock.ts';
+import type { JobStore } from '../ports/job-store.ts';
 import { formatReference } from '../reference.ts';
 import { type Jobs, startJob } from './jobs.ts';
 
@@ -10,7 +10,7 @@ import { type Jobs, startJob } from './jobs.ts';
  * door) and dispatches it when it is new.
  */
 export function startPullJob(
-  context: { catalog: Catalog; clock: Clock },
+  context: { jobStore: JobStore; clock: Clock },
   jobs: Jobs,
   ref: Reference,
   platform: Platform | undefined,
@@ -18,7 +18,7 @@ export function startPullJob(
   const reference = formatReference(ref);
   const platformText = platform ? formatPlatform(normalizePlatform(platform)) : undefined;
   return startJob(
-    { catalog: context.catalog, redispatcher: jobs.redispatcher },
+    { jobStore: context.jobStore, redispatcher: jobs.redispatcher },
     {
       kind: 'pull',
       key: `pull|${reference}|${platformText ?? 'default'}`,

@@ -7,8 +7,8 @@
  * the lease ends, when the function has the time, and tries once more.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Catalog, JobRecord } from '../ports/catalog.ts';
 import type { Clock } from '../ports/clock.ts';
+import type { JobRecord, JobStore } from '../ports/job-store.ts';
 import { type JobRunner, LEASE_MS } from './runner.ts';
 
 /** Past the lease's end before claiming again: another container's clock may run a little late. */
@@ -18,7 +18,7 @@ export const MIN_RUN_MS = LEASE_MS;
 
 export interface RunAfterLeaseDeps {
   runner: JobRunner;
-  catalog: Catalog;
+  jobStore: JobStore;
   clock: Clock;
   /** Waits `ms` (real time); tests move a manual clock instead. */
   sleep?: (ms: number) => Promise<unknown>;
@@ -36,7 +36,7 @@ export async function runAfterLease(
 ): Promise<JobRecord | undefined> {
   const ran = await deps.runner.run(jobId);
   if (ran) return ran;
-  const job = await deps.catalog.getJob(jobId);
+  const job = await deps.jobStore.getJob(jobId);
   const lease = job?.status === 'running' ? job.lease : undefined;
   if (!lease || lease.owner === deps.runner.owner) return undefined;
   const waitMs = Math.max(0, lease.until - deps.clock.now()) + AFTER_LEASE_MS;

@@ -11,8 +11,9 @@ import { discardUpload, loadOpenedUpload } from '../load/from-upload.ts';
 import type { LoadLimits } from '../load/tar-reader.ts';
 import { parsePlatform } from '../manifest.ts';
 import type { BlobStore } from '../ports/blob-store.ts';
+import type { Clock } from '../ports/clock.ts';
+import type { ImageCatalog } from '../ports/image-catalog.ts';
 import type {
-  Catalog,
   JobEnd,
   JobError,
   JobMessage,
@@ -20,8 +21,8 @@ import type {
   JobProgress,
   JobRecord,
   JobResult,
-} from '../ports/catalog.ts';
-import type { Clock } from '../ports/clock.ts';
+  JobStore,
+} from '../ports/job-store.ts';
 import { presignedUploadsOf } from '../ports/presigned-uploads.ts';
 import type { PullService } from '../pull.ts';
 import { parseReference } from '../reference.ts';
@@ -48,7 +49,9 @@ const UNRECORDED_END: JobError = {
 };
 
 export interface JobRunnerDeps {
-  catalog: Catalog;
+  jobStore: JobStore;
+  /** What load and export jobs read and commit images through. */
+  catalog: ImageCatalog;
   blobs: BlobStore;
   pulls: PullService;
   clock: Clock;
@@ -71,12 +74,12 @@ export class JobRunner {
 
   /** Runs the job; undefined when it is not claimable (ended, or another worker holds it). */
   async run(jobId: string): Promise<JobRecord | undefined> {
-    const { catalog, clock, signals } = this.#deps;
+    const { jobStore, clock, signals } = this.#deps;
     const now = clock.now();
-    const job = await catalog.claimJob(jobId, { owner: this.owner, now, until: now + LEASE_MS });
+    const job = await jobStore.claimJob(jobId, { owner: this.owner, now, until: now + LEASE_MS });
     if (!job) return undefined;
     const writer = new ProgressWriter({
-      catalog,
+      jobStore,
       clock,
       jobId,
       owner: this.owner,
@@ -104,26 +107,26 @@ export class JobRunner {
     }
     // Not recorded: another worker took the job over and cleans up after its own end.
     if (recorded) for (const task of afterEnd) await task();
-    return catalog.getJob(jobId);
+    return jobStore.getJob(jobId);
   }
 
   /**
-   * Records the end; if that throws (an item the catalog refuses, a catalog out of reach), tries
+   * Records the end; if that throws (an item the store refuses, a store out of reach), tries
    * once more with a short failure, so the job does not stay running and hold its key until
    * its lease runs out. Throws when neither could be recorded.
    */
   async #finish(jobId: string, outcome: JobOutcome, progress: JobProgress): Promise<boolean> {
-    const { catalog, clock } = this.#deps;
+    const { jobStore, clock } = this.#deps;
     const endOf = (ended: JobOutcome): JobEnd => {
       const now = clock.now();
       return { ...ended, progress, now, expiresAt: now + ENDED_JOB_TTL_MS };
     };
     try {
-      return await catalog.finishJob(jobId, this.owner, endOf(outcome));
+      return await jobStore.finishJob(jobId, this.owner, endOf(outcome));
     } catch (error) {
       console.error(`recording the end of job ${jobId} failed; recording it as failed:`, error);
       try {
-        return await catalog.finishJob(
+        return await jobStore.finishJob(
           jobId,
           this.owner,
           endOf({ status: 'failed', error: UNRECORDED_END }),

@@ -13,8 +13,8 @@ import { type ImageName, importImage } from '../import/importer.ts';
 import { countLayerFiles } from '../layer-stats.ts';
 import { MAX_JSON_BYTES } from '../media-types.ts';
 import type { BlobStore } from '../ports/blob-store.ts';
-import type { Catalog } from '../ports/catalog.ts';
 import type { Clock } from '../ports/clock.ts';
+import type { ImageCatalog, ImageSummary, ManifestRecord } from '../ports/image-catalog.ts';
 import { familiarString, repositoryName } from '../reference.ts';
 import { TeeStream } from '../tee-stream.ts';
 import { waitForDeletion } from '../wait-for-deletion.ts';
@@ -29,7 +29,7 @@ import {
 import { type ArchiveStats, archiveError, type LoadLimits, readArchive } from './tar-reader.ts';
 
 export interface LoadDeps {
-  catalog: Catalog;
+  catalog: ImageCatalog;
   blobs: BlobStore;
   clock: Clock;
   /** How long to wait for the collector to finish deleting a blob the load needs. */

@@ -3,7 +3,7 @@ import { allows, ROUTE_SCOPES } from '../auth/scopes.ts';
 import type { EngineContext } from '../engine/context.ts';
 import type { HttpRequest, HttpResponse } from '../engine/http.ts';
 import { InvalidArgumentError } from '../errors.ts';
-import type { TokenRecord } from '../ports/catalog.ts';
+import type { TokenRecord } from '../ports/token-store.ts';
 import { serveBlob } from './blob-answers.ts';
 import { serveReferrers, serveTags } from './listing-answers.ts';
 import { serveManifest } from './manifest-answers.ts';

@@ -6,7 +6,7 @@
 import { type Digest, digestHex } from '../digest.ts';
 import { type ImageView, resolveImage } from '../images.ts';
 import type { RepositoryName } from '../model.ts';
-import type { Catalog } from '../ports/catalog.ts';
+import type { ImageCatalog } from '../ports/image-catalog.ts';
 import {
   familiarRepository,
   looksLikeImageId,
@@ -85,7 +85,7 @@ export interface NamedImage {
  * wins over an ID prefix, as in resolveImage; a `repo@digest` naming a stored manifest without a
  * recorded reference resolves with `ref` unset.
  */
-export async function resolveNamed(catalog: Catalog, name: string): Promise<NamedImage> {
+export async function resolveNamed(catalog: ImageCatalog, name: string): Promise<NamedImage> {
   const view = await resolveImage(catalog, name);
   const refs = refsOf(view);
   const parsed = tryParse(name);

@@ -13,7 +13,7 @@ import { type Digest, shortId } from '../digest.ts';
 import { ConflictError, NotFoundError } from '../errors.ts';
 import { type ImageView, listImageViews } from '../images.ts';
 import { activePins, describePin, pinsHolding } from '../pins.ts';
-import type { Catalog, PinRecord } from '../ports/catalog.ts';
+import type { ImageCatalog, PinRecord } from '../ports/image-catalog.ts';
 import {
   familiarRef,
   fullRef,
@@ -40,7 +40,7 @@ export interface RemovalOutcome {
  * instance, so the response and the collector's candidate set cover them all.
  */
 export class ImageRemoval {
-  readonly #catalog: Catalog;
+  readonly #catalog: ImageCatalog;
   readonly #pins: PinRecord[];
   readonly #items: DeleteResponseItem[] = [];
   readonly #freed = new Set<Digest>();
@@ -50,13 +50,13 @@ export class ImageRemoval {
   /** Names this removal took away (full form), so a stale view does not count them. */
   readonly #removed = new Set<string>();
 
-  private constructor(catalog: Catalog, pins: PinRecord[]) {
+  private constructor(catalog: ImageCatalog, pins: PinRecord[]) {
     this.#catalog = catalog;
     this.#pins = pins;
   }
 
   /** Reads the active pins once (removing expired ones, which would otherwise hold manifests). */
-  static async start(catalog: Catalog, now: number): Promise<ImageRemoval> {
+  static async start(catalog: ImageCatalog, now: number): Promise<ImageRemoval> {
     return new ImageRemoval(catalog, await activePins(catalog, now));
   }
 
@@ -206,7 +206,7 @@ export class ImageRemoval {
 
 /** `DELETE /images/{name}`: one removal, finished. */
 export async function removeImage(
-  catalog: Catalog,
+  catalog: ImageCatalog,
   name: string,
   options: { force: boolean; now: number },
 ): Promise<RemovalOutcome> {

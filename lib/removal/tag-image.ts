@@ -9,7 +9,7 @@
  */
 import type { Digest } from '../digest.ts';
 import { InvalidArgumentError } from '../errors.ts';
-import type { Catalog } from '../ports/catalog.ts';
+import type { ImageCatalog } from '../ports/image-catalog.ts';
 import { familiarRepository, parseReference, parseTag, repositoryName } from '../reference.ts';
 import { resolveNamed } from './refs.ts';
 
@@ -20,7 +20,7 @@ export interface TagResult {
 }
 
 export async function tagImage(
-  catalog: Catalog,
+  catalog: ImageCatalog,
   name: string,
   target: { repo?: string; tag?: string },
   now: number,

@@ -3,7 +3,7 @@ import { ImageCacheError, NotFoundError } from '../errors.ts';
 import { resolveImage } from '../images.ts';
 import { type ImageManifest, parseManifest } from '../manifest.ts';
 import type { Reference, RepositoryName } from '../model.ts';
-import type { Catalog, ManifestRecord } from '../ports/catalog.ts';
+import type { ImageCatalog, ManifestRecord } from '../ports/image-catalog.ts';
 import {
   familiarRepository,
   parseReference,
@@ -30,7 +30,10 @@ export interface SaveItem {
  * image untagged; an image ID saves the image with all its tags. Names that reach the same
  * manifest merge. Every name is resolved before anything streams, so an unknown one is a 404.
  */
-export async function resolveSaveItems(catalog: Catalog, names: string[]): Promise<SaveItem[]> {
+export async function resolveSaveItems(
+  catalog: ImageCatalog,
+  names: string[],
+): Promise<SaveItem[]> {
   const byManifest = new Map<Digest, SaveItem>();
   const add = async (manifestDigest: Digest, tag: SavedTag | undefined, source?: Digest) => {
     let item = byManifest.get(manifestDigest);
@@ -73,7 +76,7 @@ export async function resolveSaveItems(catalog: Catalog, names: string[]): Promi
 }
 
 async function resolveReference(
-  catalog: Catalog,
+  catalog: ImageCatalog,
   name: string,
 ): Promise<{ manifest: Digest; tag?: SavedTag; source?: Digest } | undefined> {
   let ref: Reference;

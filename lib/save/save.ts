@@ -2,13 +2,13 @@ import type { Readable } from 'node:stream';
 import type { Digest } from '../digest.ts';
 import { BlobNotLiveError, ImageCacheError, InvalidArgumentError } from '../errors.ts';
 import type { BlobStore } from '../ports/blob-store.ts';
-import type { Catalog } from '../ports/catalog.ts';
 import type { Clock } from '../ports/clock.ts';
+import type { ImageCatalog } from '../ports/image-catalog.ts';
 import { type ArchivePlan, planArchive, streamArchive } from './archive.ts';
 import { resolveSaveItems, type SaveItem } from './resolve.ts';
 
 export interface SaveDeps {
-  catalog: Catalog;
+  catalog: ImageCatalog;
   blobs: BlobStore;
   clock: Clock;
 }

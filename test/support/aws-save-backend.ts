@@ -59,7 +59,7 @@ export async function startAwsSaveBackend(): Promise<AwsSaveBackend> {
     },
     { step: 'initialize', name: 'countExportWrites' },
   );
-  const token = (await createToken(composition.context.catalog, { scope: 'read' }, Date.now()))
+  const token = (await createToken(composition.context.tokens, { scope: 'read' }, Date.now()))
     .token;
   const router = createRouter(composition.context);
   return {

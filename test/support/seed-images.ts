@@ -8,10 +8,10 @@ import { Readable } from 'node:stream';
 import { type Digest, sha256 } from '../../lib/digest.ts';
 import { MediaType } from '../../lib/media-types.ts';
 import type { BlobStore } from '../../lib/ports/blob-store.ts';
-import type { Catalog, ManifestRecord } from '../../lib/ports/catalog.ts';
+import type { ImageCatalog, ManifestRecord } from '../../lib/ports/image-catalog.ts';
 
 export interface SeedDeps {
-  catalog: Catalog;
+  catalog: ImageCatalog;
   blobs: BlobStore;
 }
 

@@ -11,7 +11,7 @@
 import type { TransactWriteItem } from '@aws-sdk/client-dynamodb';
 import type { Digest } from '../../digest.ts';
 import { BlobNotLiveError, NotFoundError } from '../../errors.ts';
-import type { ImageCommit } from '../../ports/catalog.ts';
+import type { ImageCommit } from '../../ports/image-catalog.ts';
 import {
   av,
   digestRefItem,

@@ -6,17 +6,17 @@
 import type { AttributeValue } from '@aws-sdk/client-dynamodb';
 import type { Scope } from '../../auth/scopes.ts';
 import type { Digest } from '../../digest.ts';
+import type { GcReport } from '../../ports/gc-report-log.ts';
 import type {
   BlobRecord,
   BlobState,
   DigestRefRecord,
-  GcReport,
   ImageSummary,
   ManifestRecord,
   PinRecord,
   TagRecord,
-  TokenRecord,
-} from '../../ports/catalog.ts';
+} from '../../ports/image-catalog.ts';
+import type { TokenRecord } from '../../ports/token-store.ts';
 import { type ItemKind, type Key, keys } from './schema.ts';
 
 export type Item = Record<string, AttributeValue>;
@@ -30,6 +30,11 @@ export const av = {
 
 export function keyItem(key: Key): Item {
   return { pk: av.s(key.pk), sk: av.s(key.sk) };
+}
+
+/** Code-unit order, as SQLite's BINARY collation orders the ASCII names the catalog holds. */
+export function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
 
 function base(key: Key, kind: ItemKind): Item {
@@ -55,6 +60,16 @@ export function num(item: Item, name: string): number {
 export function optNum(item: Item, name: string): number | undefined {
   const value = item[name]?.N;
   return value === undefined ? undefined : Number(value);
+}
+
+/** An optional number attribute: left out when absent, never stored as NULL. */
+function optionalNumber(name: string, value: number | undefined): Item {
+  return value === undefined ? {} : { [name]: av.n(value) };
+}
+
+/** An optional record field read back: absent rather than undefined, so records compare equal. */
+function present<K extends string>(name: K, value: number | undefined): { [P in K]?: number } {
+  return (value === undefined ? {} : { [name]: value }) as { [P in K]?: number };
 }
 
 function strings(item: Item, name: string): string[] {
@@ -206,22 +221,32 @@ export function pinItem(record: PinRecord): Item {
     note: av.s(record.note),
     createdAt: av.n(record.createdAt),
     // Not `ttl`: a pin past its expiry still holds its manifest until retention removes it.
-    ...(record.expiresAt !== undefined && { pinExpiresAt: av.n(record.expiresAt) }),
+    ...optionalNumber('pinExpiresAt', record.expiresAt),
   };
 }
 
 export function toPin(item: Item): PinRecord {
-  const expiresAt = optNum(item, 'pinExpiresAt');
   return {
     name: str(item, 'name'),
     manifest: str(item, 'manifest') as Digest,
     note: str(item, 'note'),
     createdAt: num(item, 'createdAt'),
-    ...(expiresAt !== undefined && { expiresAt }),
+    ...present('expiresAt', optNum(item, 'pinExpiresAt')),
   };
 }
 
-// --- API tokens
+// --- API tokens (read side first: what a lookup by hash answers)
+
+export function toToken(item: Item): TokenRecord {
+  return {
+    id: str(item, 'id'),
+    hash: str(item, 'hash'),
+    name: str(item, 'name'),
+    scope: str(item, 'scope') as Scope,
+    createdAt: num(item, 'createdAt'),
+    ...present('lastUsedAt', optNum(item, 'lastUsedAt')),
+  };
+}
 
 export function tokenItem(record: TokenRecord): Item {
   return {
@@ -231,19 +256,7 @@ export function tokenItem(record: TokenRecord): Item {
     name: av.s(record.name),
     scope: av.s(record.scope),
     createdAt: av.n(record.createdAt),
-    ...(record.lastUsedAt !== undefined && { lastUsedAt: av.n(record.lastUsedAt) }),
-  };
-}
-
-export function toToken(item: Item): TokenRecord {
-  const lastUsedAt = optNum(item, 'lastUsedAt');
-  return {
-    id: str(item, 'id'),
-    hash: str(item, 'hash'),
-    name: str(item, 'name'),
-    scope: str(item, 'scope') as Scope,
-    createdAt: num(item, 'createdAt'),
-    ...(lastUsedAt !== undefined && { lastUsedAt }),
+    ...optionalNumber('lastUsedAt', record.lastUsedAt),
   };
 }
 

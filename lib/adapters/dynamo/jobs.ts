@@ -11,9 +11,10 @@ import type {
   JobProgress,
   JobRecord,
   JobStatus,
+  JobStore,
   LeaseTerms,
   NewJob,
-} from '../../ports/catalog.ts';
+} from '../../ports/job-store.ts';
 import { av, type Item, keyItem, num, optNum, optStr, str } from './items.ts';
 import { keys, TTL_ATTRIBUTE } from './schema.ts';
 import { backoff, CONFLICT_ATTEMPTS, lostRace, type Table } from './table.ts';
@@ -216,5 +217,16 @@ function toJob(item: Item): JobRecord {
     ...(leaseOwner !== undefined &&
       leaseUntil !== undefined && { lease: { owner: leaseOwner, until: leaseUntil } }),
     expiresAt: num(item, 'expiresAt'),
+  };
+}
+
+/** The functions above as the JobStore of one table. */
+export function dynamoJobStore(table: Table): JobStore {
+  return {
+    createOrJoinJob: (job) => createOrJoinJob(table, job),
+    getJob: (id) => getJob(table, id),
+    claimJob: (id, lease) => claimJob(table, id, lease),
+    recordJobProgress: (id, lease, progress) => recordJobProgress(table, id, lease, progress),
+    finishJob: (id, owner, end) => finishJob(table, id, owner, end),
   };
 }

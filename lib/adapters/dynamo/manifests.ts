@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Digest } from '../../digest.ts';
-import type { ManifestRecord } from '../../ports/catalog.ts';
+import type { ManifestRecord } from '../../ports/image-catalog.ts';
 import {
   type Item,
   keyItem,

@@ -12,7 +12,7 @@
  * | manifest            | MANIFEST#<digest>      | MANIFEST                    | GetItem; lastUsedAt (last-used time) lives here  |
  * | manifest raw chunk  | MANIFEST#<digest>      | RAW#<incarnation>#<nnnn>    | Query, only when the manifest says rawChunks > 0 |
  * | reference counter   | MANIFEST#<digest>      | REFS                        | ConditionCheck refs = 0 before deleting          |
- * | image lookup        | IMAGES                 | CONFIG#<config hex>#<digest>| Query begins_with CONFIG#<prefix>: image ID      |
+ * | image lookup        | IMAGES                 | CONFIG#<config hex>#<digest>| written, not read since findImages went (kept)   |
  * | image lookup        | IMAGES                 | DIGEST#<manifest hex>       | Query begins_with DIGEST#<prefix>; listImages    |
  * | blob record         | BLOB#<digest>          | BLOB                        | GetItem; every GC transition is conditional here |
  * |   (deleted: tombstone, state gone, kind blob-tombstone, keeps its generation until TTL)      |

@@ -13,11 +13,13 @@ import type {
   JobRequest,
   JobResult,
   JobStatus,
+  JobStore,
   LeaseTerms,
   NewJob,
-} from '../../ports/catalog.ts';
+} from '../../ports/job-store.ts';
+import { ms } from './rows.ts';
 
-/** Schema version 4 of sqlite-catalog.ts's MIGRATIONS. */
+/** Schema version 4 of schema.ts's MIGRATIONS. */
 export const JOBS_MIGRATION = `CREATE TABLE jobs (
      id TEXT PRIMARY KEY,
      kind TEXT NOT NULL,
@@ -54,7 +56,7 @@ interface JobRow {
 
 export const EMPTY_PROGRESS: JobProgress = { layers: [], lines: [], linesSeen: 0 };
 
-export class SqliteJobs {
+export class SqliteJobs implements JobStore {
   readonly #db: Database.Database;
   readonly #createOrJoinTx: Database.Transaction<
     (job: NewJob) => { row: JobRow; created: boolean }
@@ -65,7 +67,7 @@ export class SqliteJobs {
     this.#createOrJoinTx = db.transaction((job: NewJob) => this.#createOrJoinInTx(job));
   }
 
-  async createOrJoin(job: NewJob): Promise<{ job: JobRecord; created: boolean }> {
+  async createOrJoinJob(job: NewJob): Promise<{ job: JobRecord; created: boolean }> {
     const { row, created } = this.#createOrJoinTx.immediate(job);
     return { job: toJob(row), created };
   }
@@ -100,12 +102,12 @@ export class SqliteJobs {
     return { row: row!, created: true };
   }
 
-  async get(id: string): Promise<JobRecord | undefined> {
+  async getJob(id: string): Promise<JobRecord | undefined> {
     const row = this.#db.prepare<unknown[], JobRow>('SELECT * FROM jobs WHERE id = ?').get(id);
     return row && toJob(row);
   }
 
-  async claim(id: string, lease: LeaseTerms): Promise<JobRecord | undefined> {
+  async claimJob(id: string, lease: LeaseTerms): Promise<JobRecord | undefined> {
     const row = this.#db
       .prepare<unknown[], JobRow>(
         `UPDATE jobs SET status = 'running', lease_owner = @owner, lease_until = @until,
@@ -118,7 +120,7 @@ export class SqliteJobs {
     return row && toJob(row);
   }
 
-  async recordProgress(id: string, lease: LeaseTerms, progress: JobProgress): Promise<boolean> {
+  async recordJobProgress(id: string, lease: LeaseTerms, progress: JobProgress): Promise<boolean> {
     const result = this.#db
       .prepare(
         `UPDATE jobs SET progress = ?, updated_at = ?, lease_until = ?
@@ -128,7 +130,7 @@ export class SqliteJobs {
     return result.changes === 1;
   }
 
-  async finish(id: string, owner: string, end: JobEnd): Promise<boolean> {
+  async finishJob(id: string, owner: string, end: JobEnd): Promise<boolean> {
     // Leaving 'running' takes the row out of the partial unique index: the key is free.
     const result = this.#db
       .prepare(
@@ -149,8 +151,6 @@ export class SqliteJobs {
     return result.changes === 1;
   }
 }
-
-const ms = Math.trunc;
 
 function toJob(row: JobRow): JobRecord {
   return {

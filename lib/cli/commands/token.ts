@@ -74,7 +74,7 @@ const create: Action = async (args, rest, { context }, ctx) => {
   const { createToken, parseScope } = await import('../../auth/tokens.ts');
   const name = flagString(args, 'name');
   const { token: secret, record } = await createToken(
-    context.catalog,
+    context.tokens,
     { scope: parseScope(scopeText), ...(name !== undefined && { name }) },
     ctx.now(),
   );
@@ -93,7 +93,7 @@ const list: Action = async (args, rest, { context }, ctx) => {
   if (format !== undefined && format !== 'json') {
     throw new UsageError(`unsupported format ${JSON.stringify(format)}: only 'json'`);
   }
-  const tokens = await context.catalog.listTokens();
+  const tokens = await context.tokens.listTokens();
   const when = (ms: number | undefined) => (ms === undefined ? '' : new Date(ms).toISOString());
   const entries = tokens.map((t) => ({
     ID: t.id,
@@ -117,7 +117,7 @@ const revoke: Action = async (_args, rest, { context }, ctx) => {
     throw new UsageError('"token revoke" requires exactly 1 argument (a name or id).');
   }
   const { revokeToken } = await import('../../auth/tokens.ts');
-  const removed = await revokeToken(context.catalog, nameOrId);
+  const removed = await revokeToken(context.tokens, nameOrId);
   ctx.stdout.write(`Revoked token ${removed.name} (id ${removed.id})\n`);
   return 0;
 };

@@ -1,19 +1,9 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type Digest, digestHex, sha256 } from '../../lib/digest.ts';
-import { BlobNotLiveError, ConflictError, NotFoundError } from '../../lib/errors.ts';
-import type {
-  Catalog,
-  GcReport,
-  ImageCommit,
-  ManifestRecord,
-  TokenRecord,
-} from '../../lib/ports/catalog.ts';
-import { jobConformance } from './catalog-jobs-suite.ts';
-
-export interface CatalogHarness {
-  catalog: Catalog;
-  cleanup(): Promise<void>;
-}
+import { BlobNotLiveError, NotFoundError } from '../../lib/errors.ts';
+import { resolveImage } from '../../lib/images.ts';
+import type { ImageCatalog, ImageCommit, ManifestRecord } from '../../lib/ports/image-catalog.ts';
+import { type Conformance, freshStore } from './harness.ts';
 
 const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 const OCI_INDEX = 'application/vnd.oci.image.index.v1+json';
@@ -77,26 +67,14 @@ export function indexFixture(children: ManifestRecord[], createdAt = 1_000): Man
 }
 
 /** Records every blob of the fixture as live, the way a pull does after storing the bytes. */
-export async function addBlobs(catalog: Catalog, image: ImageFixture, now: number): Promise<void> {
+export async function addBlobs(
+  catalog: ImageCatalog,
+  image: ImageFixture,
+  now: number,
+): Promise<void> {
   for (const digest of image.manifest.blobs) {
     expect(await catalog.addBlob({ digest, size: 100 }, now)).toBe('live');
   }
-}
-
-export function gcReport(id: string, startedAt: number): GcReport {
-  return {
-    id,
-    trigger: 'manual',
-    dryRun: false,
-    graceMs: 0,
-    startedAt,
-    durationMs: 3,
-    examined: { blobs: 3, bytes: 30 },
-    kept: { blobs: 1, bytes: 10 },
-    deleted: { blobs: 2, bytes: 20 },
-    orphans: { blobs: 0, bytes: 0 },
-    errors: [],
-  };
 }
 
 export function commitOf(image: ImageFixture, tag: string, now: number): ImageCommit {
@@ -109,21 +87,27 @@ export function commitOf(image: ImageFixture, tag: string, now: number): ImageCo
   };
 }
 
+/** Commits an index with one of its images, tagged `multi` (source: the index). */
+export function indexedCommit(
+  image: ImageFixture,
+  index: ManifestRecord,
+  now: number,
+): ImageCommit {
+  return {
+    manifests: [index, image.manifest],
+    blobs: image.manifest.blobs,
+    tag: { repository: REPO, tag: 'multi', manifest: image.manifest.digest, source: index.digest },
+    now,
+  };
+}
+
 /**
- * The behaviour every Catalog adapter must show (SQLite, DynamoDB, ...). `makeCatalog` gives a
+ * The behaviour every ImageCatalog adapter must show (SQLite, DynamoDB, ...). `make` gives a
  * fresh, empty catalog per test.
  */
-export function catalogConformance(name: string, makeCatalog: () => Promise<CatalogHarness>): void {
-  describe(`Catalog conformance: ${name}`, () => {
-    let harness: CatalogHarness;
-    let catalog: Catalog;
-    beforeEach(async () => {
-      harness = await makeCatalog();
-      catalog = harness.catalog;
-    });
-    afterEach(async () => {
-      await harness.cleanup();
-    });
+export const imageCatalogConformance: Conformance<ImageCatalog> = (name, make) => {
+  describe(`ImageCatalog conformance: ${name}`, () => {
+    const catalog = freshStore(make);
 
     it('adds a blob as live at generation 1 and bumps the generation on every touch', async () => {
       const digest = sha256('blob');
@@ -329,16 +313,8 @@ export function catalogConformance(name: string, makeCatalog: () => Promise<Cata
       const index = indexFixture([image.manifest], 1);
       await addBlobs(catalog, image, 10);
       await catalog.commitImage({
-        manifests: [index, image.manifest],
-        blobs: image.manifest.blobs,
-        tag: {
-          repository: REPO,
-          tag: 'multi',
-          manifest: image.manifest.digest,
-          source: index.digest,
-        },
+        ...indexedCommit(image, index, 20),
         digestRef: { repository: REPO, digest: index.digest, manifest: image.manifest.digest },
-        now: 20,
       });
       expect(await catalog.getManifest(index.digest)).toMatchObject({
         children: [image.manifest.digest],
@@ -346,7 +322,9 @@ export function catalogConformance(name: string, makeCatalog: () => Promise<Cata
       });
       expect((await catalog.getManifest(index.digest))?.image).toBeUndefined();
       expect((await catalog.listImages()).map((m) => m.digest)).toEqual([image.manifest.digest]);
-      expect(await catalog.findImages(digestHex(index.digest).slice(0, 12))).toEqual([]);
+      await expect(
+        resolveImage(catalog, digestHex(index.digest).slice(0, 12)),
+      ).rejects.toBeInstanceOf(NotFoundError);
       expect(await catalog.getDigestRef(REPO, index.digest)).toMatchObject({
         manifest: image.manifest.digest,
       });
@@ -360,15 +338,19 @@ export function catalogConformance(name: string, makeCatalog: () => Promise<Cata
         await catalog.commitImage(commitOf(image, image.manifest.image!.labels.seed!, 20));
       }
       const [h] = images as [ImageFixture];
-      const digests = async (prefix: string) =>
-        (await catalog.findImages(prefix)).map((m) => m.digest);
+      // What `docker image inspect <id>` resolves through: listImages, matched by prefix.
+      const digests = async (name: string) =>
+        (await resolveImage(catalog, name)).manifests.map((m) => m.digest);
+      const none = (name: string) =>
+        expect(resolveImage(catalog, name)).rejects.toBeInstanceOf(NotFoundError);
       expect(await digests(digestHex(h.config).slice(0, 12))).toEqual([h.manifest.digest]);
       expect(await digests(digestHex(h.config))).toEqual([h.manifest.digest]);
-      expect(await digests(digestHex(h.manifest.digest).slice(0, 6))).toEqual([h.manifest.digest]);
+      // Docker takes 12 hex digits at the least; a manifest digest prefix names the image too.
+      expect(await digests(digestHex(h.manifest.digest).slice(0, 12))).toEqual([h.manifest.digest]);
       // A prefix of a layer digest names no image.
-      expect(await digests(digestHex(h.layers[0]!).slice(0, 12))).toEqual([]);
-      expect(await digests('')).toEqual([]);
-      expect(await digests('not-hex')).toEqual([]);
+      await none(digestHex(h.layers[0]!).slice(0, 12));
+      await none('');
+      await none('not-hex');
       expect((await catalog.listImages()).map((m) => m.digest).sort()).toEqual(
         images.map((i) => i.manifest.digest).sort(),
       );
@@ -420,17 +402,7 @@ export function catalogConformance(name: string, makeCatalog: () => Promise<Cata
         const index = indexFixture([image.manifest]);
         await addBlobs(catalog, image, 1);
         await addBlobs(catalog, other, 1);
-        await catalog.commitImage({
-          manifests: [index, image.manifest],
-          blobs: image.manifest.blobs,
-          tag: {
-            repository: REPO,
-            tag: 'multi',
-            manifest: image.manifest.digest,
-            source: index.digest,
-          },
-          now: 2,
-        });
+        await catalog.commitImage(indexedCommit(image, index, 2));
         await catalog.commitImage({ manifests: [other.manifest], blobs: [], now: 3 });
         const listed = await catalog.listManifests();
         expect(listed.map((m) => m.digest).sort()).toEqual(
@@ -738,88 +710,8 @@ export function catalogConformance(name: string, makeCatalog: () => Promise<Cata
         expect(claims.filter(Boolean)).toHaveLength(1);
       });
     });
-
-    describe('GC reports', () => {
-      it('lists the newest first, up to the limit', async () => {
-        expect(await catalog.listGcReports(10)).toEqual([]);
-        await catalog.putGcReport(gcReport('a', 10));
-        await catalog.putGcReport({ ...gcReport('b', 20), trigger: 'prune', errors: ['x: boom'] });
-        await catalog.putGcReport(gcReport('c', 30));
-        expect((await catalog.listGcReports(10)).map((r) => r.id)).toEqual(['c', 'b', 'a']);
-        expect(await catalog.listGcReports(1)).toEqual([gcReport('c', 30)]);
-        expect((await catalog.listGcReports(2))[1]).toEqual({
-          ...gcReport('b', 20),
-          trigger: 'prune',
-          errors: ['x: boom'],
-        });
-        expect(await catalog.listGcReports(0)).toEqual([]);
-      });
-
-      it('keeps only the latest 100', async () => {
-        for (let i = 0; i < 105; i++) await catalog.putGcReport(gcReport(`r${i}`, 1000 + i));
-        const reports = await catalog.listGcReports(1000);
-        expect(reports).toHaveLength(100);
-        expect(reports[0]?.id).toBe('r104');
-        expect(reports.at(-1)?.id).toBe('r5');
-      });
-    });
-
-    describe('jobs', () => {
-      jobConformance(() => catalog);
-    });
-
-    describe('API tokens', () => {
-      const token = (name: string, scope: TokenRecord['scope'] = 'read'): TokenRecord => {
-        const hash = digestHex(sha256(`token/${name}`));
-        return { id: hash.slice(0, 12), hash, name, scope, createdAt: 1_000 };
-      };
-
-      it('stores a token and finds it by hash only', async () => {
-        const ci = token('ci', 'pull');
-        expect(await catalog.getTokenByHash(ci.hash)).toBeUndefined();
-        await catalog.putToken(ci);
-        expect(await catalog.getTokenByHash(ci.hash)).toEqual(ci);
-        expect(await catalog.getTokenByHash(ci.id)).toBeUndefined();
-        expect(await catalog.getTokenByHash(token('other').hash)).toBeUndefined();
-      });
-
-      it('refuses a second token with the same hash and keeps the first', async () => {
-        await catalog.putToken(token('first', 'admin'));
-        await expect(
-          catalog.putToken({ ...token('first'), name: 'second' }),
-        ).rejects.toBeInstanceOf(ConflictError);
-        expect(await catalog.getTokenByHash(token('first').hash)).toEqual(token('first', 'admin'));
-      });
-
-      it('lists tokens by name', async () => {
-        expect(await catalog.listTokens()).toEqual([]);
-        for (const name of ['zeta', 'alpha', 'mid']) await catalog.putToken(token(name));
-        expect((await catalog.listTokens()).map((t) => t.name)).toEqual(['alpha', 'mid', 'zeta']);
-      });
-
-      it('records the last use, and a use never brings back a deleted token', async () => {
-        const ci = token('ci');
-        await catalog.putToken(ci);
-        await catalog.touchToken(ci.hash, 5_000);
-        expect(await catalog.getTokenByHash(ci.hash)).toEqual({ ...ci, lastUsedAt: 5_000 });
-        expect(await catalog.deleteToken(ci.id)).toEqual({ ...ci, lastUsedAt: 5_000 });
-        await catalog.touchToken(ci.hash, 6_000);
-        expect(await catalog.getTokenByHash(ci.hash)).toBeUndefined();
-        expect(await catalog.listTokens()).toEqual([]);
-      });
-
-      it('deletes by id and answers undefined for an unknown one', async () => {
-        const [a, b] = [token('a'), token('b', 'write')];
-        await catalog.putToken(a);
-        await catalog.putToken(b);
-        expect(await catalog.deleteToken('000000000000')).toBeUndefined();
-        expect(await catalog.deleteToken(a.id)).toEqual(a);
-        expect(await catalog.deleteToken(a.id)).toBeUndefined();
-        expect(await catalog.listTokens()).toEqual([b]);
-      });
-    });
   });
-}
+};
 
 function tagOn(manifest: Digest) {
   return { repository: REPO, tag: 't', manifest, source: manifest };
