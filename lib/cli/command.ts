@@ -84,6 +84,10 @@ export function defineCommand<const D extends FlagDefs>(def: CommandDef<D>): Com
       checkArity(def.name, def.arity, parsed.positionals);
       const flags = { ...parsed.flags };
       delete flags.help;
+      // Absent booleans are false, not undefined, so a command can pass them on as they are.
+      for (const [name, flag] of Object.entries(def.flags)) {
+        if (flag.type === 'boolean') flags[name] ??= false;
+      }
       return def.run({ flags: flags as FlagValues<D>, args: parsed.positionals }, ctx);
     },
   };
