@@ -63,21 +63,16 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { IMAGE_MANIFEST_MEDIA_TYPES, INDEX_MEDIA_TYPES } from '../lib/media-types.ts';
-import { type RegistryServer, startRegistry } from '../test/support/registry-server.ts';
+import type { RegistryServer } from '../test/support/registry-server.ts';
 import { tempDir } from '../test/support/tmp.ts';
 import {
   type BenchImage,
-  benchImage,
   CACHE_ROOT,
-  cleanupStack,
   cpuSeconds,
   log,
   MiB,
-  machineLines,
   pad,
   positiveInt,
-  pushBenchImage,
-  requireSkopeo,
   resetPeakRss,
   runMain,
   type ServerChild,
@@ -88,6 +83,7 @@ import {
 import { type CountingProxy, startCountingProxy } from './support-counting-proxy.ts';
 import { IMAGE_BENCH_FLAGS, type ImageBenchOptions, imageBenchOptions } from './support-options.ts';
 import { summaryTable } from './support-report.ts';
+import { withBenchRegistry } from './support-runs.ts';
 import { runSkopeoTimed, skopeoPolicy, TIME_BIN } from './support-skopeo.ts';
 
 const REPOSITORY = 'library/bench';
@@ -487,50 +483,43 @@ function concurrentLines(result: ConcurrentResult, image: BenchImage): string[] 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
   profileServers = options.cpuProf;
-  await requireSkopeo();
-  const machine = await machineLines();
-  const image = await benchImage(options);
-  const cleanups = cleanupStack();
-  try {
-    log('starting docker-registry ...');
-    const registry = await startRegistry();
-    cleanups.push(() => registry.stop());
-    log(`registry at ${registry.url}`);
-    await pushBenchImage(registry, image, REPOSITORY, TAG, `docker.io/${REPOSITORY}:${TAG}`);
+  const push = { repository: REPOSITORY, tag: TAG, label: `docker.io/${REPOSITORY}:${TAG}` };
+  await withBenchRegistry(
+    { ...options, skopeo: true },
+    push,
+    async ({ registry, image, machine, cleanups }) => {
+      const results = new Map<Case, RunResult[]>([
+        ['direct', []],
+        ['cold', []],
+        ['warm', []],
+      ]);
+      for (let run = 1; run <= options.runs; run++) {
+        log(`run ${run}/${options.runs}: direct ...`);
+        const direct = await skopeoCopy(registry.host, image, options.timeoutMs);
+        results.get('direct')!.push(direct);
+        log(`  ${seconds(direct.ms)} s`);
+        log(`run ${run}/${options.runs}: cold, then warm ...`);
+        const { cold, warm } = await coldAndWarm(registry, image, options);
+        results.get('cold')!.push(cold);
+        results.get('warm')!.push(warm);
+        log(
+          `  cold ${seconds(cold.ms)} s, warm ${seconds(warm.ms)} s, server peak RSS ${mib(cold.rssBytes)} / ${mib(warm.rssBytes)}`,
+        );
+      }
 
-    const results = new Map<Case, RunResult[]>([
-      ['direct', []],
-      ['cold', []],
-      ['warm', []],
-    ]);
-    for (let run = 1; run <= options.runs; run++) {
-      log(`run ${run}/${options.runs}: direct ...`);
-      const direct = await skopeoCopy(registry.host, image, options.timeoutMs);
-      results.get('direct')!.push(direct);
-      log(`  ${seconds(direct.ms)} s`);
-      log(`run ${run}/${options.runs}: cold, then warm ...`);
-      const { cold, warm } = await coldAndWarm(registry, image, options);
-      results.get('cold')!.push(cold);
-      results.get('warm')!.push(warm);
-      log(
-        `  cold ${seconds(cold.ms)} s, warm ${seconds(warm.ms)} s, server peak RSS ${mib(cold.rssBytes)} / ${mib(warm.rssBytes)}`,
-      );
-    }
-
-    let concurrent: ConcurrentResult | undefined;
-    if (options.clients > 0) {
-      const proxy = await startCountingProxy(registry.url);
-      cleanups.push(() => proxy.stop());
-      log(
-        `concurrent misses: ${options.clients} clients through a counting proxy at ${proxy.url} ...`,
-      );
-      concurrent = await concurrentMisses(proxy, image, options);
-      log(`  ${seconds(concurrent.ms)} s`);
-    }
-    printReport(options, image, results, concurrent, machine);
-  } finally {
-    await cleanups.run();
-  }
+      let concurrent: ConcurrentResult | undefined;
+      if (options.clients > 0) {
+        const proxy = await startCountingProxy(registry.url);
+        cleanups.push(() => proxy.stop());
+        log(
+          `concurrent misses: ${options.clients} clients through a counting proxy at ${proxy.url} ...`,
+        );
+        concurrent = await concurrentMisses(proxy, image, options);
+        log(`  ${seconds(concurrent.ms)} s`);
+      }
+      printReport(options, image, results, concurrent, machine);
+    },
+  );
 }
 
 runMain('bench:mirror', main);

@@ -38,21 +38,14 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
-import { startRegistry } from '../test/support/registry-server.ts';
 import { tempDir } from '../test/support/tmp.ts';
 import {
   type BenchImage,
-  benchImage,
-  cleanupStack,
   cpuSeconds,
   execFileP,
   log,
   MiB,
-  machineLines,
   pad,
-  positiveInt,
-  pushBenchImage,
-  requireSkopeo,
   resetPeakRss,
   runMain,
   type ServerChild,
@@ -60,7 +53,14 @@ import {
   startServerChild,
   statusField,
 } from './support.ts';
+import {
+  IMAGE_BENCH_FLAGS,
+  type ImageBenchOptions,
+  imageBenchOptions,
+  toolList,
+} from './support-options.ts';
 import { speedVerdict, summaryTable } from './support-report.ts';
+import { alternateRuns, peakRssNote, withBenchRegistry } from './support-runs.ts';
 import { runSkopeoTimed, skopeoPolicy } from './support-skopeo.ts';
 
 const REPOSITORY = 'library/bench';
@@ -68,15 +68,10 @@ const TAG = '1';
 const RSS_TARGET_BYTES = 200 * 1000 * 1000;
 
 type Tool = 'image-cache' | 'skopeo';
+const TOOLS: readonly Tool[] = ['image-cache', 'skopeo'];
 
-interface Options {
-  sizeMiB: number;
-  layers: number;
-  runs: number;
-  seed: string;
-  gzipLevel: number;
+interface Options extends ImageBenchOptions {
   tools: Tool[];
-  timeoutMs: number;
 }
 
 interface RunResult {
@@ -89,40 +84,11 @@ interface RunResult {
 function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
     args: argv,
-    options: {
-      'size-mib': { type: 'string', default: '1024' },
-      layers: { type: 'string', default: '8' },
-      runs: { type: 'string', default: '3' },
-      seed: { type: 'string', default: 'bench' },
-      'gzip-level': { type: 'string', default: '1' },
-      tools: { type: 'string', default: 'image-cache,skopeo' },
-      'timeout-s': { type: 'string' },
-    },
+    options: { ...IMAGE_BENCH_FLAGS, tools: { type: 'string', default: 'image-cache,skopeo' } },
     strict: true,
     allowPositionals: false,
   });
-  const tools = values.tools.split(',').map((t) => t.trim());
-  for (const tool of tools) {
-    if (tool !== 'image-cache' && tool !== 'skopeo') throw new Error(`unknown tool: ${tool}`);
-  }
-  const gzipLevel = Number(values['gzip-level']);
-  if (!Number.isInteger(gzipLevel) || gzipLevel < 0 || gzipLevel > 9) {
-    throw new Error('--gzip-level must be 0..9');
-  }
-  const sizeMiB = positiveInt(values['size-mib'], '--size-mib');
-  const timeoutS =
-    values['timeout-s'] === undefined
-      ? 60 + Math.ceil(sizeMiB / 2)
-      : positiveInt(values['timeout-s'], '--timeout-s');
-  return {
-    sizeMiB,
-    layers: positiveInt(values.layers, '--layers'),
-    runs: positiveInt(values.runs, '--runs'),
-    seed: values.seed,
-    gzipLevel,
-    tools: tools as Tool[],
-    timeoutMs: timeoutS * 1000,
-  };
+  return { ...imageBenchOptions(values), tools: toolList(values.tools, TOOLS) };
 }
 
 async function pullIntoCache(server: ServerChild): Promise<void> {
@@ -268,61 +234,50 @@ function printReport(
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
-  if (options.tools.includes('skopeo')) await requireSkopeo();
-  const machine = await machineLines();
-  const image = await benchImage(options);
+  const skopeo = options.tools.includes('skopeo');
+  const push = { repository: REPOSITORY, tag: TAG };
+  await withBenchRegistry(
+    { ...options, skopeo },
+    push,
+    async ({ registry, image, machine, cleanups }) => {
+      const data = await tempDir('bench-save-data');
+      cleanups.push(() => data.cleanup());
+      const server = await startServerChild({
+        dataDir: data.path,
+        registries: `docker.io=${registry.url}`,
+      });
+      cleanups.push(() => server.stop());
+      await pullIntoCache(server);
+      const pullPeak = await statusField(server.pid, 'VmHWM');
+      const peakReset = await resetPeakRss(server.pid);
 
-  const cleanups = cleanupStack();
-
-  try {
-    log('starting docker-registry ...');
-    const registry = await startRegistry();
-    cleanups.push(() => registry.stop());
-    await pushBenchImage(registry, image, REPOSITORY, TAG);
-
-    const data = await tempDir('bench-save-data');
-    cleanups.push(() => data.cleanup());
-    const server = await startServerChild({
-      dataDir: data.path,
-      registries: `docker.io=${registry.url}`,
-    });
-    cleanups.push(() => server.stop());
-    await pullIntoCache(server);
-    const pullPeak = await statusField(server.pid, 'VmHWM');
-    const peakReset = await resetPeakRss(server.pid);
-
-    const outDir = await tempDir('bench-save-out');
-    cleanups.push(() => outDir.cleanup());
-    const results = new Map<Tool, RunResult[]>(options.tools.map((t) => [t, []]));
-    let lifetimePeak = pullPeak;
-    for (let run = 1; run <= options.runs; run++) {
-      for (const tool of options.tools) {
-        log(`run ${run}/${options.runs}: ${tool} ...`);
-        const file = join(outDir.path, `${tool}-${run}.tar`);
-        const result =
-          tool === 'image-cache'
-            ? await runImageCache(server, file, options.timeoutMs).catch((error: Error) => {
-                throw new Error(`${error.message}\n--- server output ---\n${server.output()}`);
-              })
-            : await runSkopeo(registry.host, file, options.timeoutMs);
-        if (tool === 'image-cache') {
-          lifetimePeak = Math.max(lifetimePeak, result.rssBytes ?? 0);
-          if (run === 1) await checkTarListing(file, image);
-        }
-        await rm(file, { force: true });
-        log(
-          `  ${seconds(result.ms)} s, ${(result.bytes / MiB).toFixed(1)} MiB` +
-            (result.rssBytes === undefined
-              ? ''
-              : `, peak RSS ${(result.rssBytes / MiB).toFixed(1)} MiB`),
-        );
-        results.get(tool)!.push(result);
-      }
-    }
-    printReport(options, image, results, machine, { pullPeak, lifetimePeak, peakReset });
-  } finally {
-    await cleanups.run();
-  }
+      const outDir = await tempDir('bench-save-out');
+      cleanups.push(() => outDir.cleanup());
+      let lifetimePeak = pullPeak;
+      const results = await alternateRuns(
+        options.tools,
+        options.runs,
+        async (tool, run) => {
+          const file = join(outDir.path, `${tool}-${run}.tar`);
+          const result =
+            tool === 'image-cache'
+              ? await runImageCache(server, file, options.timeoutMs).catch((error: Error) => {
+                  throw new Error(`${error.message}\n--- server output ---\n${server.output()}`);
+                })
+              : await runSkopeo(registry.host, file, options.timeoutMs);
+          if (tool === 'image-cache') {
+            lifetimePeak = Math.max(lifetimePeak, result.rssBytes ?? 0);
+            if (run === 1) await checkTarListing(file, image);
+          }
+          await rm(file, { force: true });
+          return result;
+        },
+        (result) =>
+          `${seconds(result.ms)} s, ${(result.bytes / MiB).toFixed(1)} MiB${peakRssNote(result.rssBytes)}`,
+      );
+      printReport(options, image, results, machine, { pullPeak, lifetimePeak, peakReset });
+    },
+  );
 }
 
 runMain('bench:save', main);
