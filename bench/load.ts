@@ -38,6 +38,7 @@ import {
   log,
   MiB,
   median,
+  RSS_TARGET_BYTES,
   type ServerChild,
   startServerChild,
   statusField,
@@ -46,7 +47,6 @@ import { IMAGE_SIZE_FLAGS, type ImageSizeOptions, imageSizeOptions } from './sup
 import { runSkopeoTimed, skopeoPolicy } from './support-skopeo.ts';
 
 const TAG = 'bench/load:1';
-const RSS_TARGET_BYTES = 200 * 1000 * 1000;
 
 type Options = ImageSizeOptions;
 

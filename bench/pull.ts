@@ -74,6 +74,7 @@ import {
   MiB,
   pad,
   positiveInt,
+  RSS_TARGET_BYTES,
   runMain,
   type ServerChild,
   seconds,
@@ -86,13 +87,15 @@ import {
   imageBenchOptions,
   toolList,
 } from './support-options.ts';
-import { speedVerdict, summaryTable } from './support-report.ts';
-import { alternateRuns, peakRssNote, withBenchRegistry } from './support-runs.ts';
+import { imageBytes, imageLine, rssAndCpu, speedVerdict, summaryTable } from './support-report.ts';
+import {
+  alternateRuns,
+  BENCH_REPOSITORY,
+  BENCH_TAG,
+  peakRssNote,
+  withBenchRegistry,
+} from './support-runs.ts';
 import { runSkopeoTimed, skopeoPolicy, TIME_BIN } from './support-skopeo.ts';
-
-const REPOSITORY = 'library/bench';
-const TAG = '1';
-const RSS_TARGET_BYTES = 200 * 1000 * 1000;
 
 // ---------------------------------------------------------------------------------------------
 // Options
@@ -271,7 +274,7 @@ async function pullOnce(
   server: ServerChild,
   timeoutMs: number,
 ): Promise<PullTrace & { ms: number }> {
-  const query = new URLSearchParams({ fromImage: `docker.io/${REPOSITORY}`, tag: TAG });
+  const query = new URLSearchParams({ fromImage: `docker.io/${BENCH_REPOSITORY}`, tag: BENCH_TAG });
   const started = performance.now();
   const response = await request(`${server.url}/images/create?${query}`, {
     method: 'POST',
@@ -387,7 +390,7 @@ async function runSkopeo(
       ...skopeoPolicy(),
       'copy',
       '--src-tls-verify=false',
-      `docker://${registry.host}/${REPOSITORY}:${TAG}`,
+      `docker://${registry.host}/${BENCH_REPOSITORY}:${BENCH_TAG}`,
       `dir:${dest}`,
     ];
     const run = await runSkopeoTimed(skopeoArgs, join(out.path, 'time.txt'), { timeoutMs });
@@ -418,25 +421,16 @@ function printReport(
   results: Map<Tool, RunResult[]>,
   machineLines: string[],
 ): void {
-  const transferBytes =
-    image.blobs.reduce((sum, b) => sum + b.size, 0) + image.manifest.bytes.length;
-  const out: string[] = [];
-  out.push('');
-  out.push('== image pull benchmark ==');
-  for (const line of machineLines) out.push(line);
-  out.push(
-    `image: docker.io/${REPOSITORY}:${TAG}, ${image.layers.length} gzip layers (level ${options.gzipLevel}), ` +
-      `${(image.fileBytes / MiB).toFixed(0)} MiB of files, ${(transferBytes / MiB).toFixed(1)} MiB to transfer`,
-  );
+  const transferBytes = imageBytes(image);
+  const out: string[] = ['', '== image pull benchmark ==', ...machineLines];
+  out.push(imageLine(image, options.gzipLevel, 'to transfer'));
   out.push(`runs per tool: ${options.runs}, alternating; page cache not dropped (no root)`);
   out.push('');
   out.push('per run:');
   for (const [tool, runs] of results) {
     runs.forEach((run, i) => {
-      const rss = run.rssBytes === undefined ? 'n/a' : `${(run.rssBytes / MiB).toFixed(1)} MiB`;
-      const cpu = run.cpuSeconds === undefined ? 'n/a' : `${run.cpuSeconds.toFixed(2)} s`;
       out.push(
-        `  ${pad(tool, 15)} #${i + 1}  ${seconds(run.ms)} s  rss ${rss}  cpu ${cpu}${run.note ? `  (${run.note})` : ''}`,
+        `  ${pad(tool, 15)} #${i + 1}  ${seconds(run.ms)} s  ${rssAndCpu(run)}${run.note ? `  (${run.note})` : ''}`,
       );
     });
   }
@@ -477,7 +471,11 @@ function printReport(
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
-  const push = { repository: REPOSITORY, tag: TAG, label: `docker.io/${REPOSITORY}:${TAG}` };
+  const push = {
+    repository: BENCH_REPOSITORY,
+    tag: BENCH_TAG,
+    label: `docker.io/${BENCH_REPOSITORY}:${BENCH_TAG}`,
+  };
   const skopeo = options.tools.includes('skopeo');
   await withBenchRegistry(
     { ...options, skopeo },

@@ -46,6 +46,7 @@ import {
   log,
   MiB,
   pad,
+  RSS_TARGET_BYTES,
   resetPeakRss,
   runMain,
   type ServerChild,
@@ -59,13 +60,15 @@ import {
   imageBenchOptions,
   toolList,
 } from './support-options.ts';
-import { speedVerdict, summaryTable } from './support-report.ts';
-import { alternateRuns, peakRssNote, withBenchRegistry } from './support-runs.ts';
+import { imageBytes, imageLine, rssAndCpu, speedVerdict, summaryTable } from './support-report.ts';
+import {
+  alternateRuns,
+  BENCH_REPOSITORY,
+  BENCH_TAG,
+  peakRssNote,
+  withBenchRegistry,
+} from './support-runs.ts';
 import { runSkopeoTimed, skopeoPolicy } from './support-skopeo.ts';
-
-const REPOSITORY = 'library/bench';
-const TAG = '1';
-const RSS_TARGET_BYTES = 200 * 1000 * 1000;
 
 type Tool = 'image-cache' | 'skopeo';
 const TOOLS: readonly Tool[] = ['image-cache', 'skopeo'];
@@ -92,7 +95,7 @@ function parseOptions(argv: string[]): Options {
 }
 
 async function pullIntoCache(server: ServerChild): Promise<void> {
-  const query = new URLSearchParams({ fromImage: `docker.io/${REPOSITORY}`, tag: TAG });
+  const query = new URLSearchParams({ fromImage: `docker.io/${BENCH_REPOSITORY}`, tag: BENCH_TAG });
   const started = performance.now();
   const response = await request(`${server.url}/images/create?${query}`, {
     method: 'POST',
@@ -118,7 +121,7 @@ async function runImageCache(
 ): Promise<RunResult> {
   const cpuBefore = await cpuSeconds(server.pid);
   const started = performance.now();
-  const response = await request(`${server.url}/images/bench:${TAG}/get`, {
+  const response = await request(`${server.url}/images/bench:${BENCH_TAG}/get`, {
     headersTimeout: 0,
     bodyTimeout: 0,
     signal: AbortSignal.timeout(timeoutMs),
@@ -169,8 +172,8 @@ async function runSkopeo(
     ...skopeoPolicy(),
     'copy',
     '--src-tls-verify=false',
-    `docker://${registryHost}/${REPOSITORY}:${TAG}`,
-    `docker-archive:${file}:bench:${TAG}`,
+    `docker://${registryHost}/${BENCH_REPOSITORY}:${BENCH_TAG}`,
+    `docker-archive:${file}:bench:${BENCH_TAG}`,
   ];
   const run = await runSkopeoTimed(args, `${file}.time`, { timeoutMs });
   if (run.code !== 0)
@@ -187,27 +190,21 @@ function printReport(
   machine: string[],
   server: { pullPeak: number; lifetimePeak: number; peakReset: boolean },
 ): void {
-  const imageBytes = image.blobs.reduce((sum, b) => sum + b.size, 0) + image.manifest.bytes.length;
-  const out: string[] = ['', '== image save benchmark =='];
-  out.push(...machine);
-  out.push(
-    `image: docker.io/${REPOSITORY}:${TAG}, ${image.layers.length} gzip layers (level ${options.gzipLevel}), ` +
-      `${(image.fileBytes / MiB).toFixed(0)} MiB of files, ${(imageBytes / MiB).toFixed(1)} MiB compressed`,
-  );
+  const bytes = imageBytes(image);
+  const out: string[] = ['', '== image save benchmark ==', ...machine];
+  out.push(imageLine(image, options.gzipLevel, 'compressed'));
   out.push(`runs per tool: ${options.runs}, alternating; page cache not dropped`);
   out.push('', 'per run:');
   for (const [tool, runs] of results) {
     runs.forEach((run, i) => {
-      const rss = run.rssBytes === undefined ? 'n/a' : `${(run.rssBytes / MiB).toFixed(1)} MiB`;
-      const cpu = run.cpuSeconds === undefined ? 'n/a' : `${run.cpuSeconds.toFixed(2)} s`;
       out.push(
         `  ${pad(tool, 12)} #${i + 1}  ${seconds(run.ms)} s  ` +
-          `tar ${(run.bytes / MiB).toFixed(1)} MiB  rss ${rss}  cpu ${cpu}`,
+          `tar ${(run.bytes / MiB).toFixed(1)} MiB  ${rssAndCpu(run)}`,
       );
     });
   }
   out.push('');
-  const { lines: table, medians, peaks } = summaryTable(results, 12, imageBytes);
+  const { lines: table, medians, peaks } = summaryTable(results, 12, bytes);
   out.push(...table);
   out.push('');
   if (results.has('image-cache')) {
@@ -235,7 +232,7 @@ function printReport(
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
   const skopeo = options.tools.includes('skopeo');
-  const push = { repository: REPOSITORY, tag: TAG };
+  const push = { repository: BENCH_REPOSITORY, tag: BENCH_TAG };
   await withBenchRegistry(
     { ...options, skopeo },
     push,

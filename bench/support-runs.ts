@@ -16,6 +16,10 @@ import {
   requireSkopeo,
 } from './support.ts';
 
+/** Where the registry benchmarks push their image. */
+export const BENCH_REPOSITORY = 'library/bench';
+export const BENCH_TAG = '1';
+
 export interface BenchSetup {
   registry: RegistryServer;
   image: BenchImage;
