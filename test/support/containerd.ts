@@ -16,9 +16,8 @@
  *   });
  */
 import { execFile } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { spawnDaemon } from './daemon-process.ts';
+import { isExecutable, spawnDaemon } from './daemon-process.ts';
 import { type TempDir, tempDir } from './tmp.ts';
 
 export const CONTAINERD_BINARY = '/usr/bin/containerd';
@@ -69,15 +68,6 @@ export function containerdSkipReason(): string | undefined {
     }
   }
   return undefined;
-}
-
-function isExecutable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function run(binary: string, args: string[], timeoutMs: number): Promise<CtrResult> {

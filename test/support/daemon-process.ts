@@ -4,6 +4,7 @@
  * the daemon.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
 
 const live = new Set<ChildProcess>();
 // A crashed test worker must not leave daemons behind.
@@ -41,4 +42,14 @@ export function spawnDaemon(binary: string, args: string[]): DaemonProcess {
     child.once('error', (error) => ended(`failed to start: ${error.message}`));
   });
   return { child, exited, output: () => output, exitReason: () => exitReason };
+}
+
+/** Synchronous, for the skip reasons `describe.skipIf` needs before any test runs. */
+export function isExecutable(path: string): boolean {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
 }

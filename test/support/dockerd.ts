@@ -13,11 +13,11 @@
  *   });
  */
 import { type ChildProcess, execFileSync } from 'node:child_process';
-import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { spawnDaemon } from './daemon-process.ts';
+import { isExecutable, spawnDaemon } from './daemon-process.ts';
 import { type DockerResult, runDockerCli } from './docker-cli.ts';
 import { type TempDir, tempDir } from './tmp.ts';
 
@@ -78,15 +78,6 @@ export function dockerdSkipReason(): string | undefined {
   }
   if (!onPath('docker')) return 'the docker CLI is not on PATH';
   return undefined;
-}
-
-function isExecutable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 function onPath(binary: string): boolean {
