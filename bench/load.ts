@@ -38,22 +38,17 @@ import {
   log,
   MiB,
   median,
-  positiveInt,
+  RSS_TARGET_BYTES,
   type ServerChild,
   startServerChild,
   statusField,
 } from './support.ts';
+import { IMAGE_SIZE_FLAGS, type ImageSizeOptions, imageSizeOptions } from './support-options.ts';
 import { runSkopeoTimed, skopeoPolicy } from './support-skopeo.ts';
 
 const TAG = 'bench/load:1';
-const RSS_TARGET_BYTES = 200 * 1000 * 1000;
 
-interface Options {
-  sizeMiB: number;
-  layers: number;
-  runs: number;
-  seed: string;
-}
+type Options = ImageSizeOptions;
 
 interface Bench {
   tar: string;
@@ -71,19 +66,11 @@ interface RunResult {
 function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
     args: argv,
-    options: {
-      'size-mib': { type: 'string', default: '1024' },
-      layers: { type: 'string', default: '8' },
-      runs: { type: 'string', default: '3' },
-      seed: { type: 'string', default: 'bench-load' },
-    },
+    options: { ...IMAGE_SIZE_FLAGS, seed: { type: 'string', default: 'bench-load' } },
+    strict: true,
+    allowPositionals: false,
   });
-  return {
-    sizeMiB: positiveInt(values['size-mib'], '--size-mib'),
-    layers: positiveInt(values.layers, '--layers'),
-    runs: positiveInt(values.runs, '--runs'),
-    seed: values.seed ?? 'bench-load',
-  };
+  return imageSizeOptions(values);
 }
 
 // ---------------------------------------------------------------------------------------------

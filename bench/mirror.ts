@@ -63,21 +63,17 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { IMAGE_MANIFEST_MEDIA_TYPES, INDEX_MEDIA_TYPES } from '../lib/media-types.ts';
-import { type RegistryServer, startRegistry } from '../test/support/registry-server.ts';
+import type { RegistryServer } from '../test/support/registry-server.ts';
 import { tempDir } from '../test/support/tmp.ts';
 import {
   type BenchImage,
-  benchImage,
   CACHE_ROOT,
-  cleanupStack,
   cpuSeconds,
   log,
   MiB,
-  machineLines,
   pad,
   positiveInt,
-  pushBenchImage,
-  requireSkopeo,
+  RSS_TARGET_BYTES,
   resetPeakRss,
   runMain,
   type ServerChild,
@@ -87,12 +83,10 @@ import {
 } from './support.ts';
 import { type CountingProxy, startCountingProxy } from './support-counting-proxy.ts';
 import { IMAGE_BENCH_FLAGS, type ImageBenchOptions, imageBenchOptions } from './support-options.ts';
-import { summaryTable } from './support-report.ts';
+import { imageBytes, imageLine, summaryTable } from './support-report.ts';
+import { BENCH_REPOSITORY, BENCH_TAG, withBenchRegistry } from './support-runs.ts';
 import { runSkopeoTimed, skopeoPolicy, TIME_BIN } from './support-skopeo.ts';
 
-const REPOSITORY = 'library/bench';
-const TAG = '1';
-const RSS_TARGET_BYTES = 200 * 1000 * 1000;
 const COLD_TARGET = 1.15;
 const WARM_TARGET = 1.0;
 /** Blob downloads each concurrent client has under way at once (dockerd's default is 3). */
@@ -156,7 +150,7 @@ async function skopeoCopy(
   const out = await tempDir('bench-mirror');
   try {
     const dest = join(out.path, 'image');
-    const source = `docker://${host}/${REPOSITORY}:${TAG}`;
+    const source = `docker://${host}/${BENCH_REPOSITORY}:${BENCH_TAG}`;
     const args = [...skopeoPolicy(), 'copy', '--src-tls-verify=false', source, `dir:${dest}`];
     const run = await runSkopeoTimed(args, out.file('time.txt'), { timeoutMs });
     if (run.code !== 0 || run.signal !== null) {
@@ -195,14 +189,14 @@ function withServerOutput(error: unknown, server: ServerChild): Error {
  */
 async function waitForFill(server: ServerChild, timeoutMs: number): Promise<number> {
   const started = performance.now();
-  const url = `${server.url}/images/docker.io/${REPOSITORY}:${TAG}/json`;
+  const url = `${server.url}/images/docker.io/${BENCH_REPOSITORY}:${BENCH_TAG}/json`;
   for (;;) {
     const response = await request(url);
     await response.body.dump();
     if (response.statusCode === 200) return performance.now() - started;
     if (performance.now() - started > timeoutMs) {
       throw new Error(
-        `the fill did not tag docker.io/${REPOSITORY}:${TAG} within ${timeoutMs / 1000} s ` +
+        `the fill did not tag docker.io/${BENCH_REPOSITORY}:${BENCH_TAG} within ${timeoutMs / 1000} s ` +
           `after the copy (GET ${url} still answers ${response.statusCode})`,
       );
     }
@@ -333,8 +327,13 @@ async function fetchVerified(url: string, digest: string, signal: AbortSignal, a
 
 /** One registry client: the manifest by tag, then every blob, a few at a time. */
 async function client(base: string, image: BenchImage, signal: AbortSignal): Promise<void> {
-  const name = `${base}/v2/${REPOSITORY}`;
-  await fetchVerified(`${name}/manifests/${TAG}`, image.manifest.digest, signal, MANIFEST_ACCEPT);
+  const name = `${base}/v2/${BENCH_REPOSITORY}`;
+  await fetchVerified(
+    `${name}/manifests/${BENCH_TAG}`,
+    image.manifest.digest,
+    signal,
+    MANIFEST_ACCEPT,
+  );
   const queue = [...image.blobs];
   await Promise.all(
     Array.from({ length: CLIENT_PARALLEL_BLOBS }, async () => {
@@ -396,12 +395,10 @@ function printReport(
   concurrent: ConcurrentResult | undefined,
   machine: string[],
 ): void {
-  const transferBytes =
-    image.blobs.reduce((sum, b) => sum + b.size, 0) + image.manifest.bytes.length;
+  const transferBytes = imageBytes(image);
   const out: string[] = ['', '== registry mirror benchmark ==', ...machine];
   out.push(
-    `image: docker.io/${REPOSITORY}:${TAG}, ${image.layers.length} gzip layers (level ${options.gzipLevel}), ` +
-      `${(image.fileBytes / MiB).toFixed(0)} MiB of files, ${(transferBytes / MiB).toFixed(1)} MiB to transfer` +
+    imageLine(image, options.gzipLevel, 'to transfer') +
       (options.scale > 1 ? ` (--scale ${options.scale})` : ''),
   );
   out.push(
@@ -460,18 +457,18 @@ function getsByCount(blobGets: Map<string, number>): string {
 
 function concurrentLines(result: ConcurrentResult, image: BenchImage): string[] {
   const gets = [...result.blobGets.values()];
-  const imageBytes = image.blobs.reduce((sum, b) => sum + b.size, 0);
+  const blobBytes = image.blobs.reduce((sum, b) => sum + b.size, 0);
   const other = [...result.counts]
     .filter(([key]) => !/\/blobs\/sha256:/.test(key) || !key.startsWith('GET '))
     .map(([key, n]) => `${key.replace(/sha256:([0-9a-f]{12})[0-9a-f]{52}/, 'sha256:$1…')} x${n}`);
   const lines = [
     `concurrent misses: ${result.clients} clients (undici, manifest + ${image.blobs.length} blobs each, ` +
       `${CLIENT_PARALLEL_BLOBS} at a time, bodies hashed) on a fresh cache behind a counting proxy`,
-    `  all clients done in ${seconds(result.ms)} s (${((imageBytes * result.clients) / 1e6 / (result.ms / 1000)).toFixed(1)} MB/s ` +
+    `  all clients done in ${seconds(result.ms)} s (${((blobBytes * result.clients) / 1e6 / (result.ms / 1000)).toFixed(1)} MB/s ` +
       `to the clients together); fill tagged ${seconds(result.fillMs)} s later`,
     `  upstream GETs per blob: min ${Math.min(...gets)}, max ${Math.max(...gets)} over ${gets.length} blobs ` +
       `(${getsByCount(result.blobGets)}); upstream bytes ${(result.upstreamBytes / MiB).toFixed(1)} MiB = ` +
-      `${(result.upstreamBytes / imageBytes).toFixed(2)}x the image`,
+      `${(result.upstreamBytes / blobBytes).toFixed(2)}x the image`,
     `  other upstream requests: ${other.length ? other.join(', ') : 'none'}`,
     `  server peak RSS ${mib(result.rssBytes)}, cpu ${result.cpuSeconds.toFixed(2)} s`,
     `${gets.every((n) => n === 1) ? 'PASS' : 'FAIL'}: one upstream GET per blob with ${result.clients} clients missing at once`,
@@ -487,50 +484,47 @@ function concurrentLines(result: ConcurrentResult, image: BenchImage): string[] 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
   profileServers = options.cpuProf;
-  await requireSkopeo();
-  const machine = await machineLines();
-  const image = await benchImage(options);
-  const cleanups = cleanupStack();
-  try {
-    log('starting docker-registry ...');
-    const registry = await startRegistry();
-    cleanups.push(() => registry.stop());
-    log(`registry at ${registry.url}`);
-    await pushBenchImage(registry, image, REPOSITORY, TAG, `docker.io/${REPOSITORY}:${TAG}`);
+  const push = {
+    repository: BENCH_REPOSITORY,
+    tag: BENCH_TAG,
+    label: `docker.io/${BENCH_REPOSITORY}:${BENCH_TAG}`,
+  };
+  await withBenchRegistry(
+    { ...options, skopeo: true },
+    push,
+    async ({ registry, image, machine, cleanups }) => {
+      const results = new Map<Case, RunResult[]>([
+        ['direct', []],
+        ['cold', []],
+        ['warm', []],
+      ]);
+      for (let run = 1; run <= options.runs; run++) {
+        log(`run ${run}/${options.runs}: direct ...`);
+        const direct = await skopeoCopy(registry.host, image, options.timeoutMs);
+        results.get('direct')!.push(direct);
+        log(`  ${seconds(direct.ms)} s`);
+        log(`run ${run}/${options.runs}: cold, then warm ...`);
+        const { cold, warm } = await coldAndWarm(registry, image, options);
+        results.get('cold')!.push(cold);
+        results.get('warm')!.push(warm);
+        log(
+          `  cold ${seconds(cold.ms)} s, warm ${seconds(warm.ms)} s, server peak RSS ${mib(cold.rssBytes)} / ${mib(warm.rssBytes)}`,
+        );
+      }
 
-    const results = new Map<Case, RunResult[]>([
-      ['direct', []],
-      ['cold', []],
-      ['warm', []],
-    ]);
-    for (let run = 1; run <= options.runs; run++) {
-      log(`run ${run}/${options.runs}: direct ...`);
-      const direct = await skopeoCopy(registry.host, image, options.timeoutMs);
-      results.get('direct')!.push(direct);
-      log(`  ${seconds(direct.ms)} s`);
-      log(`run ${run}/${options.runs}: cold, then warm ...`);
-      const { cold, warm } = await coldAndWarm(registry, image, options);
-      results.get('cold')!.push(cold);
-      results.get('warm')!.push(warm);
-      log(
-        `  cold ${seconds(cold.ms)} s, warm ${seconds(warm.ms)} s, server peak RSS ${mib(cold.rssBytes)} / ${mib(warm.rssBytes)}`,
-      );
-    }
-
-    let concurrent: ConcurrentResult | undefined;
-    if (options.clients > 0) {
-      const proxy = await startCountingProxy(registry.url);
-      cleanups.push(() => proxy.stop());
-      log(
-        `concurrent misses: ${options.clients} clients through a counting proxy at ${proxy.url} ...`,
-      );
-      concurrent = await concurrentMisses(proxy, image, options);
-      log(`  ${seconds(concurrent.ms)} s`);
-    }
-    printReport(options, image, results, concurrent, machine);
-  } finally {
-    await cleanups.run();
-  }
+      let concurrent: ConcurrentResult | undefined;
+      if (options.clients > 0) {
+        const proxy = await startCountingProxy(registry.url);
+        cleanups.push(() => proxy.stop());
+        log(
+          `concurrent misses: ${options.clients} clients through a counting proxy at ${proxy.url} ...`,
+        );
+        concurrent = await concurrentMisses(proxy, image, options);
+        log(`  ${seconds(concurrent.ms)} s`);
+      }
+      printReport(options, image, results, concurrent, machine);
+    },
+  );
 }
 
 runMain('bench:mirror', main);

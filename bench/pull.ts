@@ -64,48 +64,47 @@ import {
   openAwsAdapters,
   stopAwsEmulators,
 } from '../test/support/aws-emulators.ts';
-import { type RegistryServer, startRegistry } from '../test/support/registry-server.ts';
+import type { RegistryServer } from '../test/support/registry-server.ts';
 import { tempDir } from '../test/support/tmp.ts';
 import {
   type BenchImage,
-  benchImage,
   CACHE_ROOT,
-  cleanupStack,
   cpuSeconds,
   log,
   MiB,
-  machineLines,
   pad,
   positiveInt,
-  pushBenchImage,
-  requireSkopeo,
+  RSS_TARGET_BYTES,
   runMain,
   type ServerChild,
   seconds,
   startServerChild,
   statusField,
 } from './support.ts';
-import { speedVerdict, summaryTable } from './support-report.ts';
+import {
+  IMAGE_BENCH_FLAGS,
+  type ImageBenchOptions,
+  imageBenchOptions,
+  toolList,
+} from './support-options.ts';
+import { imageBytes, imageLine, rssAndCpu, speedVerdict, summaryTable } from './support-report.ts';
+import {
+  alternateRuns,
+  BENCH_REPOSITORY,
+  BENCH_TAG,
+  peakRssNote,
+  withBenchRegistry,
+} from './support-runs.ts';
 import { runSkopeoTimed, skopeoPolicy, TIME_BIN } from './support-skopeo.ts';
-
-const REPOSITORY = 'library/bench';
-const TAG = '1';
-const RSS_TARGET_BYTES = 200 * 1000 * 1000;
 
 // ---------------------------------------------------------------------------------------------
 // Options
 
-interface Options {
+interface Options extends ImageBenchOptions {
   backend: 'embedded' | 'aws';
-  sizeMiB: number;
-  layers: number;
-  runs: number;
-  seed: string;
-  gzipLevel: number;
   tools: Tool[];
   concurrency?: number;
   cpuProf: boolean;
-  timeoutMs: number;
 }
 
 type Tool = 'image-cache' | 'image-cache-aws' | 'skopeo';
@@ -115,15 +114,10 @@ function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
     args: argv,
     options: {
-      'size-mib': { type: 'string', default: '1024' },
-      layers: { type: 'string', default: '8' },
-      runs: { type: 'string', default: '3' },
-      seed: { type: 'string', default: 'bench' },
-      'gzip-level': { type: 'string', default: '1' },
+      ...IMAGE_BENCH_FLAGS,
       tools: { type: 'string', default: 'image-cache,skopeo' },
       concurrency: { type: 'string' },
       'cpu-prof': { type: 'boolean', default: false },
-      'timeout-s': { type: 'string' },
       backend: { type: 'string', default: 'embedded' },
     },
     strict: true,
@@ -133,33 +127,16 @@ function parseOptions(argv: string[]): Options {
   if (backend !== 'embedded' && backend !== 'aws') {
     throw new Error('--backend must be embedded or aws');
   }
-  const tools = values.tools.split(',').map((t) => t.trim());
-  for (const tool of tools) {
-    if (!TOOLS.includes(tool as Tool)) throw new Error(`unknown tool: ${tool}`);
-  }
+  const tools = toolList(values.tools, TOOLS);
   // Beside the embedded default: image-cache (embedded), image-cache-aws, then skopeo.
   if (backend === 'aws' && !tools.includes('image-cache-aws')) {
     const at = tools.indexOf('image-cache');
     tools.splice(at === -1 ? 0 : at + 1, 0, 'image-cache-aws');
   }
-  const gzipLevel = Number(values['gzip-level']);
-  if (!Number.isInteger(gzipLevel) || gzipLevel < 0 || gzipLevel > 9) {
-    throw new Error('--gzip-level must be 0..9');
-  }
-  const sizeMiB = positiveInt(values['size-mib'], '--size-mib');
-  const timeoutS =
-    values['timeout-s'] === undefined
-      ? 60 + Math.ceil(sizeMiB / 2)
-      : positiveInt(values['timeout-s'], '--timeout-s');
   return {
+    ...imageBenchOptions(values),
     backend,
-    sizeMiB,
-    timeoutMs: timeoutS * 1000,
-    layers: positiveInt(values.layers, '--layers'),
-    runs: positiveInt(values.runs, '--runs'),
-    seed: values.seed,
-    gzipLevel,
-    tools: tools as Tool[],
+    tools,
     concurrency:
       values.concurrency === undefined
         ? undefined
@@ -297,7 +274,7 @@ async function pullOnce(
   server: ServerChild,
   timeoutMs: number,
 ): Promise<PullTrace & { ms: number }> {
-  const query = new URLSearchParams({ fromImage: `docker.io/${REPOSITORY}`, tag: TAG });
+  const query = new URLSearchParams({ fromImage: `docker.io/${BENCH_REPOSITORY}`, tag: BENCH_TAG });
   const started = performance.now();
   const response = await request(`${server.url}/images/create?${query}`, {
     method: 'POST',
@@ -413,7 +390,7 @@ async function runSkopeo(
       ...skopeoPolicy(),
       'copy',
       '--src-tls-verify=false',
-      `docker://${registry.host}/${REPOSITORY}:${TAG}`,
+      `docker://${registry.host}/${BENCH_REPOSITORY}:${BENCH_TAG}`,
       `dir:${dest}`,
     ];
     const run = await runSkopeoTimed(skopeoArgs, join(out.path, 'time.txt'), { timeoutMs });
@@ -444,25 +421,16 @@ function printReport(
   results: Map<Tool, RunResult[]>,
   machineLines: string[],
 ): void {
-  const transferBytes =
-    image.blobs.reduce((sum, b) => sum + b.size, 0) + image.manifest.bytes.length;
-  const out: string[] = [];
-  out.push('');
-  out.push('== image pull benchmark ==');
-  for (const line of machineLines) out.push(line);
-  out.push(
-    `image: docker.io/${REPOSITORY}:${TAG}, ${image.layers.length} gzip layers (level ${options.gzipLevel}), ` +
-      `${(image.fileBytes / MiB).toFixed(0)} MiB of files, ${(transferBytes / MiB).toFixed(1)} MiB to transfer`,
-  );
+  const transferBytes = imageBytes(image);
+  const out: string[] = ['', '== image pull benchmark ==', ...machineLines];
+  out.push(imageLine(image, options.gzipLevel, 'to transfer'));
   out.push(`runs per tool: ${options.runs}, alternating; page cache not dropped (no root)`);
   out.push('');
   out.push('per run:');
   for (const [tool, runs] of results) {
     runs.forEach((run, i) => {
-      const rss = run.rssBytes === undefined ? 'n/a' : `${(run.rssBytes / MiB).toFixed(1)} MiB`;
-      const cpu = run.cpuSeconds === undefined ? 'n/a' : `${run.cpuSeconds.toFixed(2)} s`;
       out.push(
-        `  ${pad(tool, 15)} #${i + 1}  ${seconds(run.ms)} s  rss ${rss}  cpu ${cpu}${run.note ? `  (${run.note})` : ''}`,
+        `  ${pad(tool, 15)} #${i + 1}  ${seconds(run.ms)} s  ${rssAndCpu(run)}${run.note ? `  (${run.note})` : ''}`,
       );
     });
   }
@@ -503,52 +471,39 @@ function printReport(
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
-  if (options.tools.includes('skopeo')) await requireSkopeo();
-  const machine = await machineLines();
-  const image = await benchImage(options);
-
-  const cleanups = cleanupStack();
-
-  try {
-    log('starting docker-registry ...');
-    const registry = await startRegistry();
-    cleanups.push(() => registry.stop());
-    log(`registry at ${registry.url}`);
-    await pushBenchImage(registry, image, REPOSITORY, TAG, `docker.io/${REPOSITORY}:${TAG}`);
-
-    let emulators: AwsEmulators | undefined;
-    if (options.tools.includes('image-cache-aws')) {
-      log('starting DynamoDB Local and fauxqs ...');
-      cleanups.push(() => stopAwsEmulators());
-      emulators = await awsEmulators();
-      log(`DynamoDB Local at ${emulators.dynamo.endpoint}, fauxqs at ${emulators.s3.endpoint}`);
-    }
-
-    const results = new Map<Tool, RunResult[]>(options.tools.map((t) => [t, []]));
-    for (let run = 1; run <= options.runs; run++) {
-      // a, b, a, b, ...: neither tool gets all the warm-cache runs.
-      for (const tool of options.tools) {
-        log(`run ${run}/${options.runs}: ${tool} ...`);
-        const result =
-          tool === 'image-cache'
-            ? await runImageCache(registry, image, options)
-            : tool === 'image-cache-aws'
-              ? await runImageCache(registry, image, options, emulators)
-              : await runSkopeo(registry, image, options.timeoutMs);
-        log(
-          `  ${seconds(result.ms)} s` +
-            (result.rssBytes === undefined
-              ? ''
-              : `, peak RSS ${(result.rssBytes / MiB).toFixed(1)} MiB`) +
-            (tool === 'skopeo' ? '' : ', store verified'),
-        );
-        results.get(tool)!.push(result);
+  const push = {
+    repository: BENCH_REPOSITORY,
+    tag: BENCH_TAG,
+    label: `docker.io/${BENCH_REPOSITORY}:${BENCH_TAG}`,
+  };
+  const skopeo = options.tools.includes('skopeo');
+  await withBenchRegistry(
+    { ...options, skopeo },
+    push,
+    async ({ registry, image, machine, cleanups }) => {
+      let emulators: AwsEmulators | undefined;
+      if (options.tools.includes('image-cache-aws')) {
+        log('starting DynamoDB Local and fauxqs ...');
+        cleanups.push(() => stopAwsEmulators());
+        emulators = await awsEmulators();
+        log(`DynamoDB Local at ${emulators.dynamo.endpoint}, fauxqs at ${emulators.s3.endpoint}`);
       }
-    }
-    printReport(options, image, results, machine);
-  } finally {
-    await cleanups.run();
-  }
+      const results = await alternateRuns(
+        options.tools,
+        options.runs,
+        (tool) =>
+          tool === 'image-cache'
+            ? runImageCache(registry, image, options)
+            : tool === 'image-cache-aws'
+              ? runImageCache(registry, image, options, emulators)
+              : runSkopeo(registry, image, options.timeoutMs),
+        (result, tool) =>
+          `${seconds(result.ms)} s${peakRssNote(result.rssBytes)}` +
+          (tool === 'skopeo' ? '' : ', store verified'),
+      );
+      printReport(options, image, results, machine);
+    },
+  );
 }
 
 runMain('bench:pull', main);

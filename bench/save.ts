@@ -38,21 +38,15 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
-import { startRegistry } from '../test/support/registry-server.ts';
 import { tempDir } from '../test/support/tmp.ts';
 import {
   type BenchImage,
-  benchImage,
-  cleanupStack,
   cpuSeconds,
   execFileP,
   log,
   MiB,
-  machineLines,
   pad,
-  positiveInt,
-  pushBenchImage,
-  requireSkopeo,
+  RSS_TARGET_BYTES,
   resetPeakRss,
   runMain,
   type ServerChild,
@@ -60,23 +54,27 @@ import {
   startServerChild,
   statusField,
 } from './support.ts';
-import { speedVerdict, summaryTable } from './support-report.ts';
+import {
+  IMAGE_BENCH_FLAGS,
+  type ImageBenchOptions,
+  imageBenchOptions,
+  toolList,
+} from './support-options.ts';
+import { imageBytes, imageLine, rssAndCpu, speedVerdict, summaryTable } from './support-report.ts';
+import {
+  alternateRuns,
+  BENCH_REPOSITORY,
+  BENCH_TAG,
+  peakRssNote,
+  withBenchRegistry,
+} from './support-runs.ts';
 import { runSkopeoTimed, skopeoPolicy } from './support-skopeo.ts';
 
-const REPOSITORY = 'library/bench';
-const TAG = '1';
-const RSS_TARGET_BYTES = 200 * 1000 * 1000;
-
 type Tool = 'image-cache' | 'skopeo';
+const TOOLS: readonly Tool[] = ['image-cache', 'skopeo'];
 
-interface Options {
-  sizeMiB: number;
-  layers: number;
-  runs: number;
-  seed: string;
-  gzipLevel: number;
+interface Options extends ImageBenchOptions {
   tools: Tool[];
-  timeoutMs: number;
 }
 
 interface RunResult {
@@ -89,44 +87,15 @@ interface RunResult {
 function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
     args: argv,
-    options: {
-      'size-mib': { type: 'string', default: '1024' },
-      layers: { type: 'string', default: '8' },
-      runs: { type: 'string', default: '3' },
-      seed: { type: 'string', default: 'bench' },
-      'gzip-level': { type: 'string', default: '1' },
-      tools: { type: 'string', default: 'image-cache,skopeo' },
-      'timeout-s': { type: 'string' },
-    },
+    options: { ...IMAGE_BENCH_FLAGS, tools: { type: 'string', default: 'image-cache,skopeo' } },
     strict: true,
     allowPositionals: false,
   });
-  const tools = values.tools.split(',').map((t) => t.trim());
-  for (const tool of tools) {
-    if (tool !== 'image-cache' && tool !== 'skopeo') throw new Error(`unknown tool: ${tool}`);
-  }
-  const gzipLevel = Number(values['gzip-level']);
-  if (!Number.isInteger(gzipLevel) || gzipLevel < 0 || gzipLevel > 9) {
-    throw new Error('--gzip-level must be 0..9');
-  }
-  const sizeMiB = positiveInt(values['size-mib'], '--size-mib');
-  const timeoutS =
-    values['timeout-s'] === undefined
-      ? 60 + Math.ceil(sizeMiB / 2)
-      : positiveInt(values['timeout-s'], '--timeout-s');
-  return {
-    sizeMiB,
-    layers: positiveInt(values.layers, '--layers'),
-    runs: positiveInt(values.runs, '--runs'),
-    seed: values.seed,
-    gzipLevel,
-    tools: tools as Tool[],
-    timeoutMs: timeoutS * 1000,
-  };
+  return { ...imageBenchOptions(values), tools: toolList(values.tools, TOOLS) };
 }
 
 async function pullIntoCache(server: ServerChild): Promise<void> {
-  const query = new URLSearchParams({ fromImage: `docker.io/${REPOSITORY}`, tag: TAG });
+  const query = new URLSearchParams({ fromImage: `docker.io/${BENCH_REPOSITORY}`, tag: BENCH_TAG });
   const started = performance.now();
   const response = await request(`${server.url}/images/create?${query}`, {
     method: 'POST',
@@ -152,7 +121,7 @@ async function runImageCache(
 ): Promise<RunResult> {
   const cpuBefore = await cpuSeconds(server.pid);
   const started = performance.now();
-  const response = await request(`${server.url}/images/bench:${TAG}/get`, {
+  const response = await request(`${server.url}/images/bench:${BENCH_TAG}/get`, {
     headersTimeout: 0,
     bodyTimeout: 0,
     signal: AbortSignal.timeout(timeoutMs),
@@ -203,8 +172,8 @@ async function runSkopeo(
     ...skopeoPolicy(),
     'copy',
     '--src-tls-verify=false',
-    `docker://${registryHost}/${REPOSITORY}:${TAG}`,
-    `docker-archive:${file}:bench:${TAG}`,
+    `docker://${registryHost}/${BENCH_REPOSITORY}:${BENCH_TAG}`,
+    `docker-archive:${file}:bench:${BENCH_TAG}`,
   ];
   const run = await runSkopeoTimed(args, `${file}.time`, { timeoutMs });
   if (run.code !== 0)
@@ -221,27 +190,21 @@ function printReport(
   machine: string[],
   server: { pullPeak: number; lifetimePeak: number; peakReset: boolean },
 ): void {
-  const imageBytes = image.blobs.reduce((sum, b) => sum + b.size, 0) + image.manifest.bytes.length;
-  const out: string[] = ['', '== image save benchmark =='];
-  out.push(...machine);
-  out.push(
-    `image: docker.io/${REPOSITORY}:${TAG}, ${image.layers.length} gzip layers (level ${options.gzipLevel}), ` +
-      `${(image.fileBytes / MiB).toFixed(0)} MiB of files, ${(imageBytes / MiB).toFixed(1)} MiB compressed`,
-  );
+  const bytes = imageBytes(image);
+  const out: string[] = ['', '== image save benchmark ==', ...machine];
+  out.push(imageLine(image, options.gzipLevel, 'compressed'));
   out.push(`runs per tool: ${options.runs}, alternating; page cache not dropped`);
   out.push('', 'per run:');
   for (const [tool, runs] of results) {
     runs.forEach((run, i) => {
-      const rss = run.rssBytes === undefined ? 'n/a' : `${(run.rssBytes / MiB).toFixed(1)} MiB`;
-      const cpu = run.cpuSeconds === undefined ? 'n/a' : `${run.cpuSeconds.toFixed(2)} s`;
       out.push(
         `  ${pad(tool, 12)} #${i + 1}  ${seconds(run.ms)} s  ` +
-          `tar ${(run.bytes / MiB).toFixed(1)} MiB  rss ${rss}  cpu ${cpu}`,
+          `tar ${(run.bytes / MiB).toFixed(1)} MiB  ${rssAndCpu(run)}`,
       );
     });
   }
   out.push('');
-  const { lines: table, medians, peaks } = summaryTable(results, 12, imageBytes);
+  const { lines: table, medians, peaks } = summaryTable(results, 12, bytes);
   out.push(...table);
   out.push('');
   if (results.has('image-cache')) {
@@ -268,61 +231,50 @@ function printReport(
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
-  if (options.tools.includes('skopeo')) await requireSkopeo();
-  const machine = await machineLines();
-  const image = await benchImage(options);
+  const skopeo = options.tools.includes('skopeo');
+  const push = { repository: BENCH_REPOSITORY, tag: BENCH_TAG };
+  await withBenchRegistry(
+    { ...options, skopeo },
+    push,
+    async ({ registry, image, machine, cleanups }) => {
+      const data = await tempDir('bench-save-data');
+      cleanups.push(() => data.cleanup());
+      const server = await startServerChild({
+        dataDir: data.path,
+        registries: `docker.io=${registry.url}`,
+      });
+      cleanups.push(() => server.stop());
+      await pullIntoCache(server);
+      const pullPeak = await statusField(server.pid, 'VmHWM');
+      const peakReset = await resetPeakRss(server.pid);
 
-  const cleanups = cleanupStack();
-
-  try {
-    log('starting docker-registry ...');
-    const registry = await startRegistry();
-    cleanups.push(() => registry.stop());
-    await pushBenchImage(registry, image, REPOSITORY, TAG);
-
-    const data = await tempDir('bench-save-data');
-    cleanups.push(() => data.cleanup());
-    const server = await startServerChild({
-      dataDir: data.path,
-      registries: `docker.io=${registry.url}`,
-    });
-    cleanups.push(() => server.stop());
-    await pullIntoCache(server);
-    const pullPeak = await statusField(server.pid, 'VmHWM');
-    const peakReset = await resetPeakRss(server.pid);
-
-    const outDir = await tempDir('bench-save-out');
-    cleanups.push(() => outDir.cleanup());
-    const results = new Map<Tool, RunResult[]>(options.tools.map((t) => [t, []]));
-    let lifetimePeak = pullPeak;
-    for (let run = 1; run <= options.runs; run++) {
-      for (const tool of options.tools) {
-        log(`run ${run}/${options.runs}: ${tool} ...`);
-        const file = join(outDir.path, `${tool}-${run}.tar`);
-        const result =
-          tool === 'image-cache'
-            ? await runImageCache(server, file, options.timeoutMs).catch((error: Error) => {
-                throw new Error(`${error.message}\n--- server output ---\n${server.output()}`);
-              })
-            : await runSkopeo(registry.host, file, options.timeoutMs);
-        if (tool === 'image-cache') {
-          lifetimePeak = Math.max(lifetimePeak, result.rssBytes ?? 0);
-          if (run === 1) await checkTarListing(file, image);
-        }
-        await rm(file, { force: true });
-        log(
-          `  ${seconds(result.ms)} s, ${(result.bytes / MiB).toFixed(1)} MiB` +
-            (result.rssBytes === undefined
-              ? ''
-              : `, peak RSS ${(result.rssBytes / MiB).toFixed(1)} MiB`),
-        );
-        results.get(tool)!.push(result);
-      }
-    }
-    printReport(options, image, results, machine, { pullPeak, lifetimePeak, peakReset });
-  } finally {
-    await cleanups.run();
-  }
+      const outDir = await tempDir('bench-save-out');
+      cleanups.push(() => outDir.cleanup());
+      let lifetimePeak = pullPeak;
+      const results = await alternateRuns(
+        options.tools,
+        options.runs,
+        async (tool, run) => {
+          const file = join(outDir.path, `${tool}-${run}.tar`);
+          const result =
+            tool === 'image-cache'
+              ? await runImageCache(server, file, options.timeoutMs).catch((error: Error) => {
+                  throw new Error(`${error.message}\n--- server output ---\n${server.output()}`);
+                })
+              : await runSkopeo(registry.host, file, options.timeoutMs);
+          if (tool === 'image-cache') {
+            lifetimePeak = Math.max(lifetimePeak, result.rssBytes ?? 0);
+            if (run === 1) await checkTarListing(file, image);
+          }
+          await rm(file, { force: true });
+          return result;
+        },
+        (result) =>
+          `${seconds(result.ms)} s, ${(result.bytes / MiB).toFixed(1)} MiB${peakRssNote(result.rssBytes)}`,
+      );
+      printReport(options, image, results, machine, { pullPeak, lifetimePeak, peakReset });
+    },
+  );
 }
 
 runMain('bench:save', main);

@@ -1,8 +1,10 @@
 /**
- * The report parts bench/pull.ts and bench/save.ts share: the per-tool summary table (median
- * time, MB/s, peak RSS, median CPU) and the "no slower than skopeo" verdict.
+ * The report parts the registry benchmarks share: the image line, a run's RSS and CPU, the
+ * per-tool summary table (median time, MB/s, peak RSS, median CPU) and the "no slower than
+ * skopeo" verdict.
  */
-import { MiB, median, pad, seconds } from './support.ts';
+import { type BenchImage, MiB, median, pad, seconds } from './support.ts';
+import { BENCH_REPOSITORY, BENCH_TAG } from './support-runs.ts';
 
 export interface MeasuredRun {
   ms: number;
@@ -56,4 +58,29 @@ export function speedVerdict(imageCacheMs?: number, skopeoMs?: number): string[]
     `${ratio <= 1 ? 'PASS' : 'FAIL'}: image-cache no slower than skopeo ` +
       `(${seconds(imageCacheMs)} s vs ${seconds(skopeoMs)} s)`,
   ];
+}
+
+/** What copying the image moves: its manifest and every blob, compressed as stored. */
+export function imageBytes(image: BenchImage): number {
+  return image.blobs.reduce((sum, b) => sum + b.size, 0) + image.manifest.bytes.length;
+}
+
+/** The line naming the image: its layers, the bytes of its files and what a copy moves. */
+export function imageLine(
+  image: BenchImage,
+  gzipLevel: number,
+  moved: 'to transfer' | 'compressed',
+): string {
+  const bytes = imageBytes(image);
+  return (
+    `image: docker.io/${BENCH_REPOSITORY}:${BENCH_TAG}, ${image.layers.length} gzip layers (level ${gzipLevel}), ` +
+    `${(image.fileBytes / MiB).toFixed(0)} MiB of files, ${(bytes / MiB).toFixed(1)} MiB ${moved}`
+  );
+}
+
+/** `rss 12.3 MiB  cpu 0.42 s` of one run, `n/a` for what was not measured. */
+export function rssAndCpu(run: MeasuredRun): string {
+  const rss = run.rssBytes === undefined ? 'n/a' : `${(run.rssBytes / MiB).toFixed(1)} MiB`;
+  const cpu = run.cpuSeconds === undefined ? 'n/a' : `${run.cpuSeconds.toFixed(2)} s`;
+  return `rss ${rss}  cpu ${cpu}`;
 }

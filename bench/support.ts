@@ -21,6 +21,8 @@ export const execFileP = promisify(execFile);
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const CACHE_ROOT = join(ROOT, '.bench');
 export const MiB = 1024 * 1024;
+/** The target every benchmark holds the server's peak RSS to. */
+export const RSS_TARGET_BYTES = 200 * 1000 * 1000;
 
 export function log(message: string): void {
   process.stderr.write(`[bench] ${message}\n`);

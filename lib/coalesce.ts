@@ -1,5 +1,10 @@
 import { Transform, type TransformCallback } from 'node:stream';
 
+/** `chunks` (of `length` bytes in all) as one buffer, without a copy when there is only one. */
+export function joinChunks(chunks: readonly Buffer[], length: number): Buffer {
+  return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, length);
+}
+
 /**
  * Joins small chunks (sockets deliver ~64 KiB) into larger ones before a costly consumer: each
  * zlib or fs write is a round trip through the thread pool, so 1 MiB writes cost a sixteenth
@@ -29,8 +34,7 @@ export class Coalescer extends Transform {
 
   #flushChunks(): void {
     if (this.#length === 0) return;
-    const joined =
-      this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks, this.#length);
+    const joined = joinChunks(this.#chunks, this.#length);
     this.#chunks = [];
     this.#length = 0;
     this.push(joined);

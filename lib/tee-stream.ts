@@ -1,4 +1,5 @@
 import { Transform, type TransformCallback, type Writable } from 'node:stream';
+import { joinChunks } from './coalesce.ts';
 
 export interface TeeOptions {
   /** Gather chunks into pieces of at least this many bytes before passing them on. */
@@ -68,10 +69,7 @@ export class TeeStream extends Transform {
   }
 
   #emit(callback: (error?: Error | null, data?: Buffer) => void): void {
-    const piece =
-      this.#pending.length === 1
-        ? this.#pending[0]!
-        : Buffer.concat(this.#pending, this.#pendingBytes);
+    const piece = joinChunks(this.#pending, this.#pendingBytes);
     this.#pending = [];
     this.#pendingBytes = 0;
     this.#onPiece?.(piece);

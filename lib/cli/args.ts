@@ -4,7 +4,7 @@
  * (`--filter a=b --filter c=d`) and `--` ending the flags.
  */
 
-/** Wrong usage: printed with a hint to `--help`, exit status 2. */
+/** Wrong usage: printed with a hint to `--help`, exit status 2 (as this CLI always has). */
 export class UsageError extends Error {
   override name = 'UsageError';
 }
@@ -87,18 +87,4 @@ export function parseArgs(argv: readonly string[], specs: FlagSpecs): ParsedArgs
     }
   }
   return { flags, positionals };
-}
-
-export function flagString(parsed: ParsedArgs, name: string): string | undefined {
-  const value = parsed.flags[name];
-  return typeof value === 'string' ? value : undefined;
-}
-
-export function flagBoolean(parsed: ParsedArgs, name: string): boolean {
-  return parsed.flags[name] === true;
-}
-
-export function flagList(parsed: ParsedArgs, name: string): string[] {
-  const value = parsed.flags[name];
-  return Array.isArray(value) ? value : [];
 }

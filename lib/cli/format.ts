@@ -3,6 +3,13 @@
  * durations, Go's `%g`, Go's JSON escaping and the tabwriter layout of docker's tables.
  */
 
+/** docker's short image ID: the hex after `sha256:`, 12 characters, unless `--no-trunc`. */
+export function shortImageId(id: string, noTrunc = false): string {
+  if (noTrunc) return id;
+  const colon = id.indexOf(':');
+  return (colon === -1 ? id : id.slice(colon + 1)).slice(0, 12);
+}
+
 /** Go's `fmt.Sprintf("%.*g", precision, value)`, including round-half-even on exact ties. */
 export function formatG(value: number, precision: number): string {
   if (Number.isNaN(value)) return 'NaN';

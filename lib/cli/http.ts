@@ -92,14 +92,16 @@ export class ApiClient {
   }
 }
 
-function causeText(error: unknown): string {
+/** A failed fetch's reason as node gives it: the socket's code (ECONNREFUSED) when there is one. */
+export function causeText(error: unknown): string {
   const cause = error instanceof Error && error.cause instanceof Error ? error.cause : error;
   const code = (cause as { code?: unknown } | undefined)?.code;
   if (typeof code === 'string') return code;
   return cause instanceof Error ? cause.message : String(cause);
 }
 
-async function apiError(response: Response): Promise<ApiError> {
+/** The error a 4xx/5xx answer stands for, its text taken from a `{"message": ...}` body. */
+export async function apiError(response: Response): Promise<ApiError> {
   const text = await response.text().catch(() => '');
   let message = text.trim();
   try {

@@ -97,6 +97,13 @@ export function renderTemplate(template: Template, value: unknown): string {
  * A list as docker's `--format` renders it: `json` is one JSON object per line, `table` (or no
  * format) the command's own table template, anything else the caller's Go template.
  */
+/** The `--format` help of the listing commands, as docker words it. */
+export const LIST_FORMAT_HELP = `Format output using a custom template:
+'table':            Print output in table format with column headers (default)
+'table TEMPLATE':   Print output in table format using the given Go template
+'json':             Print in JSON format
+'TEMPLATE':         Print output using the given Go template`;
+
 export function renderRows(
   rows: readonly unknown[],
   format: string | undefined,

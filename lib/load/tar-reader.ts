@@ -7,6 +7,7 @@
 import { pipeline, Readable, Transform, type TransformCallback, type Writable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import tar, { type ExtractEvents } from 'tar-stream';
+import { joinChunks } from '../coalesce.ts';
 import { ImageCacheError, InvalidArgumentError } from '../errors.ts';
 
 export interface LoadLimits {
@@ -134,10 +135,7 @@ class Counter extends Transform {
     callback();
   }
   #release(): void {
-    const piece =
-      this.#pending.length === 1
-        ? this.#pending[0]!
-        : Buffer.concat(this.#pending, this.#pendingBytes);
+    const piece = joinChunks(this.#pending, this.#pendingBytes);
     this.#pending = [];
     this.#pendingBytes = 0;
     this.push(piece);

@@ -33,7 +33,7 @@ import { type CredentialSource, staticCredentials } from './credential-source.ts
 import { type AddressRuleOverrides, RegistryClient, type Target } from './registry-client.ts';
 import { readRegistryErrors, type Subject, statusError } from './registry-errors.ts';
 import { type RetryPolicy, realSleep, retryPolicy } from './retry.ts';
-import { DEFAULT_TIMEOUTS, discard, type Timeouts } from './transport.ts';
+import { DEFAULT_TIMEOUTS, discard, type RegistryResponse, type Timeouts } from './transport.ts';
 
 export interface HttpUpstreamOptions {
   /** Allow-list: registry name (`docker.io`) -> API base URL (`https://registry-1.docker.io`). */
@@ -215,16 +215,7 @@ export class HttpUpstream implements Upstream, UpstreamListing {
   }
 
   async headBlob(repo: UpstreamRepository, digest: Digest): Promise<{ size: number }> {
-    const target = this.#target(repo);
-    if (!isDigest(digest)) throw new InvalidReferenceError(`invalid blob digest: ${digest}`);
-    const subject: Subject = { kind: 'blob', name: target.name, digest };
-    const request = {
-      method: 'HEAD' as const,
-      path: `/v2/${target.repository}/blobs/${digest}`,
-      headers: {},
-      maxRedirects: 5,
-    };
-    return this.#client.exchange(target, subject, request, async (res) => {
+    return this.#blobExchange(repo, digest, 'HEAD', 5, async (res, subject, target) => {
       await discard(res.body);
       if (res.status !== 200) throw statusError(res.status, subject, []);
       const size = Number(firstHeader(res.headers['content-length']));
@@ -236,16 +227,7 @@ export class HttpUpstream implements Upstream, UpstreamListing {
   }
 
   async blobRedirect(repo: UpstreamRepository, digest: Digest): Promise<URL | undefined> {
-    const target = this.#target(repo);
-    if (!isDigest(digest)) throw new InvalidReferenceError(`invalid blob digest: ${digest}`);
-    const subject: Subject = { kind: 'blob', name: target.name, digest };
-    const request = {
-      method: 'GET' as const,
-      path: `/v2/${target.repository}/blobs/${digest}`,
-      headers: {},
-      maxRedirects: 0,
-    };
-    return this.#client.exchange(target, subject, request, async (res) => {
+    return this.#blobExchange(repo, digest, 'GET', 0, async (res, subject, target) => {
       // The bytes themselves (or an error): nothing to hand a client but our own answer.
       await discard(res.body);
       const location = firstHeader(res.headers.location);
@@ -259,6 +241,26 @@ export class HttpUpstream implements Upstream, UpstreamListing {
       if (url.origin === target.base.origin) return undefined;
       return url;
     });
+  }
+
+  /** One request for a blob's answer alone (its headers): the digest checked before it goes. */
+  #blobExchange<T>(
+    repo: UpstreamRepository,
+    digest: Digest,
+    method: 'HEAD' | 'GET',
+    maxRedirects: number,
+    consume: (response: RegistryResponse, subject: Subject, target: Target) => Promise<T>,
+  ): Promise<T> {
+    const target = this.#target(repo);
+    if (!isDigest(digest)) throw new InvalidReferenceError(`invalid blob digest: ${digest}`);
+    const subject: Subject = { kind: 'blob', name: target.name, digest };
+    const request = {
+      method,
+      path: `/v2/${target.repository}/blobs/${digest}`,
+      headers: {},
+      maxRedirects,
+    };
+    return this.#client.exchange(target, subject, request, (res) => consume(res, subject, target));
   }
 
   async listTags(repo: UpstreamRepository, page: { n?: number; last?: string }): Promise<TagPage> {

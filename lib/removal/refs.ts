@@ -36,24 +36,14 @@ export function sameRef(a: ImageRef, b: ImageRef): boolean {
 
 /** Every name of an image, sorted as moby's reference store lists them (lexically). */
 export function refsOf(view: ImageView): ImageRef[] {
+  // Each name copied field by field: the view's records carry more than a reference holds.
   const refs: ImageRef[] = [
-    ...view.tags.map(
-      (t): ImageRef => ({
-        kind: 'tag',
-        repository: t.repository,
-        tag: t.tag,
-        manifest: t.manifest,
-        source: t.source,
-      }),
-    ),
-    ...view.digestRefs.map(
-      (r): ImageRef => ({
-        kind: 'digest',
-        repository: r.repository,
-        digest: r.digest,
-        manifest: r.manifest,
-      }),
-    ),
+    ...view.tags.map(({ repository, tag, manifest, source }): ImageRef => {
+      return { kind: 'tag', repository, tag, manifest, source };
+    }),
+    ...view.digestRefs.map(({ repository, digest, manifest }): ImageRef => {
+      return { kind: 'digest', repository, digest, manifest };
+    }),
   ];
   return refs.sort((a, b) => compare(familiarRef(a), familiarRef(b)));
 }

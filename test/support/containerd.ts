@@ -15,9 +15,9 @@
  *     });
  *   });
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { execFile } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
+import { isExecutable, spawnDaemon } from './daemon-process.ts';
 import { type TempDir, tempDir } from './tmp.ts';
 
 export const CONTAINERD_BINARY = '/usr/bin/containerd';
@@ -70,21 +70,6 @@ export function containerdSkipReason(): string | undefined {
   return undefined;
 }
 
-function isExecutable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const live = new Set<ChildProcess>();
-// A crashed test worker must not leave daemons behind.
-process.once('exit', () => {
-  for (const child of live) child.kill('SIGKILL');
-});
-
 function run(binary: string, args: string[], timeoutMs: number): Promise<CtrResult> {
   return new Promise((resolve) => {
     execFile(
@@ -128,29 +113,8 @@ export async function startContainerd(
   ].join('\n');
   const configPath = dir.file('config.toml');
   await writeFile(configPath, config);
-  const child = spawn(CONTAINERD_BINARY, ['--config', configPath], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  live.add(child);
-  let output = '';
-  const collect = (chunk: Buffer) => {
-    output = (output + chunk.toString()).slice(-64 * 1024);
-  };
-  child.stdout!.on('data', collect);
-  child.stderr!.on('data', collect);
-  let exitReason: string | undefined;
-  const exited = new Promise<void>((resolve) => {
-    child.once('exit', (code, signal) => {
-      exitReason ??= `exited (code ${code}, signal ${signal})`;
-      live.delete(child);
-      resolve();
-    });
-    child.once('error', (error) => {
-      exitReason ??= `failed to start: ${error.message}`;
-      live.delete(child);
-      resolve();
-    });
-  });
+  const daemon = spawnDaemon(CONTAINERD_BINARY, ['--config', configPath]);
+  const { child, exited } = daemon;
 
   let stopped: Promise<void> | undefined;
   const stop = () => {
@@ -176,7 +140,8 @@ export async function startContainerd(
   try {
     const deadline = Date.now() + (options.startTimeoutMs ?? 30_000);
     for (;;) {
-      if (exitReason) throw new Error(exitReason);
+      const ended = daemon.exitReason();
+      if (ended) throw new Error(ended);
       if (Date.now() > deadline) throw new Error('ctr version did not reach it in time');
       const version = await ctr(['version'], { timeoutMs: 5000 });
       if (version.code === 0 && /Server:/.test(version.stdout)) break;
@@ -184,7 +149,7 @@ export async function startContainerd(
     }
   } catch (error) {
     await stop();
-    throw new Error(`private containerd: ${(error as Error).message}\n${output}`);
+    throw new Error(`private containerd: ${(error as Error).message}\n${daemon.output()}`);
   }
 
   return {
@@ -212,7 +177,7 @@ export async function startContainerd(
       await writeFile(`${folder}/hosts.toml`, lines.join('\n'));
     },
     ctr,
-    output: () => output,
+    output: daemon.output,
     stop,
   };
 }

@@ -29,25 +29,21 @@ function configDirWith(headers: Record<string, string>): string {
   return dir;
 }
 
-/** Runs the real docker CLI as a client of `hostPort` (no engine involved). */
-export function docker(
-  hostPort: string,
+/**
+ * The docker CLI with only these settings in its environment (DOCKER_HOST, DOCKER_CONFIG, ...):
+ * no hints, and a failure as an exit code rather than a throw.
+ */
+export function runDockerCli(
   args: string[],
-  timeoutMs = 120_000,
-  options: { headers?: Record<string, string> } = {},
+  env: Record<string, string | undefined>,
+  timeoutMs: number,
 ): Promise<DockerResult> {
   return new Promise((resolve) => {
     execFile(
       'docker',
       args,
       {
-        env: {
-          PATH: process.env.PATH,
-          HOME: process.env.HOME,
-          DOCKER_HOST: `tcp://${hostPort}`,
-          DOCKER_CONFIG: options.headers ? configDirWith(options.headers) : configDir,
-          DOCKER_CLI_HINTS: 'false',
-        },
+        env: { PATH: process.env.PATH, HOME: process.env.HOME, DOCKER_CLI_HINTS: 'false', ...env },
         timeout: timeoutMs,
         maxBuffer: 64 * 1024 * 1024,
       },
@@ -57,4 +53,15 @@ export function docker(
       },
     );
   });
+}
+
+/** Runs the real docker CLI as a client of `hostPort` (no engine involved). */
+export function docker(
+  hostPort: string,
+  args: string[],
+  timeoutMs = 120_000,
+  options: { headers?: Record<string, string> } = {},
+): Promise<DockerResult> {
+  const config = options.headers ? configDirWith(options.headers) : configDir;
+  return runDockerCli(args, { DOCKER_HOST: `tcp://${hostPort}`, DOCKER_CONFIG: config }, timeoutMs);
 }

@@ -12,20 +12,18 @@
  *     it('loads', async () => { const r = await engine.docker(['load', '-i', tar]); ... });
  *   });
  */
-import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
-import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { type ChildProcess, execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
+import { isExecutable, spawnDaemon } from './daemon-process.ts';
+import { type DockerResult, runDockerCli } from './docker-cli.ts';
 import { type TempDir, tempDir } from './tmp.ts';
 
 export const DOCKERD_BINARY = '/usr/sbin/dockerd';
 
-export interface DockerResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+export type { DockerResult };
 
 export interface Dockerd {
   /** The engine's unix socket path. */
@@ -82,15 +80,6 @@ export function dockerdSkipReason(): string | undefined {
   return undefined;
 }
 
-function isExecutable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 function onPath(binary: string): boolean {
   return (process.env.PATH ?? '').split(':').some((dir) => dir && isExecutable(join(dir, binary)));
 }
@@ -108,28 +97,11 @@ export async function dockerAt(
 ): Promise<DockerResult> {
   sharedConfigDir ??= tempDir('docker-config');
   const config = options.configDir ?? (await sharedConfigDir).path;
-  return new Promise((resolve) => {
-    execFile(
-      'docker',
-      args,
-      {
-        env: {
-          PATH: process.env.PATH,
-          HOME: process.env.HOME,
-          DOCKER_HOST: `unix://${socketPath}`,
-          DOCKER_CONFIG: config,
-          DOCKER_CLI_HINTS: 'false',
-          ...options.env,
-        },
-        timeout: options.timeoutMs ?? 180_000,
-        maxBuffer: 64 * 1024 * 1024,
-      },
-      (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
+  return runDockerCli(
+    args,
+    { DOCKER_HOST: `unix://${socketPath}`, DOCKER_CONFIG: config, ...options.env },
+    options.timeoutMs ?? 180_000,
+  );
 }
 
 /** One Engine API request over a unix socket. */
@@ -153,12 +125,6 @@ export function engineRequest(
     req.end();
   });
 }
-
-const live = new Set<ChildProcess>();
-// A crashed test worker must not leave engines behind.
-process.once('exit', () => {
-  for (const child of live) child.kill('SIGKILL');
-});
 
 /** Starts a private dockerd and waits until `/_ping` answers. */
 export async function startDockerd(options: DockerdOptions = {}): Promise<Dockerd> {
@@ -185,27 +151,8 @@ export async function startDockerd(options: DockerdOptions = {}): Promise<Docker
     '--userland-proxy=false',
     ...(options.args ?? []),
   ];
-  const child = spawn(DOCKERD_BINARY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  live.add(child);
-  let output = '';
-  const collect = (chunk: Buffer) => {
-    output = (output + chunk.toString()).slice(-64 * 1024);
-  };
-  child.stdout!.on('data', collect);
-  child.stderr!.on('data', collect);
-  let exitReason: string | undefined;
-  const exited = new Promise<void>((resolve) => {
-    child.once('exit', (code, signal) => {
-      exitReason ??= `exited (code ${code}, signal ${signal})`;
-      live.delete(child);
-      resolve();
-    });
-    child.once('error', (error) => {
-      exitReason ??= `failed to start: ${error.message}`;
-      live.delete(child);
-      resolve();
-    });
-  });
+  const daemon = spawnDaemon(DOCKERD_BINARY, args);
+  const { child, exited } = daemon;
 
   const stopAndClean = async () => {
     await terminate(child, exited, dir.path);
@@ -217,7 +164,8 @@ export async function startDockerd(options: DockerdOptions = {}): Promise<Docker
   try {
     const deadline = Date.now() + (options.startTimeoutMs ?? 60_000);
     for (;;) {
-      if (exitReason) throw new Error(exitReason);
+      const ended = daemon.exitReason();
+      if (ended) throw new Error(ended);
       if (Date.now() > deadline) throw new Error('/_ping did not answer in time');
       try {
         const ping = await engineRequest(socket, 'GET', '/_ping', 1000);
@@ -230,7 +178,7 @@ export async function startDockerd(options: DockerdOptions = {}): Promise<Docker
     version = JSON.parse((await engineRequest(socket, 'GET', '/version')).body);
   } catch (error) {
     await stopAndClean();
-    throw new Error(`private dockerd: ${(error as Error).message}\n${output}`);
+    throw new Error(`private dockerd: ${(error as Error).message}\n${daemon.output()}`);
   }
 
   let stopped: Promise<void> | undefined;
@@ -242,7 +190,7 @@ export async function startDockerd(options: DockerdOptions = {}): Promise<Docker
     apiVersion: version.ApiVersion,
     docker: (cliArgs, cliOptions) => dockerAt(socket, cliArgs, { configDir, ...cliOptions }),
     api: (method, path) => engineRequest(socket, method, path),
-    output: () => output,
+    output: daemon.output,
     stop: () => {
       stopped ??= stopAndClean();
       return stopped;

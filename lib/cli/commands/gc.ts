@@ -1,18 +1,7 @@
 /** `image-cache gc`: a garbage collection now, over POST /cache/gc, and its report. */
-import { flagBoolean, flagString, parseArgs, UsageError } from '../args.ts';
-import type { CliContext, Command } from '../context.ts';
+import { defineCommand, jsonOnly } from '../command.ts';
+import type { Command } from '../context.ts';
 import { goJson, humanSize } from '../format.ts';
-
-const usage = `Usage:  image-cache gc [OPTIONS]
-
-Delete the blobs no image needs any more, and print what was done
-
-Options:
-      --dry-run         Report what would be deleted without deleting anything
-      --format string   'json' for the report as JSON
-      --grace string    Spare unreferenced blobs used more recently than this (default: the
-                        server's --gc-grace), e.g. 0s or 2h
-`;
 
 interface Tally {
   blobs: number;
@@ -35,30 +24,27 @@ export interface GcReportEntry {
   errors: string[];
 }
 
-export const gc: Command = {
-  usage,
-  async run(argv: string[], ctx: CliContext): Promise<number> {
-    const args = parseArgs(argv, {
-      'dry-run': { type: 'boolean' },
-      grace: { type: 'string' },
-      format: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    });
-    if (flagBoolean(args, 'help')) {
-      ctx.stdout.write(usage);
-      return 0;
-    }
-    if (args.positionals.length > 0) throw new UsageError('"gc" accepts no arguments.');
-    const format = flagString(args, 'format');
-    if (format !== undefined && format !== 'json') {
-      throw new UsageError(`unsupported format ${JSON.stringify(format)}: only 'json'`);
-    }
+export const gc: Command = defineCommand({
+  name: 'gc',
+  description: 'Delete the blobs no image needs any more, and print what was done',
+  arity: { none: true },
+  flags: {
+    'dry-run': {
+      type: 'boolean',
+      help: 'Report what would be deleted without deleting anything',
+    },
+    format: { type: 'string', help: "'json' for the report as JSON" },
+    grace: {
+      type: 'string',
+      help: `Spare unreferenced blobs used more recently than this (default: the
+server's --gc-grace), e.g. 0s or 2h`,
+    },
+  },
+  async run({ flags }, ctx) {
+    const format = jsonOnly(flags.format);
     const report = await ctx.client().json<GcReportEntry>('/cache/gc', {
       method: 'POST',
-      query: {
-        dryRun: flagBoolean(args, 'dry-run') ? '1' : undefined,
-        grace: flagString(args, 'grace'),
-      },
+      query: { dryRun: flags['dry-run'] ? '1' : undefined, grace: flags.grace },
     });
     if (format === 'json') {
       ctx.stdout.write(`${goJson(report)}\n`);
@@ -68,7 +54,7 @@ export const gc: Command = {
     for (const error of report.errors) ctx.stderr.write(`error: ${error}\n`);
     return report.errors.length > 0 ? 1 : 0;
   },
-};
+});
 
 export function formatReport(report: GcReportEntry): string {
   const tally = (t: Tally) =>

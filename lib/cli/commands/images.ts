@@ -1,9 +1,10 @@
 /** `image-cache images`: `docker image ls` over GET /images/json. */
-import { flagBoolean, flagList, flagString, parseArgs, UsageError } from '../args.ts';
-import type { CliContext, Command } from '../context.ts';
-import { createdSince, goTimeString, humanSizeWithPrecision } from '../format.ts';
+import { UsageError } from '../args.ts';
+import { defineCommand } from '../command.ts';
+import type { Command } from '../context.ts';
+import { createdSince, goTimeString, humanSizeWithPrecision, shortImageId } from '../format.ts';
 import { familiarName } from '../names.ts';
-import { renderRows } from '../template.ts';
+import { LIST_FORMAT_HELP, renderRows } from '../template.ts';
 
 /** One entry of GET /images/json, as the Docker Engine API spells it. */
 export interface ImageSummary {
@@ -52,23 +53,6 @@ const TABLE = 'table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.S
 const TABLE_DIGESTS =
   'table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}';
 
-const usage = `Usage:  image-cache images [OPTIONS] [REPOSITORY[:TAG]]
-
-List images (aliases: ls, image ls)
-
-Options:
-  -a, --all             Show all images (default hides intermediate images)
-      --digests         Show digests
-  -f, --filter filter   Filter output based on conditions provided
-      --format string   Format output using a custom template:
-                        'table':            Print output in table format with column headers (default)
-                        'table TEMPLATE':   Print output in table format using the given Go template
-                        'json':             Print in JSON format
-                        'TEMPLATE':         Print output using the given Go template
-      --no-trunc        Don't truncate output
-  -q, --quiet           Only show image IDs
-`;
-
 /** Split `repo:tag` at the last colon that is not part of a `host:port`. */
 export function splitRepoTag(repoTag: string): { repo: string; tag: string } {
   const colon = repoTag.lastIndexOf(':');
@@ -76,12 +60,6 @@ export function splitRepoTag(repoTag: string): { repo: string; tag: string } {
     return { repo: repoTag.slice(0, colon), tag: repoTag.slice(colon + 1) };
   }
   return { repo: repoTag, tag: '<none>' };
-}
-
-function shortId(id: string, noTrunc: boolean): string {
-  if (noTrunc) return id;
-  const colon = id.indexOf(':');
-  return (colon === -1 ? id : id.slice(colon + 1)).slice(0, 12);
 }
 
 function isDangling(image: ImageSummary): boolean {
@@ -108,7 +86,7 @@ export function imageRows(
       image.Containers === undefined || image.Containers < 0 ? 'N/A' : String(image.Containers),
     CreatedAt: goTimeString(image.Created),
     CreatedSince: createdSince(image.Created, options.now),
-    ID: shortId(image.Id, options.noTrunc),
+    ID: shortImageId(image.Id, options.noTrunc),
     SharedSize: shared < 0 ? 'N/A' : humanSizeWithPrecision(shared, 3),
     Size: size,
     UniqueSize: shared < 0 ? 'N/A' : humanSizeWithPrecision(image.Size - shared, 3),
@@ -162,18 +140,22 @@ export function imageRows(
   return rows;
 }
 
-/** `--filter k=v` (repeatable) and a REPOSITORY[:TAG] argument, in Docker's filters JSON. */
-export function filtersJson(filters: readonly string[], reference?: string): string | undefined {
+/** `--filter k=v` flags as docker's filters map: names lower-cased, both sides trimmed. */
+export function filterMap(filters: readonly string[]): Record<string, Record<string, boolean>> {
   const map: Record<string, Record<string, boolean>> = {};
-  const add = (key: string, value: string) => {
-    map[key] = { ...map[key], [value]: true };
-  };
   for (const filter of filters) {
     const eq = filter.indexOf('=');
     if (eq <= 0) throw new UsageError(`bad format of filter (expected name=value): ${filter}`);
-    add(filter.slice(0, eq).trim().toLowerCase(), filter.slice(eq + 1).trim());
+    const name = filter.slice(0, eq).trim().toLowerCase();
+    map[name] = { ...map[name], [filter.slice(eq + 1).trim()]: true };
   }
-  if (reference) add('reference', reference);
+  return map;
+}
+
+/** `--filter k=v` (repeatable) and a REPOSITORY[:TAG] argument, in Docker's filters JSON. */
+export function filtersJson(filters: readonly string[], reference?: string): string | undefined {
+  const map = filterMap(filters);
+  if (reference) map.reference = { ...map.reference, [reference]: true };
   return Object.keys(map).length > 0 ? JSON.stringify(map) : undefined;
 }
 
@@ -182,48 +164,52 @@ export function renderImages(
   options: { digests: boolean; noTrunc: boolean; quiet: boolean; format?: string; now: number },
 ): string {
   if (options.quiet) {
-    const ids = [...new Set(images.map((i) => shortId(i.Id, options.noTrunc)))];
+    const ids = [...new Set(images.map((i) => shortImageId(i.Id, options.noTrunc)))];
     return ids.map((id) => `${id}\n`).join('');
   }
   const rows = images.flatMap((image) => imageRows(image, options));
   return renderRows(rows, options.format, options.digests ? TABLE_DIGESTS : TABLE, IMAGE_HEADERS);
 }
 
-export const images: Command = {
-  usage,
-  async run(argv: string[], ctx: CliContext): Promise<number> {
-    const args = parseArgs(argv, {
-      all: { type: 'boolean', short: 'a' },
-      digests: { type: 'boolean' },
-      filter: { type: 'list', short: 'f' },
-      format: { type: 'string' },
-      'no-trunc': { type: 'boolean' },
-      quiet: { type: 'boolean', short: 'q' },
-      help: { type: 'boolean', short: 'h' },
-    });
-    if (flagBoolean(args, 'help')) {
-      ctx.stdout.write(usage);
-      return 0;
-    }
-    if (args.positionals.length > 1) throw new UsageError('"images" requires at most 1 argument.');
-    const digests = flagBoolean(args, 'digests');
+export const images: Command = defineCommand({
+  name: 'images',
+  arguments: '[REPOSITORY[:TAG]]',
+  description: 'List images (aliases: ls, image ls)',
+  arity: { atMost: 1 },
+  flags: {
+    all: {
+      type: 'boolean',
+      short: 'a',
+      help: 'Show all images (default hides intermediate images)',
+    },
+    digests: { type: 'boolean', help: 'Show digests' },
+    filter: {
+      type: 'list',
+      short: 'f',
+      value: 'filter',
+      help: 'Filter output based on conditions provided',
+    },
+    format: { type: 'string', help: LIST_FORMAT_HELP },
+    'no-trunc': { type: 'boolean', help: "Don't truncate output" },
+    quiet: { type: 'boolean', short: 'q', help: 'Only show image IDs' },
+  },
+  async run({ flags, args }, ctx) {
     const list = await ctx.client().json<ImageSummary[]>('/images/json', {
       query: {
-        all: flagBoolean(args, 'all') ? '1' : undefined,
-        filters: filtersJson(flagList(args, 'filter'), args.positionals[0]),
-        digests: digests ? '1' : undefined,
+        all: flags.all ? '1' : undefined,
+        filters: filtersJson(flags.filter, args[0]),
+        digests: flags.digests ? '1' : undefined,
       },
     });
-    const format = flagString(args, 'format');
     ctx.stdout.write(
       renderImages(Array.isArray(list) ? list : [], {
-        digests,
-        noTrunc: flagBoolean(args, 'no-trunc'),
-        quiet: flagBoolean(args, 'quiet'),
+        digests: flags.digests,
+        noTrunc: flags['no-trunc'],
+        quiet: flags.quiet,
         now: ctx.now(),
-        ...(format === undefined ? {} : { format }),
+        ...(flags.format === undefined ? {} : { format: flags.format }),
       }),
     );
     return 0;
   },
-};
+});

@@ -1,39 +1,29 @@
 /** `image-cache inspect`: `docker image inspect` over GET /images/{name}/json. */
-import { flagBoolean, flagString, parseArgs, UsageError } from '../args.ts';
-import type { CliContext, Command } from '../context.ts';
+import { defineCommand } from '../command.ts';
+import type { Command } from '../context.ts';
 import { ApiError, imagePath } from '../http.ts';
 import { parseTemplate, renderTemplate } from '../template.ts';
 
-const usage = `Usage:  image-cache inspect [OPTIONS] IMAGE [IMAGE...]
-
-Display detailed information on one or more images
-
-Options:
-  -f, --format string   Format output using a custom template:
-                        'json':             Print in JSON format (default)
-                        'TEMPLATE':         Print output using the given Go template
-`;
-
-export const inspect: Command = {
-  usage,
-  async run(argv: string[], ctx: CliContext): Promise<number> {
-    const args = parseArgs(argv, {
-      format: { type: 'string', short: 'f' },
-      help: { type: 'boolean', short: 'h' },
-    });
-    if (flagBoolean(args, 'help')) {
-      ctx.stdout.write(usage);
-      return 0;
-    }
-    if (args.positionals.length === 0) {
-      throw new UsageError('"inspect" requires at least 1 argument.');
-    }
-    const format = flagString(args, 'format');
+export const inspect: Command = defineCommand({
+  name: 'inspect',
+  arguments: 'IMAGE [IMAGE...]',
+  description: 'Display detailed information on one or more images',
+  arity: { atLeast: 1 },
+  flags: {
+    format: {
+      type: 'string',
+      short: 'f',
+      help: `Format output using a custom template:
+'json':             Print in JSON format (default)
+'TEMPLATE':         Print output using the given Go template`,
+    },
+  },
+  async run({ flags: { format }, args }, ctx) {
     const template = format && format !== 'json' ? parseTemplate(format) : undefined;
 
     const found: unknown[] = [];
     const errors: string[] = [];
-    for (const name of args.positionals) {
+    for (const name of args) {
       try {
         found.push(await ctx.client().json<unknown>(`/images/${imagePath(name)}/json`));
       } catch (error) {
@@ -53,4 +43,4 @@ export const inspect: Command = {
     for (const error of errors) ctx.stderr.write(`${error}\n`);
     return errors.length > 0 ? 1 : 0;
   },
-};
+});

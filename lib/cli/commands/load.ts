@@ -1,48 +1,40 @@
 /** `image-cache load`: `docker load` over POST /images/load, the tarball streamed from a file or stdin. */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { Readable, Transform, type TransformCallback } from 'node:stream';
-import { flagBoolean, flagString, parseArgs, UsageError } from '../args.ts';
+import { Readable } from 'node:stream';
+import { UsageError } from '../args.ts';
+import { byteCounter } from '../byte-counter.ts';
+import { defineCommand } from '../command.ts';
 import type { CliContext, Command } from '../context.ts';
 import {
   type ApiClient,
   ApiError,
+  apiError,
   ConnectionError,
+  causeText,
   clientOptionsFromEnv,
   readJsonLines,
 } from '../http.ts';
 import { type JobJson, waitForJob } from '../job-wait.ts';
 import { ProgressBar } from '../progress-bar.ts';
 
-const usage = `Usage:  image-cache load [OPTIONS]
-
-Load an image from a tar archive or STDIN (docker save, skopeo docker-archive, crane tarball,
+const description = `Load an image from a tar archive or STDIN (docker save, skopeo docker-archive, crane tarball,
 OCI image layout; optionally gzip-compressed)
 
 A file larger than the server takes in one request (API Gateway: 10 MB) is uploaded straight
 to storage through presigned URLs, then loaded from there, when the server offers it.
-
-Options:
-  -i, --input string   Read from tar archive file, instead of STDIN
-  -q, --quiet          Suppress the load output
 `;
 
-export const load: Command = {
-  usage,
-  async run(argv: string[], ctx: CliContext): Promise<number> {
-    const args = parseArgs(argv, {
-      input: { type: 'string', short: 'i' },
-      quiet: { type: 'boolean', short: 'q' },
-      help: { type: 'boolean', short: 'h' },
-    });
-    if (flagBoolean(args, 'help')) {
-      ctx.stdout.write(usage);
-      return 0;
-    }
-    if (args.positionals.length > 0) throw new UsageError('"load" accepts no arguments.');
-    const input = flagString(args, 'input');
+export const load: Command = defineCommand({
+  name: 'load',
+  description,
+  arity: { none: true },
+  flags: {
+    input: { type: 'string', short: 'i', help: 'Read from tar archive file, instead of STDIN' },
+    quiet: { type: 'boolean', short: 'q', help: 'Suppress the load output' },
+  },
+  async run({ flags: { input, quiet } }, ctx) {
     if (input === '') throw new UsageError('the -i flag needs a file name');
-    const quiet = flagBoolean(args, 'quiet');
     let source: Readable;
     let total: number | undefined;
     if (input === undefined) {
@@ -72,14 +64,7 @@ export const load: Command = {
     }
 
     const bar = new ProgressBar(ctx.stderr, { label: 'Loading', total, now: ctx.now });
-    let sent = 0;
-    const counter = new Transform({
-      transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback) {
-        sent += chunk.length;
-        bar.update(sent);
-        callback(null, chunk);
-      },
-    });
+    const counter = byteCounter((sent) => bar.update(sent));
     source.on('error', (error) => counter.destroy(error));
     source.pipe(counter);
 
@@ -97,9 +82,8 @@ export const load: Command = {
       } as RequestInit);
     } catch (error) {
       bar.clear();
-      const cause = (error as Error).cause as { code?: string; message?: string } | undefined;
       throw new ConnectionError(
-        `Cannot send the archive to the image-cache server at ${client.baseUrl} (${cause?.code ?? cause?.message ?? (error as Error).message}).`,
+        `Cannot send the archive to the image-cache server at ${client.baseUrl} (${causeText(error)}).`,
       );
     }
     if (response.status === 413 && input !== undefined && total !== undefined) {
@@ -107,32 +91,19 @@ export const load: Command = {
       // presigned path instead.
       bar.clear();
       source.destroy();
-      const refusal = await response.text().catch(() => '');
+      const refusal = await apiError(response);
       const code = await loadThroughStorage(ctx, client, token, input, total, quiet);
       if (code !== undefined) return code;
-      let message = refusal.trim() || 'Request Entity Too Large';
-      try {
-        message = (JSON.parse(refusal) as { message?: string }).message ?? message;
-      } catch {
-        // not JSON: show the text
-      }
-      throw new ApiError(413, `${message} (and the server offers no presigned uploads)`);
+      throw new ApiError(413, `${refusal.message} (and the server offers no presigned uploads)`);
     }
     if (response.status >= 400) {
       bar.clear();
-      const text = await response.text().catch(() => '');
-      let message = text.trim() || `${response.status} ${response.statusText}`;
-      try {
-        message = (JSON.parse(text) as { message?: string }).message ?? message;
-      } catch {
-        // not JSON: show the text
-      }
-      throw new ApiError(response.status, message);
+      throw await apiError(response);
     }
     bar.done();
     return printLoaded(ctx, response);
   },
-};
+});
 
 /**
  * Larger files try the presigned path first. A Lambda behind API Gateway or a function URL gets
@@ -195,13 +166,7 @@ async function loadThroughStorage(
       const start = (part.number - 1) * ticket.partSize;
       const end = Math.min(total, start + ticket.partSize);
       const base = sent;
-      const counter = new Transform({
-        transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback) {
-          sent += chunk.length;
-          bar.update(sent);
-          callback(null, chunk);
-        },
-      });
+      const counter = byteCounter((partSent) => bar.update(base + partSent));
       const file = createReadStream(input, { start, end: end - 1, highWaterMark: 1024 * 1024 });
       file.on('error', (error) => counter.destroy(error));
       file.pipe(counter);
@@ -214,9 +179,8 @@ async function loadThroughStorage(
           duplex: 'half',
         } as RequestInit);
       } catch (error) {
-        const cause = (error as Error).cause as { code?: string; message?: string } | undefined;
         throw new ConnectionError(
-          `Cannot upload part ${part.number} to storage (${cause?.code ?? cause?.message ?? (error as Error).message}).`,
+          `Cannot upload part ${part.number} to storage (${causeText(error)}).`,
         );
       }
       const text = await response.text().catch(() => '');
@@ -246,16 +210,7 @@ async function loadThroughStorage(
       `Cannot reach the image-cache server at ${client.baseUrl} to commit the upload (${(error as Error).message}).`,
     );
   });
-  if (commit.status >= 400) {
-    const text = await commit.text().catch(() => '');
-    let message = text.trim() || `${commit.status} ${commit.statusText}`;
-    try {
-      message = (JSON.parse(text) as { message?: string }).message ?? message;
-    } catch {
-      // not JSON: show the text
-    }
-    throw new ApiError(commit.status, message);
-  }
+  if (commit.status >= 400) throw await apiError(commit);
   if (commit.status === 202) {
     // The load outlived the server's time limit and goes on as a job: wait for it there.
     const pending = (await commit.json()) as JobJson;

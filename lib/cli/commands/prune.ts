@@ -1,18 +1,9 @@
 /** `image-cache prune`: `docker image prune` over POST /images/prune, with docker's prompt. */
-import { flagBoolean, flagList, parseArgs, UsageError } from '../args.ts';
-import type { CliContext, Command } from '../context.ts';
+import { defineCommand } from '../command.ts';
+import type { Command } from '../context.ts';
 import { humanSize } from '../format.ts';
+import { filterMap } from './images.ts';
 import type { DeleteResponseItem } from './rmi.ts';
-
-const usage = `Usage:  image-cache prune [OPTIONS]
-
-Remove unused images (aliases: image prune)
-
-Options:
-  -a, --all             Remove all images that are not pinned, not just dangling ones
-      --filter filter   Provide filter values (e.g. "until=<timestamp>")
-  -f, --force           Do not prompt for confirmation
-`;
 
 const DANGLING_WARNING = `WARNING! This will remove all dangling images.
 Are you sure you want to continue?`;
@@ -25,31 +16,29 @@ interface PruneReport {
   SpaceReclaimed: number;
 }
 
-export const prune: Command = {
-  usage,
-  async run(argv: string[], ctx: CliContext): Promise<number> {
-    const args = parseArgs(argv, {
-      all: { type: 'boolean', short: 'a' },
-      filter: { type: 'list' },
-      force: { type: 'boolean', short: 'f' },
-      help: { type: 'boolean', short: 'h' },
-    });
-    if (flagBoolean(args, 'help')) {
-      ctx.stdout.write(usage);
-      return 0;
-    }
-    if (args.positionals.length > 0) throw new UsageError('"prune" accepts no arguments.');
-    const all = flagBoolean(args, 'all');
-    const filters: Record<string, Record<string, boolean>> = {};
-    for (const text of flagList(args, 'filter')) {
-      const eq = text.indexOf('=');
-      if (eq <= 0) throw new UsageError(`bad format of filter (expected name=value): ${text}`);
-      const name = text.slice(0, eq).toLowerCase();
-      filters[name] = { ...filters[name], [text.slice(eq + 1)]: true };
-    }
+export const prune: Command = defineCommand({
+  name: 'prune',
+  description: 'Remove unused images (aliases: image prune)',
+  arity: { none: true },
+  flags: {
+    all: {
+      type: 'boolean',
+      short: 'a',
+      help: 'Remove all images that are not pinned, not just dangling ones',
+    },
+    filter: {
+      type: 'list',
+      value: 'filter',
+      help: 'Provide filter values (e.g. "until=<timestamp>")',
+    },
+    force: { type: 'boolean', short: 'f', help: 'Do not prompt for confirmation' },
+  },
+  async run({ flags }, ctx) {
+    const all = flags.all;
+    const filters = filterMap(flags.filter);
     filters.dangling = { [String(!all)]: true };
 
-    if (!flagBoolean(args, 'force')) {
+    if (!flags.force) {
       ctx.stdout.write(`${all ? ALL_WARNING : DANGLING_WARNING} [y/N] `);
       const answer = await readLine(process.stdin);
       // Declining prints nothing more and is not an error, as with docker.
@@ -70,7 +59,7 @@ export const prune: Command = {
     ctx.stdout.write(`Total reclaimed space: ${humanSize(report.SpaceReclaimed)}\n`);
     return 0;
   },
-};
+});
 
 /** One line of input (or whatever came before the end of input). */
 function readLine(input: NodeJS.ReadStream): Promise<string> {

@@ -1,41 +1,32 @@
 /** `image-cache pull`: `docker pull` over POST /images/create, progress rendered live. */
-import { flagBoolean, flagString, parseArgs, UsageError } from '../args.ts';
-import type { CliContext, Command } from '../context.ts';
+import { UsageError } from '../args.ts';
+import { defineCommand } from '../command.ts';
+import type { Command } from '../context.ts';
 import { readJsonLines } from '../http.ts';
 import { type HandoverLine, waitForJob } from '../job-wait.ts';
 import { fullReference, splitReference } from '../names.ts';
 import { type JsonMessage, ProgressStreamError, PullProgressRenderer } from '../pull-progress.ts';
 
-const usage = `Usage:  image-cache pull [OPTIONS] NAME[:TAG|@DIGEST]
-
-Download an image into the cache
-
-Options:
-      --platform string   Set platform if server is multi-platform capable (os/arch[/variant])
-  -q, --quiet             Suppress verbose output
-`;
-
 const PLATFORM = /^[a-z0-9_.-]+\/[a-z0-9_.-]+(\/[a-z0-9_.-]+)?$/i;
 
-export const pull: Command = {
-  usage,
-  async run(argv: string[], ctx: CliContext): Promise<number> {
-    const args = parseArgs(argv, {
-      platform: { type: 'string' },
-      quiet: { type: 'boolean', short: 'q' },
-      help: { type: 'boolean', short: 'h' },
-    });
-    if (flagBoolean(args, 'help')) {
-      ctx.stdout.write(usage);
-      return 0;
-    }
-    const [name, ...extra] = args.positionals;
-    if (!name || extra.length > 0) throw new UsageError('"pull" requires exactly 1 argument.');
-    const platform = flagString(args, 'platform') || undefined;
+export const pull: Command = defineCommand({
+  name: 'pull',
+  arguments: 'NAME[:TAG|@DIGEST]',
+  description: 'Download an image into the cache',
+  arity: { exactly: 1 },
+  flags: {
+    platform: {
+      type: 'string',
+      help: 'Set platform if server is multi-platform capable (os/arch[/variant])',
+    },
+    quiet: { type: 'boolean', short: 'q', help: 'Suppress verbose output' },
+  },
+  async run({ flags, args: [name = ''] }, ctx) {
+    const platform = flags.platform || undefined;
     if (platform && !PLATFORM.test(platform)) {
       throw new UsageError(`invalid platform "${platform}": expected os/arch[/variant]`);
     }
-    const quiet = flagBoolean(args, 'quiet');
+    const quiet = flags.quiet;
     const ref = splitReference(name);
     if (!ref.tag && !ref.digest) {
       ref.tag = 'latest';
@@ -77,4 +68,4 @@ export const pull: Command = {
     ctx.stdout.write(`${fullReference(ref)}\n`);
     return 0;
   },
-};
+});

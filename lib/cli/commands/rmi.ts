@@ -1,16 +1,7 @@
 /** `image-cache rmi` (and `rm`): `docker rmi` over DELETE /images/{name}, one call per image. */
-import { flagBoolean, parseArgs, UsageError } from '../args.ts';
-import type { CliContext, Command } from '../context.ts';
+import { defineCommand } from '../command.ts';
+import type { Command } from '../context.ts';
 import { ApiError, imagePath } from '../http.ts';
-
-const usage = `Usage:  image-cache rmi [OPTIONS] IMAGE [IMAGE...]
-
-Remove one or more images (aliases: rm, image rm)
-
-Options:
-  -f, --force      Force removal of the image (also removes its pins)
-      --no-prune   Do not delete the blobs it frees now (the next GC does)
-`;
 
 /** One entry of Docker's image delete response. */
 export interface DeleteResponseItem {
@@ -18,29 +9,33 @@ export interface DeleteResponseItem {
   Deleted?: string;
 }
 
-export const rmi: Command = {
-  usage,
-  async run(argv: string[], ctx: CliContext): Promise<number> {
-    const args = parseArgs(argv, {
-      force: { type: 'boolean', short: 'f' },
-      'no-prune': { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    });
-    if (flagBoolean(args, 'help')) {
-      ctx.stdout.write(usage);
-      return 0;
-    }
-    if (args.positionals.length === 0) throw new UsageError('"rmi" requires at least 1 argument.');
-    const force = flagBoolean(args, 'force');
+export const rmi: Command = defineCommand({
+  name: 'rmi',
+  arguments: 'IMAGE [IMAGE...]',
+  description: 'Remove one or more images (aliases: rm, image rm)',
+  arity: { atLeast: 1 },
+  flags: {
+    force: {
+      type: 'boolean',
+      short: 'f',
+      help: 'Force removal of the image (also removes its pins)',
+    },
+    'no-prune': {
+      type: 'boolean',
+      help: 'Do not delete the blobs it frees now (the next GC does)',
+    },
+  },
+  async run({ flags, args }, ctx) {
+    const force = flags.force;
     const errors: string[] = [];
     let fatal = false;
-    for (const name of args.positionals) {
+    for (const name of args) {
       try {
         const items = await ctx.client().json<DeleteResponseItem[]>(`/images/${imagePath(name)}`, {
           method: 'DELETE',
           query: {
             force: force ? '1' : undefined,
-            noprune: flagBoolean(args, 'no-prune') ? '1' : undefined,
+            noprune: flags['no-prune'] ? '1' : undefined,
           },
         });
         for (const item of items) {
@@ -58,4 +53,4 @@ export const rmi: Command = {
     if (errors.length > 0) ctx.stderr.write(`${errors.join('\n')}\n`);
     return fatal ? 1 : 0;
   },
-};
+});

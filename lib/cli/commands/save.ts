@@ -7,37 +7,25 @@ import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { Readable, Transform, type TransformCallback, Writable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import { flagBoolean, flagString, parseArgs, UsageError } from '../args.ts';
-import type { CliContext, Command } from '../context.ts';
+import { UsageError } from '../args.ts';
+import { byteCounter } from '../byte-counter.ts';
+import { defineCommand } from '../command.ts';
+import type { Command } from '../context.ts';
 import { ProgressBar } from '../progress-bar.ts';
 import { requestSave } from '../save-request.ts';
 
-const usage = `Usage:  image-cache save [OPTIONS] IMAGE [IMAGE...]
-
-Save one or more images to a tar archive (streamed to STDOUT by default)
-
-Options:
-  -o, --output string   Write to a file, instead of STDOUT
-`;
-
 export const TTY_REFUSAL = 'cowardly refusing to save to a terminal. Use the -o flag or redirect';
 
-export const save: Command = {
-  usage,
-  async run(argv: string[], ctx: CliContext): Promise<number> {
-    const args = parseArgs(argv, {
-      output: { type: 'string', short: 'o' },
-      help: { type: 'boolean', short: 'h' },
-    });
-    if (flagBoolean(args, 'help')) {
-      ctx.stdout.write(usage);
-      return 0;
-    }
-    if (args.positionals.length === 0) throw new UsageError('"save" requires at least 1 argument.');
-    const output = flagString(args, 'output');
+export const save: Command = defineCommand({
+  name: 'save',
+  arguments: 'IMAGE [IMAGE...]',
+  description: 'Save one or more images to a tar archive (streamed to STDOUT by default)',
+  arity: { atLeast: 1 },
+  flags: { output: { type: 'string', short: 'o', help: 'Write to a file, instead of STDOUT' } },
+  async run({ flags: { output }, args }, ctx) {
     if (output === '') throw new UsageError('the -o flag needs a file name');
     if (output === undefined && ctx.stdout.isTTY) {
       ctx.stderr.write(`${TTY_REFUSAL}\n`);
@@ -50,24 +38,11 @@ export const save: Command = {
     // redirect=1: a backend with save exports (AWS) answers 307 to a presigned S3 GET, which
     // fetch follows; it drops the Authorization header on that cross-origin hop, as the
     // presigned URL needs. Other backends ignore it and stream the tarball.
-    const response = await requestSave(ctx, args.positionals);
+    const response = await requestSave(ctx, args);
     const length = Number.parseInt(response.headers.get('content-length') ?? '', 10);
     const total = Number.isSafeInteger(length) && length >= 0 ? length : undefined;
     const bar = new ProgressBar(ctx.stderr, { label: 'Saving', total, now: ctx.now });
-    let received = 0;
-    const counter = new Transform({
-      transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) {
-        received += chunk.length;
-        bar.update(received);
-        callback(null, chunk);
-      },
-      flush(callback: TransformCallback) {
-        // A server that died mid-stream shows as a short body; never leave a partial tarball.
-        if (total !== undefined && received !== total) {
-          callback(new Error(`the tarball was cut short: got ${received} of ${total} bytes`));
-        } else callback();
-      },
-    });
+    const counter = byteCounter((received) => bar.update(received), total);
     const body = response.body
       ? Readable.fromWeb(response.body as WebReadableStream<Uint8Array>)
       : Readable.from([]);
@@ -87,7 +62,7 @@ export const save: Command = {
     bar.done();
     return 0;
   },
-};
+});
 
 /** Writes to a temp file beside `path` and renames it into place only when complete. */
 async function writeAtomically(path: string, write: (file: Writable) => Promise<void>) {

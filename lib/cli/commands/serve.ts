@@ -1,26 +1,25 @@
 /** `image-cache serve`: run the HTTP server in this process until SIGINT/SIGTERM. */
+import { definePassThrough } from '../command.ts';
 import type { CliContext, Command } from '../context.ts';
 
-const usage = `Usage:  image-cache serve [OPTIONS]
-
-Run the image cache server (single node: data in a local folder)
-
-Options:
-      --host string   Address to listen on (default 127.0.0.1)
-      --port int      Port to listen on (default 5115)
-      --data string   Folder for blobs and the catalog
-      --require-auth  Require bearer tokens (see 'image-cache token'); needed for a
-                      --host other than loopback
-Every option and environment variable is listed in docs/configuration.md.
-`;
-
-export const serve: Command = {
-  usage,
+/**
+ * The flags belong to the configuration (lib/config), which parses `serve`'s arguments with the
+ * environment in one place; they are declared here for the help alone.
+ */
+export const serve: Command = definePassThrough({
+  name: 'serve',
+  description: 'Run the image cache server (single node: data in a local folder)',
+  flags: {
+    host: { type: 'string', help: 'Address to listen on (default 127.0.0.1)' },
+    port: { type: 'string', value: 'int', help: 'Port to listen on (default 5115)' },
+    data: { type: 'string', help: 'Folder for blobs and the catalog' },
+    'require-auth': {
+      type: 'boolean',
+      help: "Require bearer tokens (see 'image-cache token'); needed for a\n--host other than loopback",
+    },
+  },
+  footer: 'Every option and environment variable is listed in docs/configuration.md.',
   async run(argv: string[], ctx: CliContext): Promise<number> {
-    if (argv.includes('--help') || argv.includes('-h')) {
-      ctx.stdout.write(usage);
-      return 0;
-    }
     // Loaded here, not at the top: client verbs must not pay for the server's dependencies.
     const [{ parseServeArgs }, { startServer }] = await Promise.all([
       import('../../config.ts'),
@@ -53,4 +52,4 @@ export const serve: Command = {
       process.on('SIGTERM', stop);
     });
   },
-};
+});

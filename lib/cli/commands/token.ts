@@ -4,14 +4,29 @@
  * HTTP: the first admin token cannot be created through an API that already wants one.
  */
 import type { Composition } from '../../composition.ts';
-import { flagBoolean, flagString, type ParsedArgs, parseArgs, UsageError } from '../args.ts';
+import { UsageError } from '../args.ts';
+import { defineCommand, type FlagValues, jsonOnly } from '../command.ts';
 import type { CliContext, Command } from '../context.ts';
 import { table } from '../format.ts';
 import { jsonLines } from '../template.ts';
 
-const usage = `Usage:  image-cache token COMMAND [OPTIONS]
+const TOKEN_FLAGS = {
+  scope: { type: 'string', help: 'read, pull, write or admin (create)' },
+  name: { type: 'string', help: 'A name to know the token by (create)' },
+  data: { type: 'string', help: 'Folder of the embedded backend (default ./data)' },
+  backend: {
+    type: 'string',
+    help: 'embedded or aws (with IMAGE_CACHE_BUCKET and IMAGE_CACHE_TABLE)',
+  },
+  format: { type: 'string', help: "'json' for one JSON object per line (ls)" },
+} as const;
 
-Manage the API tokens of a cache (written to its storage directly, not over HTTP)
+type TokenFlags = FlagValues<typeof TOKEN_FLAGS>;
+
+export const token: Command = defineCommand({
+  name: 'token',
+  arguments: 'COMMAND',
+  description: `Manage the API tokens of a cache (written to its storage directly, not over HTTP)
 
 Commands:
   create --scope SCOPE [--name NAME]   Create a token and print it (shown only this once)
@@ -22,57 +37,40 @@ Scopes (each includes the ones before it):
   read    list, inspect, history, save
   pull    also fetch images from upstream registries
   write   also load, tag, remove, pin
-  admin   also prune, garbage collection, retention
-
-Options:
-      --data string      Folder of the embedded backend (default ./data)
-      --backend string   embedded or aws (with IMAGE_CACHE_BUCKET and IMAGE_CACHE_TABLE)
-      --format string    'json' for one JSON object per line (ls)
-`;
-
-const FLAGS = {
-  scope: { type: 'string' },
-  name: { type: 'string' },
-  data: { type: 'string' },
-  backend: { type: 'string' },
-  format: { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
-
-export const token: Command = {
-  usage,
-  async run(argv: string[], ctx: CliContext): Promise<number> {
-    const args = parseArgs(argv, FLAGS);
-    const [verb, ...rest] = args.positionals;
-    if (flagBoolean(args, 'help') || verb === undefined) {
-      (verb === undefined && !flagBoolean(args, 'help') ? ctx.stderr : ctx.stdout).write(usage);
-      return verb === undefined && !flagBoolean(args, 'help') ? 2 : 0;
+  admin   also prune, garbage collection, retention`,
+  arity: { any: true },
+  flags: TOKEN_FLAGS,
+  async run({ flags, args: [verb, ...rest] }, ctx) {
+    if (verb === undefined) {
+      // No command at all is wrong usage: the help, on stderr, as for `image-cache` alone.
+      ctx.stderr.write(token.usage);
+      return 2;
     }
     const action = ACTIONS[verb];
     if (!action) throw new UsageError(`unknown token command "${verb}"`);
-    const composition = await openBackend(args, ctx);
+    const composition = await openBackend(flags, ctx);
     try {
-      return await action(args, rest, composition, ctx);
+      return await action(flags, rest, composition, ctx);
     } finally {
       await composition.close();
     }
   },
-};
+});
 
 type Action = (
-  args: ParsedArgs,
+  flags: TokenFlags,
   rest: string[],
   composition: Composition,
   ctx: CliContext,
 ) => Promise<number>;
 
-const create: Action = async (args, rest, { context }, ctx) => {
+const create: Action = async (flags, rest, { context }, ctx) => {
   if (rest.length > 0) throw new UsageError('"token create" accepts no arguments');
-  const scopeText = flagString(args, 'scope');
+  const scopeText = flags.scope;
   if (!scopeText)
     throw new UsageError('"token create" requires --scope (read, pull, write, admin)');
   const { createToken, parseScope } = await import('../../auth/tokens.ts');
-  const name = flagString(args, 'name');
+  const name = flags.name;
   const { token: secret, record } = await createToken(
     context.tokens,
     { scope: parseScope(scopeText), ...(name !== undefined && { name }) },
@@ -87,12 +85,9 @@ const create: Action = async (args, rest, { context }, ctx) => {
   return 0;
 };
 
-const list: Action = async (args, rest, { context }, ctx) => {
+const list: Action = async (flags, rest, { context }, ctx) => {
   if (rest.length > 0) throw new UsageError('"token ls" accepts no arguments');
-  const format = flagString(args, 'format');
-  if (format !== undefined && format !== 'json') {
-    throw new UsageError(`unsupported format ${JSON.stringify(format)}: only 'json'`);
-  }
+  const format = jsonOnly(flags.format);
   const tokens = await context.tokens.listTokens();
   const when = (ms: number | undefined) => (ms === undefined ? '' : new Date(ms).toISOString());
   const entries = tokens.map((t) => ({
@@ -125,13 +120,12 @@ const revoke: Action = async (_args, rest, { context }, ctx) => {
 const ACTIONS: Record<string, Action> = { create, ls: list, list, revoke, rm: revoke };
 
 /** The same settings and composition root as `serve`, so a token lands where the server reads. */
-async function openBackend(args: ParsedArgs, ctx: CliContext): Promise<Composition> {
+async function openBackend(flags: TokenFlags, ctx: CliContext): Promise<Composition> {
   const [{ parseServeArgs }, { composeAws, composeEmbedded }] = await Promise.all([
     import('../../config.ts'),
     import('../../composition.ts'),
   ]);
-  const data = flagString(args, 'data');
-  const backend = flagString(args, 'backend');
+  const { data, backend } = flags;
   const config = parseServeArgs(
     [
       ...(data !== undefined ? ['--data', data] : []),
