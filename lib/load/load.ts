@@ -14,7 +14,7 @@ import { countLayerFiles } from '../layer-stats.ts';
 import { MAX_JSON_BYTES } from '../media-types.ts';
 import type { BlobStore } from '../ports/blob-store.ts';
 import type { Clock } from '../ports/clock.ts';
-import type { ImageCatalog, ImageSummary, ManifestRecord } from '../ports/image-catalog.ts';
+import type { ImageCatalog } from '../ports/image-catalog.ts';
 import { familiarString, repositoryName } from '../reference.ts';
 import { TeeStream } from '../tee-stream.ts';
 import { waitForDeletion } from '../wait-for-deletion.ts';
