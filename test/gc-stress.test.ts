@@ -383,8 +383,10 @@ async function hashOf(store: BlobStore, digest: Digest): Promise<string | undefi
   let stream: NodeJS.ReadableStream;
   try {
     stream = await store.read(digest);
-  } catch {
-    return undefined;
+  } catch (error) {
+    // Only "not there" counts as missing; any other failure of the store fails the run.
+    if ((error as { code?: string }).code === 'NOT_FOUND') return undefined;
+    throw error;
   }
   const hash = createHash('sha256');
   for await (const chunk of stream) hash.update(chunk as Buffer);
