@@ -60,7 +60,7 @@ export class SkipGuard implements Reporter {
   }
 }
 
-/** The name `-t` is matched against: the module, its suites and the test, space-separated. */
+/** The name `-t` is matched against: the suites and the test, space-separated, as the runner joins them. */
 function runnerName(test: TestCase): string {
   const names = [test.name];
   for (let parent = test.parent; parent.type === 'suite'; parent = parent.parent) {
