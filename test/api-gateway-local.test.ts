@@ -121,7 +121,9 @@ describe('the local API Gateway itself (fake handlers)', () => {
     expect(await response.json()).toEqual({ message: 'Service Unavailable' });
   });
 
-  it('answers 502 for a result past the Lambda limit or a handler that throws', async () => {
+  // As the stand-in models API Gateway: a result past 6 MB fails the invocation itself (502),
+  // while a handler that throws is a function error the HTTP API maps to 500.
+  it('answers 502 for a result past the Lambda limit and 500 for a handler that throws', async () => {
     const huge = await gatewayFor(async () => ({ statusCode: 200, body: 'x'.repeat(7 * 2 ** 20) }));
     const tooBig = await fetch(`${huge.url}/images/get`);
     expect(tooBig.status).toBe(502);

@@ -13,7 +13,7 @@ import type { HttpResponse } from '../lib/engine/http.ts';
 import { captureCli } from './support/cli-capture.ts';
 import { type EngineHarness, startEngine } from './support/engine-harness.ts';
 import { seedImage } from './support/seed-images.ts';
-import { tempDirs } from './support/tmp.ts';
+import { tempDirs, whenMissing } from './support/tmp.ts';
 
 const temps = tempDirs('auth');
 afterAll(temps.cleanupAll);
@@ -211,7 +211,7 @@ describe('image-cache token', () => {
       catalog.close();
     }
     for (const file of ['catalog.db', 'catalog.db-wal']) {
-      const bytes = await readFile(dir.file(file)).catch(() => Buffer.alloc(0));
+      const bytes = await readFile(dir.file(file)).catch(whenMissing(Buffer.alloc(0)));
       expect(bytes.includes(token)).toBe(false);
     }
 

@@ -1,6 +1,7 @@
+import { spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { chmod, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   ConfigError,
@@ -226,12 +227,33 @@ describe('loadAuthFile', () => {
     );
   });
 
-  it.skipIf(process.getuid?.() === 0)('reports an unreadable file', async () => {
+  it('reports an unreadable file', async () => {
     const path = await authFile({ auths: {} });
     await chmod(path, 0o000);
-    expect(() => loadAuthFile(path)).toThrow(/cannot read .*EACCES/);
+    // Root reads a mode-000 file, so as root the read runs in a child as nobody; the folder is
+    // opened up so the only thing refused is the file itself.
+    await chmod(dirname(path), 0o755);
+    expect(readAuthFileAsUnprivileged(path)).toMatch(/cannot read .*EACCES/);
   });
 });
+
+/** loadAuthFile(path) in a child node, as `nobody` when we are root: its error message. */
+function readAuthFileAsUnprivileged(path: string): string {
+  const config = new URL('../lib/config.ts', import.meta.url).href;
+  const script = `import { loadAuthFile } from ${JSON.stringify(config)};
+try { loadAuthFile(process.argv[1]); console.log('read it'); } catch (e) { console.log(e.message); }`;
+  const asNobody = process.getuid?.() === 0 ? { uid: NOBODY, gid: NOBODY } : {};
+  const child = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', '--input-type=module', '-e', script, path],
+    { encoding: 'utf8', ...asNobody },
+  );
+  expect(child.stderr).toBe('');
+  return child.stdout;
+}
+
+/** The uid and gid of `nobody` on Debian. */
+const NOBODY = 65534;
 
 describe('parseServeArgs', () => {
   it('reads the load limits once, into the settings the routes and jobs use', () => {

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type CacheServer, startCacheServer } from './support/cache-server.ts';
+import { skipWhen } from './support/skips.ts';
 
 const run = promisify(execFile);
 const SYSTEM_ROOTS = '/etc/ssl/certs/ca-certificates.crt';
@@ -133,8 +134,12 @@ async function configFolder(name: string, caPem?: string): Promise<string> {
   return folder;
 }
 
-describe.skipIf(!existsSync(SYSTEM_ROOTS))(
+describe(
   'the docker CLI over TLS with DOCKER_TLS_VERIFY=1',
+  skipWhen(
+    !existsSync(SYSTEM_ROOTS),
+    `${SYSTEM_ROOTS} is missing: the docker CLI trusts only the system roots`,
+  ),
   () => {
     beforeAll(async () => {
       dir = await mkdtemp(join(tmpdir(), 'docker-tls-'));

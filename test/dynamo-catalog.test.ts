@@ -144,15 +144,20 @@ describe('DynamoCatalog specifics', () => {
   });
 
   it('never tags a wide image whose blobs a concurrent collector swept', async () => {
+    // What shows the race happened: transitions tried while the commit was in flight, and
+    // conditional writes that lost (a commit refused, a transition whose generation was stale).
+    let commitInFlight = false;
+    const seen = { transitionsDuringCommit: 0, commitsRefused: 0, transitionsRefused: 0 };
     // A collector with grace zero, as lib/gc.ts runs it: records, then roots, then transitions.
     const collect = async () => {
       const snapshot = await catalog.listBlobs();
       const marked = new Set((await catalog.listManifests()).flatMap((m) => m.blobs));
       for (const record of snapshot) {
         if (record.state !== 'live' || marked.has(record.digest)) continue;
+        if (commitInFlight) seen.transitionsDuringCommit++;
         if (await catalog.beginBlobDeletion(record.digest, record.generation)) {
           await catalog.finishBlobDeletion(record.digest);
-        }
+        } else seen.transitionsRefused++;
       }
     };
     const image = bigImage('wide-race', 110);
@@ -162,11 +167,15 @@ describe('DynamoCatalog specifics', () => {
       await catalog.deleteDigestRef(REPO, image.manifest.digest);
       await catalog.deleteManifestIfUnreferenced(image.manifest.digest);
       for (const digest of image.manifest.blobs) await catalog.addBlob({ digest, size: 1 }, round);
+      commitInFlight = true;
       const [commit] = await Promise.allSettled([
-        catalog.commitImage(commitOf(image, 'race', 100 + round)),
+        catalog.commitImage(commitOf(image, 'race', 100 + round)).finally(() => {
+          commitInFlight = false;
+        }),
         new Promise((resolve) => setTimeout(resolve, round * 15)).then(collect),
       ]);
       if (commit.status === 'rejected') {
+        seen.commitsRefused++;
         expect(commit.reason).toBeInstanceOf(BlobNotLiveError);
         expect(await catalog.getTag(REPO, 'race')).toBeUndefined();
         continue;
@@ -177,6 +186,9 @@ describe('DynamoCatalog specifics', () => {
       }
     }
     expect(committed).toBeGreaterThan(0);
+    console.info('race:', JSON.stringify({ committed, ...seen }));
+    expect(seen.transitionsDuringCommit).toBeGreaterThan(0);
+    expect(seen.commitsRefused + seen.transitionsRefused).toBeGreaterThan(0);
   });
 
   it('keeps reference counts right while a tag is re-pointed concurrently', async () => {

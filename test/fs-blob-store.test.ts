@@ -14,6 +14,7 @@ import {
   listAll,
   readAll,
 } from './conformance/blob-store-suite.ts';
+import { whenMissing } from './support/tmp.ts';
 
 async function tempDataDir(): Promise<string> {
   return mkdtemp(join(tmpdir(), 'image-cache-fs-'));
@@ -38,7 +39,7 @@ describe('FsBlobStore specifics', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  const tempFiles = async () => readdir(join(dir, 'blobs', 'tmp')).catch(() => []);
+  const tempFiles = async () => readdir(join(dir, 'blobs', 'tmp')).catch(whenMissing<string[]>([]));
 
   it('lays blobs out as <data>/blobs/sha256/<hex>, like the S3 keys', async () => {
     const bytes = randomBytes(4096);

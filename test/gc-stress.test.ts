@@ -70,7 +70,7 @@ const BACKENDS: StressBackend[] = [
     name: 'SQLite + filesystem',
     opsPerWorker: 45,
     brokenSeeds: brokenSeeds(3),
-    timeoutMs: { correct: 60_000, broken: 90_000 },
+    timeoutMs: { correct: 120_000, broken: 120_000 },
     async open(temps) {
       const dir = await temps.create();
       const catalogs = [
@@ -91,7 +91,7 @@ const BACKENDS: StressBackend[] = [
     name: 'DynamoDB Local + S3 (fauxqs)',
     opsPerWorker: 15,
     brokenSeeds: brokenSeeds(6),
-    timeoutMs: { correct: 90_000, broken: 150_000 },
+    timeoutMs: { correct: 150_000, broken: 200_000 },
     async open() {
       const { dynamo, s3 } = await awsEmulators();
       const [table, bucket] = await Promise.all([dynamo.createTable(), s3.createBucket()]);
@@ -117,8 +117,33 @@ type Variant = 'correct' | 'broken';
 interface StressResult {
   violations: string[];
   ops: Record<string, number>;
+  /** Failed operations by `op: code`; a pull's lost GC races are counted apart (gcRaces). */
   errors: Record<string, number>;
+  /**
+   * Pulls started, pulls that ended with the image committed, and pulls that lost every
+   * attempt to the collectors (BLOB_NOT_LIVE, the one failure a pull may have here; any other
+   * is counted in errors).
+   */
+  pulls: { started: number; succeeded: number; lostToGc: number };
+  /**
+   * GC races the pulls met: commits refused because the collector took a blob (the PullService
+   * fetches again), and pulls that lost all of the PullService's attempts (the worker pulls
+   * again, as a client running `docker pull` again would).
+   */
+  gcRaces: { commits: number; pulls: number };
+  /** Tags the checker looked at, over all its rounds. */
+  tagsChecked: number;
 }
+
+/** How many times a worker runs a pull that lost its GC races again before giving up. */
+const PULL_RETRIES = 5;
+/**
+ * The share of pulls that must end committed. With grace 0 and collectors sweeping back to
+ * back, a pull's fresh blobs are fair game until its commit, so some pulls lose every attempt
+ * (measured on two busy cores: 82% on SQLite, 95% on the emulators; without the worker's
+ * retries, 3 of 112 on SQLite, which is why it retries).
+ */
+const MIN_PULL_SUCCESS = 0.5;
 
 /** Strictly increasing wall time, so a tag's updatedAt identifies one commit. */
 class TickClock implements Clock {
@@ -174,7 +199,14 @@ describe.each(BACKENDS)('GC under concurrent pulls, tags, rmi and prune on $name
     const blobs = jittery(store, new Rng(`${seed}/jitter`));
     // One process's collectors share their claims, as the composition's do.
     const gcClaims = new CollectorClaims();
-    const result: StressResult = { violations: [], ops: {}, errors: {} };
+    const result: StressResult = {
+      violations: [],
+      ops: {},
+      errors: {},
+      pulls: { started: 0, succeeded: 0, lostToGc: 0 },
+      gcRaces: { commits: 0, pulls: 0 },
+      tagsChecked: 0,
+    };
     const count = (map: Record<string, number>, key: string) => {
       map[key] = (map[key] ?? 0) + 1;
     };
@@ -182,7 +214,7 @@ describe.each(BACKENDS)('GC under concurrent pulls, tags, rmi and prune on $name
       const collectorDeps: GcDeps[] = [];
       const workers = catalogs.flatMap((catalog, c) => {
         const pulls = new PullService({
-          catalog,
+          catalog: countingCommitRaces(catalog, result.gcRaces),
           blobs,
           upstream,
           clock,
@@ -205,7 +237,7 @@ describe.each(BACKENDS)('GC under concurrent pulls, tags, rmi and prune on $name
       let done = false;
       const checker = (async () => {
         while (!done) {
-          await checkTags(catalogs[0]!, store, result.violations);
+          result.tagsChecked += await checkTags(catalogs[0]!, store, result.violations);
           await new Promise((r) => setTimeout(r, 5));
         }
       })();
@@ -225,7 +257,7 @@ describe.each(BACKENDS)('GC under concurrent pulls, tags, rmi and prune on $name
       });
       await Promise.all(collectors);
       await checker;
-      await checkTags(catalogs[0]!, store, result.violations);
+      result.tagsChecked += await checkTags(catalogs[0]!, store, result.violations);
       if (variant === 'correct')
         await removeEverything(catalogs[0]!, store, clock, result.violations);
       return result;
@@ -256,25 +288,44 @@ describe.each(BACKENDS)('GC under concurrent pulls, tags, rmi and prune on $name
                 : 'gc';
       count(result.ops, op);
       try {
-        if (op === 'pull') {
-          await pulls.pull(parsePullParams(`img${rng.int(0, IMAGES - 1)}:1`));
-          count(result.ops, 'pull ok');
-        } else if (op === 'tag') await tagSomething(rng, catalog, gc.clock);
+        if (op === 'pull') await pull(pulls, `img${rng.int(0, IMAGES - 1)}:1`, result);
+        else if (op === 'tag') await tagSomething(rng, catalog, gc.clock);
         else if (op === 'remove') {
           const removed = await removeSomething(rng, catalog);
           // CI's "rmi, then pull again": its blobs go unreferenced and come back at once.
-          if (removed && rng.int(0, 1) === 1) await pulls.pull(parsePullParams(removed));
+          if (removed && rng.int(0, 1) === 1) await pull(pulls, removed, result);
         } else if (op === 'prune') await prune(catalog, gc);
         // The default orphan age: a file younger than that may be a write about to be recorded
         // (orphanMinAgeMs 0 is only safe when nothing writes, as in removeEverything).
         else await collectGarbage(gc, { graceMs: 0 });
       } catch (error) {
-        // Failed operations are allowed (a pull that lost too many races, a tag on a manifest
-        // pruned meanwhile); only the invariants are judged.
+        // Counted, and judged by the test: which failures are expected is its business.
         count(
           result.errors,
           `${op}: ${(error as { code?: string }).code ?? (error as Error).message}`,
         );
+      }
+    }
+  }
+
+  /**
+   * A pull as a client runs it: again when it lost its GC races, a few times. Losing them all is
+   * counted in pulls.lostToGc; any other failure propagates and is counted as an error.
+   */
+  async function pull(pulls: PullService, name: string, result: StressResult): Promise<void> {
+    result.pulls.started++;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await pulls.pull(parsePullParams(name));
+        result.pulls.succeeded++;
+        return;
+      } catch (error) {
+        if ((error as { code?: string }).code !== 'BLOB_NOT_LIVE') throw error;
+        result.gcRaces.pulls++;
+        if (attempt > PULL_RETRIES) {
+          result.pulls.lostToGc++;
+          return;
+        }
       }
     }
   }
@@ -287,10 +338,16 @@ describe.each(BACKENDS)('GC under concurrent pulls, tags, rmi and prune on $name
       const result = await stress('correct', 'correct');
       console.info('correct protocol:', JSON.stringify(result));
       expect(result.violations).toEqual([]);
-      // 40% of the operations are pulls, 15% collections (plus the background sweeps).
-      const total = 2 * WORKERS_PER_CATALOG * backend.opsPerWorker;
-      expect(result.ops.pull).toBeGreaterThan(total * 0.2);
-      expect(result.ops.gc).toBeGreaterThan(total * 0.04);
+      // The pulls met the collectors (GC refused commits, the PullService fetched again), and
+      // every pull either committed or lost only to them; most committed.
+      const { started, succeeded, lostToGc } = result.pulls;
+      expect(result.gcRaces.commits).toBeGreaterThan(0);
+      expect(succeeded + lostToGc).toBe(started);
+      expect(succeeded).toBeGreaterThanOrEqual(started * MIN_PULL_SUCCESS);
+      // No other operation failed but a tag of a manifest another worker removed meanwhile.
+      expect(Object.keys(result.errors).filter((key) => !EXPECTED_ERRORS.test(key))).toEqual([]);
+      // The checker saw tags while the collectors ran, and the end state had every tag whole.
+      expect(result.tagsChecked).toBeGreaterThan(0);
     },
   );
 
@@ -309,6 +366,32 @@ describe.each(BACKENDS)('GC under concurrent pulls, tags, rmi and prune on $name
     expect(found[0]).toMatch(/^tag .* -> .*: blob sha256:[a-f0-9]{64} (is missing|does not hash)/);
   });
 });
+
+/**
+ * The failures two workers racing on one catalog may see: a tag naming a manifest another
+ * worker just removed, a removal of something already gone.
+ */
+const EXPECTED_ERRORS = /^(tag|remove|prune): NOT_FOUND$/;
+
+/** The catalog a PullService commits through, counting the commits GC refused. */
+function countingCommitRaces(catalog: Catalog, races: { commits: number }): Catalog {
+  return new Proxy(catalog, {
+    get(target, property) {
+      if (property === 'commitImage') {
+        return async (commit: Parameters<Catalog['commitImage']>[0]) => {
+          try {
+            return await target.commitImage(commit);
+          } catch (error) {
+            if ((error as { code?: string }).code === 'BLOB_NOT_LIVE') races.commits++;
+            throw error;
+          }
+        };
+      }
+      const value = Reflect.get(target, property, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
 
 /** `docker tag`: a new name on a manifest that is (or was, a moment ago) stored. */
 async function tagSomething(rng: Rng, catalog: Catalog, clock: Clock): Promise<void> {
@@ -361,8 +444,13 @@ async function prune(catalog: Catalog, gc: GcDeps): Promise<void> {
  * A finding only counts when the tag still shows the same commit (same manifest and updatedAt)
  * afterwards: then it pointed there the whole time, while its content was missing.
  */
-async function checkTags(catalog: Catalog, store: BlobStore, violations: string[]): Promise<void> {
-  for (const tag of await catalog.listTags()) {
+async function checkTags(
+  catalog: Catalog,
+  store: BlobStore,
+  violations: string[],
+): Promise<number> {
+  const tags = await catalog.listTags();
+  for (const tag of tags) {
     const name = `tag ${tag.repository}:${tag.tag} -> ${tag.manifest}`;
     const manifest = await catalog.getManifest(tag.manifest);
     const problems: string[] = [];
@@ -378,14 +466,17 @@ async function checkTags(catalog: Catalog, store: BlobStore, violations: string[
       violations.push(...problems.map((p) => `${name}: ${p}`));
     }
   }
+  return tags.length;
 }
 
 async function hashOf(store: BlobStore, digest: Digest): Promise<string | undefined> {
   let stream: NodeJS.ReadableStream;
   try {
     stream = await store.read(digest);
-  } catch {
-    return undefined;
+  } catch (error) {
+    // Only "not there" counts as missing; any other failure of the store fails the run.
+    if ((error as { code?: string }).code === 'NOT_FOUND') return undefined;
+    throw error;
   }
   const hash = createHash('sha256');
   for await (const chunk of stream) hash.update(chunk as Buffer);

@@ -16,6 +16,7 @@ import { CACHE_BACKENDS, type CacheServer, startCacheServer } from './support/ca
 import { docker as dockerCli } from './support/docker-cli.ts';
 import { type Dockerd, dockerdSkipReason, startDockerd } from './support/dockerd.ts';
 import { type GeneratedImage, generateImage } from './support/image-factory.ts';
+import { skipWhen } from './support/skips.ts';
 import { docker25Members, listImages, postLoad, tarBuffer } from './support/tarballs.ts';
 import { type TempDir, tempDir } from './support/tmp.ts';
 
@@ -30,8 +31,9 @@ interface EngineImage {
 
 afterAll(stopAwsEmulators);
 
-describe.skipIf(skip).each(CACHE_BACKENDS)(
+describe.each(CACHE_BACKENDS)(
   `load on the %s backend judged by dockerd, skopeo and the docker CLI${skip ? ` (skipped: ${skip})` : ''}`,
+  skipWhen(skip),
   (backend) => {
     let engine: Dockerd;
     let server: CacheServer;

@@ -33,6 +33,7 @@ import {
   generateIndex,
 } from './support/image-factory.ts';
 import { type RecordingProxy, startRecordingProxy } from './support/recording-proxy.ts';
+import { skipWhen } from './support/skips.ts';
 import { tempDirs } from './support/tmp.ts';
 
 const temps = tempDirs('mirror-clients');
@@ -149,8 +150,9 @@ async function expectDirCopy(dir: string, image: GeneratedImage) {
 
 const dockerdSkip = dockerdSkipReason();
 
-describe.skipIf(dockerdSkip)(
+describe(
   `dockerd with --registry-mirror pointing at the cache${dockerdSkip ? ` (skipped: ${dockerdSkip})` : ''}`,
+  skipWhen(dockerdSkip),
   () => {
     let hub: FakeRegistry;
     let cache: CacheServer;
@@ -328,8 +330,9 @@ describe.skipIf(dockerdSkip)(
   },
 );
 
-describe.skipIf(dockerdSkip)(
+describe(
   `docker login and pull against a cache with --require-auth${dockerdSkip ? ` (skipped: ${dockerdSkip})` : ''}`,
+  skipWhen(dockerdSkip),
   () => {
     let hub: FakeRegistry;
     let cache: CacheServer;
@@ -445,8 +448,9 @@ describe.skipIf(dockerdSkip)(
 
 const containerdSkip = containerdSkipReason();
 
-describe.skipIf(containerdSkip)(
+describe(
   `containerd with hosts.toml mirrors for docker.io and ghcr.io${containerdSkip ? ` (skipped: ${containerdSkip})` : ''}`,
+  skipWhen(containerdSkip),
   () => {
     let hub: FakeRegistry;
     let ghcr: FakeRegistry;
@@ -585,8 +589,9 @@ const skopeoSkip = ((): string | undefined => {
   return undefined;
 })();
 
-describe.skipIf(skopeoSkip)(
+describe(
   `skopeo by registry path prefix and with a registries.conf mirror${skopeoSkip ? ` (skipped: ${skopeoSkip})` : ''}`,
+  skipWhen(skopeoSkip),
   () => {
     let hub: FakeRegistry;
     let ghcr: FakeRegistry;
@@ -731,8 +736,9 @@ describe.skipIf(skopeoSkip)(
   },
 );
 
-describe.skipIf(dockerdSkip)(
+describe(
   `dockerd against the cache on the AWS backend${dockerdSkip ? ` (skipped: ${dockerdSkip})` : ''}`,
+  skipWhen(dockerdSkip),
   () => {
     let hub: FakeRegistry;
     let cache: CacheServer;
@@ -813,8 +819,9 @@ describe.skipIf(dockerdSkip)(
   },
 );
 
-describe.skipIf(dockerdSkip)(
+describe(
   `images pulled through the mirror, after a cache restart with the upstream gone${dockerdSkip ? ` (skipped: ${dockerdSkip})` : ''}`,
+  skipWhen(dockerdSkip),
   () => {
     let hub: FakeRegistry;
     let cache: CacheServer;
@@ -895,8 +902,9 @@ describe.skipIf(dockerdSkip)(
   },
 );
 
-describe.skipIf(containerdSkip)(
+describe(
   `containerd against a cache with --require-auth${containerdSkip ? ` (skipped: ${containerdSkip})` : ''}`,
+  skipWhen(containerdSkip),
   () => {
     let hub: FakeRegistry;
     let cache: CacheServer;

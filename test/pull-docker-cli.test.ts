@@ -10,6 +10,7 @@ import {
   generateIndex,
 } from './support/image-factory.ts';
 import { pushImage, pushIndex } from './support/push.ts';
+import { type RecordingProxy, startRecordingProxy } from './support/recording-proxy.ts';
 import { type RegistryServer, startRegistry } from './support/registry-server.ts';
 
 /**
@@ -23,6 +24,8 @@ afterAll(stopAwsEmulators);
 describe.each(CACHE_BACKENDS)('docker CLI against the cache (%s backend)', (backend) => {
   let registry: RegistryServer;
   let cache: CacheServer;
+  /** Between the cache and the registry: what the cache asked upstream. */
+  let upstream: RecordingProxy;
   let multi: GeneratedIndex;
   let nested: GeneratedImage;
   let withEmptyLayers: GeneratedImage;
@@ -46,11 +49,13 @@ describe.each(CACHE_BACKENDS)('docker CLI against the cache (%s backend)', (back
     await pushImage({ url: registry.url, repository: 'library/empties' }, withEmptyLayers, {
       tags: ['latest'],
     });
-    cache = await startCacheServer({ registries: `docker.io=${registry.url}`, backend });
+    upstream = await startRecordingProxy(registry.url);
+    cache = await startCacheServer({ registries: `docker.io=${upstream.url}`, backend });
   });
 
   afterAll(async () => {
     await cache?.close();
+    await upstream?.close();
     await registry?.stop();
   });
 
@@ -94,6 +99,7 @@ describe.each(CACHE_BACKENDS)('docker CLI against the cache (%s backend)', (back
 
   it('pulls another platform of the same tag and re-points the tag, without fetching the index again', async () => {
     const arm64 = multi.images.find((i) => i.platform.architecture === 'arm64')!;
+    upstream.clear();
     const result = await docker(cache.hostPort, ['pull', '--platform', 'linux/arm64', 'multi:1']);
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
@@ -103,6 +109,12 @@ describe.each(CACHE_BACKENDS)('docker CLI against the cache (%s backend)', (back
     expect(inspect.Id).toBe(arm64.configBlob.digest);
     expect(inspect.Architecture).toBe('arm64');
     expect(inspect.Variant).toBe('v8');
+    // The index stored by the first pull picks the arm64 manifest: neither the tag nor the index
+    // is asked for again, only the arm64 manifest by digest.
+    const manifests = upstream.exchanges
+      .filter((e) => e.path.includes('/manifests/'))
+      .map((e) => `${e.method} ${e.path}`);
+    expect(manifests).toEqual([`GET /v2/library/multi/manifests/${arm64.digest}`]);
   });
 
   it('pulls a schema2 image with a nested repository name and shows it in docker image ls', async () => {

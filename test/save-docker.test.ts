@@ -22,6 +22,7 @@ import {
   savePath,
   startSaveFixture,
 } from './support/save-fixtures.ts';
+import { skipWhen } from './support/skips.ts';
 import { type TempDir, tempDirs } from './support/tmp.ts';
 
 const execFileP = promisify(execFile);
@@ -37,8 +38,9 @@ interface EngineImage {
 
 afterAll(stopAwsEmulators);
 
-describe.skipIf(skip).each(CACHE_BACKENDS)(
+describe.each(CACHE_BACKENDS)(
   `server save on the %s backend loaded by a real dockerd${skip ? ` (skipped: ${skip})` : ''}`,
+  skipWhen(skip),
   (backend) => {
     let fx: SaveFixture;
     let engine: Dockerd;

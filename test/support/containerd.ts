@@ -5,7 +5,7 @@
  * under a hosts folder, `ctr image pull --hosts-dir`.
  *
  *   const skip = containerdSkipReason();
- *   describe.skipIf(skip)(`... ${skip ?? ''}`, () => {
+ *   describe('...', skipWhen(skip), () => {
  *     let node: Containerd;
  *     beforeAll(async () => { node = await startContainerd(); }, 60_000);
  *     afterAll(() => node?.stop());
@@ -57,7 +57,7 @@ export interface Containerd {
 
 /**
  * Why a private containerd cannot run here, or undefined when it can. Synchronous, for
- * `describe.skipIf(containerdSkipReason())`.
+ * `describe(name, skipWhen(containerdSkipReason()), fn)`.
  */
 export function containerdSkipReason(): string | undefined {
   if (process.platform !== 'linux') return 'private containerd tests need Linux';

@@ -5,7 +5,7 @@
  * (`docker load` what the server saves, `docker save` what the server loads).
  *
  *   const skip = dockerdSkipReason();
- *   describe.skipIf(skip)(`... ${skip ?? ''}`, () => {
+ *   describe('...', skipWhen(skip), () => {
  *     let engine: Dockerd;
  *     beforeAll(async () => { engine = await startDockerd(); }, 90_000);
  *     afterAll(() => engine?.stop());
@@ -68,7 +68,7 @@ export interface DockerAtOptions {
 
 /**
  * Why a private dockerd cannot run here, or undefined when it can. Synchronous, for
- * `describe.skipIf(dockerdSkipReason())`.
+ * `describe(name, skipWhen(dockerdSkipReason()), fn)`.
  */
 export function dockerdSkipReason(): string | undefined {
   if (process.platform !== 'linux') return 'private dockerd tests need Linux';

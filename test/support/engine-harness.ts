@@ -9,6 +9,7 @@ import { composeEmbedded } from '../../lib/composition.ts';
 import { parseServeArgs } from '../../lib/config.ts';
 import type { EngineContext } from '../../lib/engine/context.ts';
 import { createRouter, type Router } from '../../lib/engine/router.ts';
+import { whenMissing } from './tmp.ts';
 import { ManualClock } from './upstream-harness.ts';
 
 export interface EngineHarness {
@@ -53,7 +54,7 @@ export async function startEngine(flags: string[] = []): Promise<EngineHarness> 
     async blobFiles() {
       const dir = join(dataDir, 'blobs/sha256');
       const files = new Map<string, number>();
-      for (const name of await readdir(dir).catch(() => [] as string[])) {
+      for (const name of await readdir(dir).catch(whenMissing<string[]>([]))) {
         if (/^[a-f0-9]{64}$/.test(name)) files.set(name, (await stat(join(dir, name))).size);
       }
       return files;

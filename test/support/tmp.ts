@@ -40,3 +40,14 @@ export function tempDirs(prefix = 'test') {
     },
   };
 }
+
+/**
+ * A `.catch` handler that answers `fallback` only when the path does not exist (ENOENT) and
+ * rethrows anything else, so a permission error or a wrong type never reads as "empty".
+ */
+export function whenMissing<T>(fallback: T): (error: unknown) => T {
+  return (error) => {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return fallback;
+    throw error;
+  };
+}
