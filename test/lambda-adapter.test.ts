@@ -271,7 +271,7 @@ describe('toHttpApiResult', () => {
     expect(result.statusCode).toBe(413);
     expect(result.body).toMatch(/52428800 bytes/);
     // The docker CLI's way past 6 MB without a redirect: the streaming front door.
-    expect(result.body).toMatch(/docker CLI saves up to 200 MiB through the streaming endpoint/);
+    expect(result.body).toMatch(/docker CLI saves up to 200 MB through the streaming endpoint/);
     expect(reads).toBe(0);
     expect(body.destroyed).toBe(true);
   });

@@ -7,8 +7,12 @@ import { ImageCacheError } from '../errors.ts';
 
 /** What Lambda accepts as the serialized result of a buffered (not streamed) invocation. */
 export const LAMBDA_RESPONSE_LIMIT = 6 * 1024 * 1024;
-/** What a response stream (function URL, InvokeMode RESPONSE_STREAM) may send in all. */
-export const STREAMED_RESPONSE_LIMIT = 200 * 1024 * 1024;
+/**
+ * What a response stream (function URL, InvokeMode RESPONSE_STREAM) may send in all. Lambda
+ * documents "200 MB" and means decimal megabytes: counting it as MiB would promise 9.7 MB that
+ * Lambda cuts off mid-stream.
+ */
+export const STREAMED_RESPONSE_LIMIT = 200_000_000;
 
 export type FrontDoor = 'buffered' | 'streamed';
 
@@ -28,7 +32,7 @@ const CARRIER: Record<FrontDoor, string> = {
 
 /** What a buffered-door user can try before S3: the same request on the streaming door. */
 const STREAMED_HINT =
-  `; the docker CLI saves up to ${STREAMED_RESPONSE_LIMIT / 2 ** 20} MiB through the ` +
+  `; the docker CLI saves up to ${STREAMED_RESPONSE_LIMIT / 1e6} MB through the ` +
   'streaming endpoint (the function URL)';
 
 /**

@@ -32,7 +32,8 @@ import { type CutReason, ResponseSink } from './response-sink.ts';
 /** What `awslambda.streamifyResponse` takes, as the types of the runtime describe it. */
 export type StreamingHandler = StreamifyHandler<APIGatewayProxyEventV2, void>;
 
-export const STREAMED_RESPONSE_CAP = 200 * 1024 * 1024;
+// Lambda documents the streamed-response cap as 200 MB, in decimal megabytes.
+export const STREAMED_RESPONSE_CAP = 200_000_000;
 export const UNTHROTTLED_BYTES = 6 * 1024 * 1024;
 export const STREAM_BYTES_PER_SECOND = 2 * 1024 * 1024;
 export const MAX_FUNCTION_TIMEOUT_MS = 15 * 60_000;
