@@ -15,6 +15,30 @@ const optional = (key: string) => {
   return value === undefined ? {} : { [key]: value };
 };
 
+/** A whole number of at least `min`, or nothing; anything else stops the synth with its name. */
+const count = (key: string, min: number): number | undefined => {
+  const value = setting(key);
+  if (value === undefined) return undefined;
+  if (!/^\d+$/.test(value) || Number(value) < min) {
+    throw new Error(`context ${key}: ${JSON.stringify(value)} must be a whole number >= ${min}`);
+  }
+  return Number(value);
+};
+const concurrency = Object.fromEntries(
+  (
+    [
+      ['api', 'apiConcurrency'],
+      ['streamApi', 'streamConcurrency'],
+      ['worker', 'workerConcurrency'],
+      ['prune', 'pruneConcurrency'],
+    ] as const
+  ).flatMap(([fn, key]) => {
+    const value = count(key, 1);
+    return value === undefined ? [] : [[fn, value]];
+  }),
+);
+const monthlyBudgetUsd = count('monthlyBudgetUsd', 1);
+
 new ImageCacheStack(app, setting('stackName') ?? 'ImageCache', {
   description: 'image-cache: a team-wide container image cache (Docker Engine API)',
   ...optional('registries'),
@@ -22,4 +46,6 @@ new ImageCacheStack(app, setting('stackName') ?? 'ImageCache', {
   ...optional('maxAge'),
   ...optional('alarmEmail'),
   ...optional('registrySecretArn'),
+  concurrency,
+  ...(monthlyBudgetUsd !== undefined && { monthlyBudgetUsd }),
 });

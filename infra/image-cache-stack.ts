@@ -8,14 +8,21 @@
  */
 import { fileURLToPath } from 'node:url';
 import { CfnOutput, Duration, Fn, SecretValue, Stack, type StackProps } from 'aws-cdk-lib';
-import { HttpApi, HttpStage } from 'aws-cdk-lib/aws-apigatewayv2';
+import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
+import { HttpApi, HttpStage, LogGroupLogDestination } from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
-import { Alarm, ComparisonOperator, TreatMissingData } from 'aws-cdk-lib/aws-cloudwatch';
+import { CfnBudget } from 'aws-cdk-lib/aws-budgets';
+import {
+  Alarm,
+  ComparisonOperator,
+  type IMetric,
+  TreatMissingData,
+} from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 import { AttributeType, BillingMode, Table } from 'aws-cdk-lib/aws-dynamodb';
 import { Rule, Schedule } from 'aws-cdk-lib/aws-events';
 import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
-import { PolicyStatement } from 'aws-cdk-lib/aws-iam';
+import { PolicyStatement, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Architecture, FunctionUrlAuthType, InvokeMode, Runtime } from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
@@ -59,7 +66,41 @@ export interface ImageCacheStackProps extends StackProps {
   alarmEmail?: string;
   /** An existing Secrets Manager secret with the upstream credentials; created when unset. */
   registrySecretArn?: string;
+  /**
+   * Reserved concurrency of each function: the most invocations it runs at once, so a flood of
+   * requests costs a bounded amount and cannot take the account's whole concurrency (which
+   * would throttle every other function in it). DEFAULT_CONCURRENCY for what is not given.
+   */
+  concurrency?: Partial<FunctionConcurrency>;
+  /**
+   * A monthly cost budget in USD for the account (narrowing it to this stack needs its cost
+   * allocation tag activated first, which CloudFormation cannot do); actual and forecast
+   * overruns go to the alarm topic.
+   */
+  monthlyBudgetUsd?: number;
 }
+
+export interface FunctionConcurrency {
+  api: number;
+  streamApi: number;
+  worker: number;
+  prune: number;
+}
+
+/**
+ * Enough for a 200-engineer organisation's CI bursts (the API answers in milliseconds, the
+ * stream function holds one invocation per streamed save or followed pull, the worker one per
+ * job); prune runs alone, so two collections never overlap.
+ */
+export const DEFAULT_CONCURRENCY: FunctionConcurrency = {
+  api: 50,
+  streamApi: 20,
+  worker: 20,
+  prune: 1,
+};
+
+/** The worker's duration alarm fires at this share of its timeout: jobs about to be cut off. */
+const NEAR_TIMEOUT = 0.8;
 
 const root = (path: string) => fileURLToPath(new URL(`../${path}`, import.meta.url));
 
@@ -88,6 +129,8 @@ export class ImageCacheStack extends Stack {
       billingMode: BillingMode.PAY_PER_REQUEST,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
       timeToLiveAttribute: TTL_ATTRIBUTE,
+      // The catalog is the only record of what the bucket's blobs belong to.
+      deletionProtection: true,
     });
 
     // Upstream registry credentials (docker config.json "auths"), read by every function that
@@ -112,8 +155,10 @@ export class ImageCacheStack extends Stack {
     const pulling = { ...environment, IMAGE_CACHE_REGISTRY_SECRET: registrySecret.secretArn };
 
     // Pulls and loads that outlive a request run here, one invocation per job (lib/jobs/).
+    const concurrency = { ...DEFAULT_CONCURRENCY, ...props.concurrency };
     const worker = this.#function('Worker', 'functions/worker.ts', {
       timeout: Duration.minutes(15),
+      concurrency: concurrency.worker,
       environment: pulling,
       // A job whose worker died is taken over by the next request that follows it (the lease
       // expires); one retry covers a crash nobody follows.
@@ -123,16 +168,19 @@ export class ImageCacheStack extends Stack {
     // Behind API Gateway (30 s): long work is handed to the worker before the gateway gives up.
     const api = this.#function('Api', 'functions/api.ts', {
       timeout: Duration.minutes(1),
+      concurrency: concurrency.api,
       environment: fronting,
     });
     // Behind a streaming function URL, the docker CLI's endpoint: saves stream up to 200 MB and
     // pull progress streams for as long as the function runs.
     const streamApi = this.#function('StreamApi', 'functions/api-stream.ts', {
       timeout: Duration.minutes(15),
+      concurrency: concurrency.streamApi,
       environment: fronting,
     });
     const prune = this.#function('Prune', 'functions/prune.ts', {
       timeout: Duration.minutes(15),
+      concurrency: concurrency.prune,
       environment,
       // A failed run is retried by the next one, 6 hours later; GC is safe to run again anyway.
       retryAttempts: 0,
@@ -202,11 +250,34 @@ export class ImageCacheStack extends Stack {
       // Our own $default stage below, to set throttling: the API is served at the root path.
       createDefaultStage: false,
     });
+    // One JSON line per request. Who asked is the caller's address: the bearer token is checked
+    // by the function, after API Gateway has logged, and never reaches these logs.
+    const accessLogs = new LogGroup(this, 'HttpApiAccessLogs', {
+      retention: RetentionDays.ONE_MONTH,
+    });
     new HttpStage(this, 'DefaultStage', {
       httpApi,
       stageName: '$default',
       autoDeploy: true,
       throttle: { rateLimit: 100, burstLimit: 200 },
+      accessLogSettings: {
+        destination: new LogGroupLogDestination(accessLogs),
+        format: AccessLogFormat.custom(
+          JSON.stringify({
+            requestId: '$context.requestId',
+            time: '$context.requestTimeEpoch',
+            ip: '$context.identity.sourceIp',
+            userAgent: '$context.identity.userAgent',
+            method: '$context.httpMethod',
+            path: '$context.path',
+            status: '$context.status',
+            bytes: '$context.responseLength',
+            latencyMs: '$context.responseLatency',
+            integrationStatus: '$context.integrationStatus',
+            integrationError: '$context.integrationErrorMessage',
+          }),
+        ),
+      },
     });
 
     new Rule(this, 'PruneSchedule', {
@@ -238,6 +309,40 @@ export class ImageCacheStack extends Stack {
       }
     }
 
+    const operational: [string, string, IMetric, number][] = [
+      [
+        'Api5xx',
+        'image-cache HTTP API: 5xx answers',
+        httpApi.metricServerError({ period: Duration.minutes(5) }),
+        1,
+      ],
+      [
+        'WorkerNearTimeout',
+        `image-cache worker: an invocation ran past ${NEAR_TIMEOUT * 100}% of its timeout`,
+        worker.metricDuration({ period: Duration.minutes(5), statistic: 'Maximum' }),
+        NEAR_TIMEOUT * worker.timeout!.toMilliseconds(),
+      ],
+      ...(['ReadThrottleEvents', 'WriteThrottleEvents'] as const).map(
+        (name): [string, string, IMetric, number] => [
+          `Catalog${name}`,
+          `image-cache catalog table: ${name}`,
+          table.metric(name, { period: Duration.minutes(5), statistic: 'Sum' }),
+          1,
+        ],
+      ),
+    ];
+    for (const [id, description, metric, threshold] of operational) {
+      new Alarm(this, id, {
+        alarmDescription: description,
+        metric,
+        threshold,
+        evaluationPeriods: 1,
+        comparisonOperator: ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        treatMissingData: TreatMissingData.NOT_BREACHING,
+      }).addAlarmAction(new SnsAction(alarms));
+    }
+    if (props.monthlyBudgetUsd !== undefined) this.#budget(props.monthlyBudgetUsd, alarms);
+
     const host = `${httpApi.apiId}.execute-api.${this.region}.${this.urlSuffix}`;
     new CfnOutput(this, 'Endpoint', {
       description: 'The cache API (curl, the image-cache CLI)',
@@ -268,10 +373,44 @@ export class ImageCacheStack extends Stack {
     new CfnOutput(this, 'AlarmTopicArn', { value: alarms.topicArn });
   }
 
+  /** Actual spend past the budget, and a forecast past it, go to the alarm topic. */
+  #budget(amountUsd: number, alarms: Topic): void {
+    alarms.addToResourcePolicy(
+      new PolicyStatement({
+        sid: 'BudgetsPublish',
+        actions: ['sns:Publish'],
+        principals: [new ServicePrincipal('budgets.amazonaws.com')],
+        resources: [alarms.topicArn],
+        conditions: { StringEquals: { 'aws:SourceAccount': this.account } },
+      }),
+    );
+    new CfnBudget(this, 'MonthlyBudget', {
+      budget: {
+        budgetType: 'COST',
+        timeUnit: 'MONTHLY',
+        budgetLimit: { amount: amountUsd, unit: 'USD' },
+      },
+      notificationsWithSubscribers: (['ACTUAL', 'FORECASTED'] as const).map((notificationType) => ({
+        notification: {
+          notificationType,
+          comparisonOperator: 'GREATER_THAN',
+          threshold: 100,
+          thresholdType: 'PERCENTAGE',
+        },
+        subscribers: [{ subscriptionType: 'SNS', address: alarms.topicArn }],
+      })),
+    });
+  }
+
   #function(
     id: string,
     entry: string,
-    options: { timeout: Duration; environment: Record<string, string>; retryAttempts?: number },
+    options: {
+      timeout: Duration;
+      environment: Record<string, string>;
+      concurrency: number;
+      retryAttempts?: number;
+    },
   ): NodejsFunction {
     const logGroup = new LogGroup(this, `${id}Logs`, { retention: RetentionDays.ONE_MONTH });
     return new NodejsFunction(this, id, {
@@ -283,6 +422,7 @@ export class ImageCacheStack extends Stack {
       architecture: Architecture.ARM_64,
       memorySize: 1024,
       timeout: options.timeout,
+      reservedConcurrentExecutions: options.concurrency,
       environment: options.environment,
       ...(options.retryAttempts !== undefined && { retryAttempts: options.retryAttempts }),
       logGroup,

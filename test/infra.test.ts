@@ -12,7 +12,7 @@ import { promisify } from 'node:util';
 import { App } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ImageCacheStack } from '../infra/image-cache-stack.ts';
+import { DEFAULT_CONCURRENCY, ImageCacheStack } from '../infra/image-cache-stack.ts';
 import { TTL_ATTRIBUTE } from '../lib/adapters/dynamo/schema.ts';
 import { s3Keys } from '../lib/adapters/s3/keys.ts';
 
@@ -41,6 +41,8 @@ beforeAll(() => {
     registries: 'docker.io=https://registry-1.docker.io',
     maxAge: '30d',
     alarmEmail: 'ops@example.com',
+    concurrency: { worker: 7 },
+    monthlyBudgetUsd: 250,
   });
   template = Template.fromStack(stack);
   resources = template.toJSON().Resources as Record<string, Resource>;
@@ -201,6 +203,10 @@ describe('table', () => {
     const [, table] = only('AWS::DynamoDB::Table');
     expect(table.Properties.GlobalSecondaryIndexes).toBeUndefined();
   });
+
+  it('cannot be deleted by accident', () => {
+    template.hasResourceProperties('AWS::DynamoDB::Table', { DeletionProtectionEnabled: true });
+  });
 });
 
 describe('functions', () => {
@@ -221,6 +227,16 @@ describe('functions', () => {
         },
       },
     });
+  });
+
+  it('caps each function at its reserved concurrency, the defaults where the context sets none', () => {
+    expect(fn('Api')[1].Properties.ReservedConcurrentExecutions).toBe(DEFAULT_CONCURRENCY.api);
+    expect(fn('StreamApi')[1].Properties.ReservedConcurrentExecutions).toBe(
+      DEFAULT_CONCURRENCY.streamApi,
+    );
+    expect(fn('Worker')[1].Properties.ReservedConcurrentExecutions).toBe(7);
+    // One collection at a time.
+    expect(fn('Prune')[1].Properties.ReservedConcurrentExecutions).toBe(1);
   });
 
   it('gives the api room past the gateway, and the stream, worker and prune the full 15 minutes', () => {
@@ -266,7 +282,8 @@ describe('functions', () => {
 
   it('logs each function to its own group kept for a month', () => {
     const groups = Object.entries(resources).filter(([, r]) => r.Type === 'AWS::Logs::LogGroup');
-    expect(groups).toHaveLength(FUNCTIONS.length);
+    // One per function, and the HTTP API's access logs.
+    expect(groups).toHaveLength(FUNCTIONS.length + 1);
     for (const [, group] of groups) expect(group.Properties.RetentionInDays).toBe(30);
     for (const prefix of FUNCTIONS) {
       const logging = fn(prefix)[1].Properties.LoggingConfig as { LogGroup: { Ref: string } };
@@ -500,6 +517,26 @@ describe('front door and schedule', () => {
     });
   });
 
+  it('logs every request as one JSON line with the caller, status and latency, never a header', () => {
+    const [, stage] = only('AWS::ApiGatewayV2::Stage');
+    const settings = stage.Properties.AccessLogSettings as {
+      DestinationArn: unknown;
+      Format: string;
+    };
+    const logGroups = Object.entries(resources).filter(([, r]) => r.Type === 'AWS::Logs::LogGroup');
+    const [accessLogs] = logGroups.find(([id]) => id.startsWith('HttpApiAccessLogs'))!;
+    expect(settings.DestinationArn).toEqual({ 'Fn::GetAtt': [accessLogs, 'Arn'] });
+    const format = JSON.parse(settings.Format) as Record<string, string>;
+    expect(format).toMatchObject({
+      requestId: '$context.requestId',
+      ip: '$context.identity.sourceIp',
+      status: '$context.status',
+      latencyMs: '$context.responseLatency',
+    });
+    // The bearer token travels in Authorization: no header variable may reach the log.
+    expect(settings.Format).not.toMatch(/header|authorization/i);
+  });
+
   it('runs prune every 6 hours, once per event (the next run is the retry)', () => {
     template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
       FunctionName: { Ref: fn('Prune')[0] },
@@ -520,7 +557,12 @@ describe('front door and schedule', () => {
 
 describe('alarms and outputs', () => {
   it('alarms on errors and throttles of each function, to the alarm topic', () => {
-    const alarms = Object.values(resources).filter((r) => r.Type === 'AWS::CloudWatch::Alarm');
+    const alarms = Object.values(resources).filter(
+      (r) =>
+        r.Type === 'AWS::CloudWatch::Alarm' &&
+        r.Properties.Namespace === 'AWS/Lambda' &&
+        ['Errors', 'Throttles'].includes(r.Properties.MetricName as string),
+    );
     expect(alarms).toHaveLength(2 * FUNCTIONS.length);
     const [topicId] = only('AWS::SNS::Topic');
     const seen = new Set<string>();
@@ -541,6 +583,73 @@ describe('alarms and outputs', () => {
     template.hasResourceProperties('AWS::SNS::Subscription', {
       Protocol: 'email',
       Endpoint: 'ops@example.com',
+    });
+  });
+
+  it('alarms on API 5xx, a worker near its timeout and catalog throttling', () => {
+    const [topicId] = only('AWS::SNS::Topic');
+    const alarm = (prefix: string) => {
+      const found = Object.entries(resources).filter(
+        ([id, r]) => r.Type === 'AWS::CloudWatch::Alarm' && id.startsWith(prefix),
+      );
+      expect(found).toHaveLength(1);
+      const p = found[0]![1].Properties;
+      expect(p.AlarmActions).toEqual([{ Ref: topicId }]);
+      expect(p.ComparisonOperator).toBe('GreaterThanOrEqualToThreshold');
+      return p;
+    };
+    expect(alarm('Api5xx')).toMatchObject({
+      Namespace: 'AWS/ApiGateway',
+      MetricName: '5xx',
+      Threshold: 1,
+    });
+    // 80% of the worker's 15 minutes: the jobs about to be cut off.
+    expect(alarm('WorkerNearTimeout')).toMatchObject({
+      Namespace: 'AWS/Lambda',
+      MetricName: 'Duration',
+      Statistic: 'Maximum',
+      Threshold: 0.8 * 900_000,
+      Dimensions: [{ Name: 'FunctionName', Value: { Ref: fn('Worker')[0] } }],
+    });
+    const [tableId] = only('AWS::DynamoDB::Table');
+    for (const metric of ['ReadThrottleEvents', 'WriteThrottleEvents']) {
+      expect(alarm(`Catalog${metric}`)).toMatchObject({
+        Namespace: 'AWS/DynamoDB',
+        MetricName: metric,
+        Threshold: 1,
+        Dimensions: [{ Name: 'TableName', Value: { Ref: tableId } }],
+      });
+    }
+  });
+
+  it('sends a monthly budget overrun, actual or forecast, to the alarm topic it may publish to', () => {
+    const [topicId] = only('AWS::SNS::Topic');
+    const [, budget] = only('AWS::Budgets::Budget');
+    expect(budget.Properties.Budget).toMatchObject({
+      BudgetType: 'COST',
+      TimeUnit: 'MONTHLY',
+      BudgetLimit: { Amount: 250, Unit: 'USD' },
+    });
+    const notifications = budget.Properties.NotificationsWithSubscribers as {
+      Notification: { NotificationType: string; Threshold: number };
+      Subscribers: { SubscriptionType: string; Address: unknown }[];
+    }[];
+    expect(notifications.map((n) => n.Notification.NotificationType).sort()).toEqual([
+      'ACTUAL',
+      'FORECASTED',
+    ]);
+    for (const n of notifications) {
+      expect(n.Subscribers).toEqual([{ SubscriptionType: 'SNS', Address: { Ref: topicId } }]);
+    }
+    template.hasResourceProperties('AWS::SNS::TopicPolicy', {
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({
+            Action: 'sns:Publish',
+            Principal: { Service: 'budgets.amazonaws.com' },
+          }),
+        ]),
+      },
     });
   });
 
@@ -575,12 +684,17 @@ describe('npx cdk synth', () => {
   it('synthesizes offline from cdk.json, without AWS credentials or a Docker engine', async () => {
     const out = mkdtempSync(join(tmpdir(), 'image-cache-synth-'));
     try {
-      await promisify(execFile)('npx', ['cdk', 'synth', '-q', '--no-notices', '-o', out], {
-        cwd: fileURLToPath(new URL('..', import.meta.url)),
-        timeout: 120_000,
-        // No credentials, no region, no Docker: nothing may be looked up or built remotely.
-        env: { PATH: process.env.PATH, HOME: out, CDK_DISABLE_VERSION_CHECK: '1' },
-      });
+      const context = ['-c', 'workerConcurrency=5', '-c', 'monthlyBudgetUsd=100'];
+      await promisify(execFile)(
+        'npx',
+        ['cdk', 'synth', '-q', '--no-notices', ...context, '-o', out],
+        {
+          cwd: fileURLToPath(new URL('..', import.meta.url)),
+          timeout: 120_000,
+          // No credentials, no region, no Docker: nothing may be looked up or built remotely.
+          env: { PATH: process.env.PATH, HOME: out, CDK_DISABLE_VERSION_CHECK: '1' },
+        },
+      );
       const synthesized = JSON.parse(
         readFileSync(join(out, 'ImageCache.template.json'), 'utf8'),
       ) as { Resources: Record<string, Resource> };
@@ -589,6 +703,12 @@ describe('npx cdk synth', () => {
       expect(types).toContain('AWS::Lambda::Url');
       expect(types).toContain('AWS::ApiGatewayV2::Api');
       expect(types).toContain('AWS::SecretsManager::Secret');
+      // Context settings reach the stack.
+      const worker = Object.entries(synthesized.Resources).find(
+        ([id, r]) => r.Type === 'AWS::Lambda::Function' && id.startsWith('Worker'),
+      );
+      expect(worker?.[1].Properties.ReservedConcurrentExecutions).toBe(5);
+      expect(types).toContain('AWS::Budgets::Budget');
     } finally {
       rmSync(out, { recursive: true, force: true });
     }
