@@ -38,6 +38,11 @@ const concurrency = Object.fromEntries(
   }),
 );
 const monthlyBudgetUsd = count('monthlyBudgetUsd', 1);
+// Lambda's memory range, in MB.
+const workerMemoryMb = count('workerMemoryMb', 128);
+if (workerMemoryMb !== undefined && workerMemoryMb > 10_240) {
+  throw new Error(`context workerMemoryMb: ${workerMemoryMb} is more than Lambda's 10240 MB`);
+}
 
 new ImageCacheStack(app, setting('stackName') ?? 'ImageCache', {
   description: 'image-cache: a team-wide container image cache (Docker Engine API)',
@@ -48,4 +53,5 @@ new ImageCacheStack(app, setting('stackName') ?? 'ImageCache', {
   ...optional('registrySecretArn'),
   concurrency,
   ...(monthlyBudgetUsd !== undefined && { monthlyBudgetUsd }),
+  ...(workerMemoryMb !== undefined && { workerMemoryMb }),
 });

@@ -73,6 +73,11 @@ export interface ImageCacheStackProps extends StackProps {
    */
   concurrency?: Partial<FunctionConcurrency>;
   /**
+   * The worker's memory in MB, which also sets its CPU share: at WORKER_MEMORY_MB it gets one
+   * full vCPU for TLS in and out and hashing every byte.
+   */
+  workerMemoryMb?: number;
+  /**
    * A monthly cost budget in USD for the account (narrowing it to this stack needs its cost
    * allocation tag activated first, which CloudFormation cannot do); actual and forecast
    * overruns go to the alarm topic.
@@ -98,6 +103,11 @@ export const DEFAULT_CONCURRENCY: FunctionConcurrency = {
   worker: 20,
   prune: 1,
 };
+
+/** Lambda gives a function one full vCPU at 1,769 MB; below that, a share of one. */
+export const WORKER_MEMORY_MB = 1769;
+/** The fronts mostly wait on S3, DynamoDB and the upstream: a share of a vCPU is enough. */
+const FRONT_MEMORY_MB = 1024;
 
 /** The worker's duration alarm fires at this share of its timeout: jobs about to be cut off. */
 const NEAR_TIMEOUT = 0.8;
@@ -159,6 +169,7 @@ export class ImageCacheStack extends Stack {
     const worker = this.#function('Worker', 'functions/worker.ts', {
       timeout: Duration.minutes(15),
       concurrency: concurrency.worker,
+      memoryMb: props.workerMemoryMb ?? WORKER_MEMORY_MB,
       environment: pulling,
       // A job whose worker died is taken over by the next request that follows it (the lease
       // expires); one retry covers a crash nobody follows.
@@ -409,6 +420,7 @@ export class ImageCacheStack extends Stack {
       timeout: Duration;
       environment: Record<string, string>;
       concurrency: number;
+      memoryMb?: number;
       retryAttempts?: number;
     },
   ): NodejsFunction {
@@ -420,7 +432,7 @@ export class ImageCacheStack extends Stack {
       depsLockFilePath: root('package-lock.json'),
       runtime: Runtime.NODEJS_24_X,
       architecture: Architecture.ARM_64,
-      memorySize: 1024,
+      memorySize: options.memoryMb ?? FRONT_MEMORY_MB,
       timeout: options.timeout,
       reservedConcurrentExecutions: options.concurrency,
       environment: options.environment,

@@ -12,7 +12,11 @@ import { promisify } from 'node:util';
 import { App } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_CONCURRENCY, ImageCacheStack } from '../infra/image-cache-stack.ts';
+import {
+  DEFAULT_CONCURRENCY,
+  ImageCacheStack,
+  WORKER_MEMORY_MB,
+} from '../infra/image-cache-stack.ts';
 import { TTL_ATTRIBUTE } from '../lib/adapters/dynamo/schema.ts';
 import { s3Keys } from '../lib/adapters/s3/keys.ts';
 
@@ -237,6 +241,14 @@ describe('functions', () => {
     expect(fn('Worker')[1].Properties.ReservedConcurrentExecutions).toBe(7);
     // One collection at a time.
     expect(fn('Prune')[1].Properties.ReservedConcurrentExecutions).toBe(1);
+  });
+
+  it('gives the worker a full vCPU (1,769 MB) and the others 1 GB', () => {
+    expect(WORKER_MEMORY_MB).toBe(1769);
+    expect(fn('Worker')[1].Properties.MemorySize).toBe(WORKER_MEMORY_MB);
+    for (const prefix of ['Api', 'StreamApi', 'Prune']) {
+      expect(fn(prefix)[1].Properties.MemorySize).toBe(1024);
+    }
   });
 
   it('gives the api room past the gateway, and the stream, worker and prune the full 15 minutes', () => {
