@@ -1,15 +1,17 @@
 import { createHash, createHmac, type Hash, type Hmac, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { AwsCredentialIdentity, SourceData } from '@smithy/types';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXPORT_LIFECYCLE_DAYS } from '../lib/adapters/s3/keys.ts';
 import { CREDENTIAL_MARGIN_SECONDS } from '../lib/adapters/s3/presign.ts';
 import { S3BlobStore } from '../lib/adapters/s3-blob-store.ts';
 import { S3SaveExports } from '../lib/adapters/s3-save-exports.ts';
 import { parseAwsSdkSettings } from '../lib/config/aws-sdk.ts';
 import { sha256 } from '../lib/digest.ts';
+import { type PlannedExport, storeExport } from '../lib/save/export.ts';
 import { type S3TestServer, startS3Server } from './support/s3-server.ts';
 
 /**
@@ -240,5 +242,51 @@ describe('presigned URL lifetime under expiring credentials', () => {
       /credentials expire at .* even after a refresh/,
     );
     expect(calls.some((options) => options?.forceRefresh === true)).toBe(true);
+  });
+});
+
+describe('reusing an export near the end of its lifecycle', () => {
+  const DAY_MS = 24 * 3600_000;
+
+  it('hands out a stored export only while it outlives the URL, else exports it again', async () => {
+    const store = new S3BlobStore({ client: awsLikeClient(STATIC), bucket });
+    let clock = Date.now();
+    const exports = new S3SaveExports(store, { urlSeconds: 900, now: () => clock });
+    const bytes = randomBytes(1000);
+    let opens = 0;
+    // A save plan in all but its entries: storeExport only needs the key, size and bytes.
+    const planned: PlannedExport = {
+      key: exportKey('aging'),
+      size: bytes.length,
+      tarball: {
+        items: [],
+        plan: { entries: [], length: bytes.length },
+        contentLength: bytes.length,
+        open: () => {
+          opens += 1;
+          return Readable.from([bytes]);
+        },
+      },
+    };
+    await storeExport(exports, planned);
+    expect(opens).toBe(1);
+    const objectKey = store.keys.export(planned.key);
+    const head = await store.client.send(new HeadObjectCommand({ Bucket: bucket, Key: objectKey }));
+    const written = head.LastModified?.getTime() ?? Number.NaN;
+    const lifecycleEnd = written + EXPORT_LIFECYCLE_DAYS * DAY_MS;
+
+    // Six days on, a 15-minute URL still ends long before the object: reused as it is.
+    clock = written + 6 * DAY_MS;
+    const reused = await storeExport(exports, planned);
+    expect(opens).toBe(1);
+    expect(reused.expires.getTime()).toBe(clock + 900_000);
+
+    // Half an hour before the lifecycle expires it, a URL could outlive it: exported again.
+    clock = lifecycleEnd - 30 * 60_000;
+    expect(await exports.find(planned.key, planned.size)).toBeUndefined();
+    const fresh = await storeExport(exports, planned);
+    expect(opens).toBe(2);
+    const served = await fetch(fresh.url);
+    expect(Buffer.from(await served.arrayBuffer()).equals(bytes)).toBe(true);
   });
 });

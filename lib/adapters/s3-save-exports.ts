@@ -87,7 +87,8 @@ export class S3SaveExports implements SaveExports {
 
   async #signed(objectKey: string, size: number): Promise<SaveExport> {
     const issued = this.#now();
-    const presigner = await openPresigner(this.#store.client, this.#urlSeconds, this.#now);
+    // The credentials' expiry is wall-clock time, as S3's check of the URL is.
+    const presigner = await openPresigner(this.#store.client, this.#urlSeconds);
     // No ChecksumMode: a GET whose URL signs x-amz-checksum-mode is refused to plain clients.
     const get = new GetObjectCommand({ Bucket: this.#store.bucket, Key: objectKey });
     const url = await presigner.sign(get, objectKey);
