@@ -33,7 +33,7 @@ import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import type { Construct } from 'constructs';
 
 import { TTL_ATTRIBUTE } from '../lib/adapters/dynamo/schema.ts';
-import { s3Keys } from '../lib/adapters/s3/keys.ts';
+import { EXPORT_LIFECYCLE_DAYS, s3Keys } from '../lib/adapters/s3/keys.ts';
 
 // The bucket's layout comes from the one place that derives keys; lifecycle and grants use it.
 const KEYS = s3Keys();
@@ -128,8 +128,13 @@ export class ImageCacheStack extends Stack {
         { id: 'abort-incomplete-multipart', abortIncompleteMultipartUploadAfter: Duration.days(1) },
         // Uploads land here until their digest is known, then are copied under blobs/.
         { id: 'expire-staging', prefix: STAGING_PREFIX, expiration: Duration.days(1) },
-        // Saved tarballs are derived data: exported again on demand once expired.
-        { id: 'expire-exports', prefix: EXPORTS_PREFIX, expiration: Duration.days(7) },
+        // Saved tarballs are derived data: exported again on demand once expired, or once too
+        // old to outlive a URL handed out for them (S3SaveExports).
+        {
+          id: 'expire-exports',
+          prefix: EXPORTS_PREFIX,
+          expiration: Duration.days(EXPORT_LIFECYCLE_DAYS),
+        },
       ],
     });
 

@@ -257,14 +257,16 @@ describe('S3BlobStore specifics', () => {
   it('hands out a presigned GET URL that plain fetch can read', async () => {
     const bytes = randomBytes(70_000);
     const { digest } = await store.write(chunked(bytes));
-    const url = new URL(await store.presignedGetUrl(digest, 60));
+    const presigned = await store.presignedGetUrl(digest, 60);
+    expect(presigned.expiresIn).toBe(60);
+    const url = new URL(presigned.url);
     expect(url.searchParams.get('X-Amz-Expires')).toBe('60');
     expect(url.searchParams.get('X-Amz-Signature')).toMatch(/^[0-9a-f]{64}$/);
     expect(url.pathname).toBe(`/${bucket}/blobs/sha256/${digestHex(digest)}`);
     const response = await fetch(url);
     expect(response.status).toBe(200);
     expect(Buffer.from(await response.arrayBuffer()).equals(bytes)).toBe(true);
-    const absent = await fetch(await store.presignedGetUrl(sha256('never written'), 60));
+    const absent = await fetch((await store.presignedGetUrl(sha256('never written'), 60)).url);
     expect(absent.status).toBe(404);
     for (const bad of [0, -1, 1.5, 8 * 24 * 3600]) {
       await expect(store.presignedGetUrl(digest, bad)).rejects.toBeInstanceOf(InvalidArgumentError);

@@ -8,7 +8,6 @@ import {
   ListObjectsV2Command,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { Digest } from '../digest.ts';
 import { ImageCacheError, InvalidArgumentError } from '../errors.ts';
 import type {
@@ -16,6 +15,7 @@ import type {
   ByteRange,
   ListedBlob,
   PresignedBlobUrls,
+  PresignedUrl,
   StagingSweeper,
   StoredBlob,
   SweptStaging,
@@ -35,6 +35,7 @@ import {
   validatePartSize,
   validatePartSizing,
 } from './s3/part-size.ts';
+import { MAX_URL_SECONDS, openPresigner } from './s3/presign.ts';
 import { S3Uploads } from './s3/uploads.ts';
 
 export type { PresignedBlobUrls } from '../ports/blob-store.ts';
@@ -67,7 +68,6 @@ export interface S3BlobStoreOptions {
 
 /** DeleteObjects takes at most this many keys per request. */
 const DELETE_BATCH = 1000;
-const MAX_PRESIGN_SECONDS = 7 * 24 * 3600;
 
 /**
  * Blobs as S3 objects at `blobs/sha256/<hex>` (invariant 1: bytes are hashed while they
@@ -232,24 +232,21 @@ export class S3BlobStore implements BlobStore, PresignedBlobUrls, StagingSweeper
     }
   }
 
-  async presignedGetUrl(digest: Digest, expiresSeconds: number): Promise<string> {
+  async presignedGetUrl(digest: Digest, expiresSeconds: number): Promise<PresignedUrl> {
     if (
       !Number.isSafeInteger(expiresSeconds) ||
       expiresSeconds < 1 ||
-      expiresSeconds > MAX_PRESIGN_SECONDS
+      expiresSeconds > MAX_URL_SECONDS
     ) {
       throw new InvalidArgumentError(
-        `presigned URL lifetime must be 1 to ${MAX_PRESIGN_SECONDS} seconds, got ${expiresSeconds}`,
+        `presigned URL lifetime must be 1 to ${MAX_URL_SECONDS} seconds, got ${expiresSeconds}`,
       );
     }
     const key = this.keys.blob(digest);
-    return s3Call(
-      getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: key }), {
-        expiresIn: expiresSeconds,
-      }),
-      'presign GetObject',
-      key,
-    );
+    const presigner = await openPresigner(this.client, expiresSeconds);
+    // No ChecksumMode: a GET whose URL signs x-amz-checksum-mode is refused to plain clients.
+    const url = await presigner.sign(new GetObjectCommand({ Bucket: this.bucket, Key: key }), key);
+    return { url, expiresIn: presigner.expiresIn };
   }
 
   /**

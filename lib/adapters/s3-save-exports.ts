@@ -1,12 +1,19 @@
 import type { Readable } from 'node:stream';
 import { GetObjectCommand, HeadObjectCommand } from '@aws-sdk/client-s3';
-import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { ImageCacheError } from '../errors.ts';
 import type { SaveExport, SaveExports } from '../save/export.ts';
 import { isMissingKey, s3Call } from './s3/errors.ts';
+import { EXPORT_LIFECYCLE_DAYS } from './s3/keys.ts';
 import { uploadFromStream } from './s3/multipart.ts';
 import { choosePartSize, DEFAULT_PART_SIZING } from './s3/part-size.ts';
+import { openPresigner } from './s3/presign.ts';
 import type { S3BlobStore } from './s3-blob-store.ts';
+
+const DAY_MS = 24 * 3600_000;
+/**
+ * Kept between a reused export's URL expiring and its lifecycle expiry: S3 rounds expiry up to
+ * the next midnight UTC, so this covers clock skew between the writer and S3 generously.
+ */
+const LIFECYCLE_MARGIN_MS = 3600_000;
 
 export interface S3SaveExportsOptions {
   /** Lifetime of the presigned GET; default 15 minutes. */
@@ -39,6 +46,8 @@ export class S3SaveExports implements SaveExports {
       );
       // A different length cannot be this tarball: write it again.
       if (head.ContentLength !== size) return undefined;
+      // Too old to outlive a URL signed now: written again, the object's life starts over.
+      if (!this.#outlivesUrl(head.LastModified)) return undefined;
     } catch (error) {
       if (isMissingKey(error)) return undefined;
       return s3Call(Promise.reject(error), 'HeadObject', objectKey);
@@ -69,19 +78,21 @@ export class S3SaveExports implements SaveExports {
     return this.#signed(objectKey, size);
   }
 
+  /** Whether an object written at `written` stays until a URL signed now has expired. */
+  #outlivesUrl(written: Date | undefined): boolean {
+    if (!written) return false;
+    const expiry = written.getTime() + EXPORT_LIFECYCLE_DAYS * DAY_MS;
+    return this.#now() + this.#urlSeconds * 1000 + LIFECYCLE_MARGIN_MS <= expiry;
+  }
+
   async #signed(objectKey: string, size: number): Promise<SaveExport> {
     const issued = this.#now();
-    const url = await s3Call(
-      getSignedUrl(
-        this.#store.client,
-        new GetObjectCommand({ Bucket: this.#store.bucket, Key: objectKey }),
-        { expiresIn: this.#urlSeconds },
-      ),
-      'presign GetObject',
-      objectKey,
-    );
-    if (!url) throw new ImageCacheError('INTERNAL', `no presigned URL for ${objectKey}`);
-    return { url, size, expires: new Date(issued + this.#urlSeconds * 1000) };
+    // The credentials' expiry is wall-clock time, as S3's check of the URL is.
+    const presigner = await openPresigner(this.#store.client, this.#urlSeconds);
+    // No ChecksumMode: a GET whose URL signs x-amz-checksum-mode is refused to plain clients.
+    const get = new GetObjectCommand({ Bucket: this.#store.bucket, Key: objectKey });
+    const url = await presigner.sign(get, objectKey);
+    return { url, size, expires: new Date(issued + presigner.expiresIn * 1000) };
   }
 }
 

@@ -61,7 +61,8 @@ export async function exportThroughJob(
 /**
  * A job as `GET /cache/jobs/{id}` shows it; a succeeded export's result also carries a URL
  * signed now (`url`, `expires`), so a client that waited on the job downloads without asking
- * for the save again. An export the bucket's lifecycle expired since shows without one.
+ * for the save again. An export the bucket's lifecycle expired since (or would expire before
+ * such a URL) shows without one.
  */
 export async function viewWithDownload(job: JobRecord, exports: SaveExports | undefined) {
   const view = jobView(job);

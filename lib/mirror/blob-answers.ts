@@ -84,7 +84,7 @@ async function redirectToStorage(
   if (!presigned) return undefined;
   // Touched, so a collection keeps it for at least its grace, longer than the URL lives.
   if ((await context.catalog.touchBlob(digest, context.clock.now())) !== 'live') return undefined;
-  const url = await presigned.presignedGetUrl(digest, context.door.redirectSeconds);
+  const { url } = await presigned.presignedGetUrl(digest, context.door.redirectSeconds);
   return { status: 307, headers: { Location: url, 'Cache-Control': 'no-store' } };
 }
 

@@ -65,10 +65,17 @@ export function stagingSweeperOf(blobs: object): StagingSweeper | undefined {
  */
 export interface PresignedBlobUrls {
   /**
-   * A URL anyone holding it can GET the blob from for `expiresSeconds` (1 s to 7 days). It
-   * does not check that the blob exists: fetching an absent one answers 404.
+   * A URL anyone holding it can GET the blob from for up to `expiresSeconds` (1 s to 7 days):
+   * less when the storage credentials expire sooner, and `expiresIn` says how long. It does not
+   * check that the blob exists: fetching an absent one answers 404.
    */
-  presignedGetUrl(digest: Digest, expiresSeconds: number): Promise<string>;
+  presignedGetUrl(digest: Digest, expiresSeconds: number): Promise<PresignedUrl>;
+}
+
+/** A presigned URL and the seconds it stays valid from when it was signed. */
+export interface PresignedUrl {
+  url: string;
+  expiresIn: number;
 }
 
 export function presignedBlobUrlsOf(blobs: object): PresignedBlobUrls | undefined {

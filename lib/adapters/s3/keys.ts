@@ -31,6 +31,12 @@ export interface S3Keys {
   digestOf(key: string): Digest | undefined;
 }
 
+/**
+ * Days the bucket's lifecycle rule keeps an export (infra sets the rule from this): an export
+ * is handed out only while its URL expires before the object does (S3SaveExports).
+ */
+export const EXPORT_LIFECYCLE_DAYS = 7;
+
 const HEX = /^[a-f0-9]{64}$/;
 /** A v4 UUID: upload ids, and the names of writers' staging objects. */
 const UPLOAD_ID = /^[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$/;

@@ -13,11 +13,9 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   PutObjectCommand,
-  S3Client,
-  type S3ClientConfig,
+  type S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
-import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { ImageCacheError, InvalidArgumentError, NotFoundError } from '../../errors.ts';
 import type {
   PresignedUploads,
@@ -27,6 +25,7 @@ import type {
 import { s3Call, s3ErrorCode } from './errors.ts';
 import type { S3Keys } from './keys.ts';
 import { MAX_OBJECT_SIZE, MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, MiB } from './part-size.ts';
+import { openPresigner } from './presign.ts';
 
 export interface S3UploadsOptions {
   client: S3Client;
@@ -57,8 +56,6 @@ const ID = /^([a-f0-9-]{36})(?:\.([A-Za-z0-9_-]+))?$/;
 
 export class S3Uploads implements PresignedUploads {
   readonly #client: S3Client;
-  /** Signs the URLs: a client that adds no checksum to them (see presigningClient). */
-  readonly #signer: S3Client;
   readonly #bucket: string;
   readonly #keys: S3Keys;
   readonly #partSize: number;
@@ -66,7 +63,6 @@ export class S3Uploads implements PresignedUploads {
 
   constructor(options: S3UploadsOptions) {
     this.#client = options.client;
-    this.#signer = presigningClient(options.client);
     this.#bucket = options.bucket;
     this.#keys = options.keys;
     this.#partSize = Math.max(MIN_PART_SIZE, options.partSize ?? 64 * MiB);
@@ -82,11 +78,14 @@ export class S3Uploads implements PresignedUploads {
     }
     const uuid = randomUUID();
     const key = this.#keys.upload(uuid);
-    const expiresIn = this.#expires;
+    const presigner = await openPresigner(this.#client, this.#expires);
+    const { expiresIn } = presigner;
     if (size <= this.#partSize) {
-      const put = new PutObjectCommand({ Bucket: this.#bucket, Key: key });
-      const url = await getSignedUrl(this.#signer, put, { expiresIn });
-      return { id: uuid, kind: 'single', url, partSize: size, expiresIn: this.#expires };
+      const url = await presigner.sign(
+        new PutObjectCommand({ Bucket: this.#bucket, Key: key }),
+        key,
+      );
+      return { id: uuid, kind: 'single', url, partSize: size, expiresIn };
     }
     const partSize = uploadPartSize(size, this.#partSize);
     const created = await s3Call(
@@ -100,20 +99,19 @@ export class S3Uploads implements PresignedUploads {
     const parts = await Promise.all(
       Array.from({ length: count }, async (_, i) => ({
         number: i + 1,
-        url: await getSignedUrl(
-          this.#signer,
+        url: await presigner.sign(
           new UploadPartCommand({
             Bucket: this.#bucket,
             Key: key,
             UploadId: uploadId,
             PartNumber: i + 1,
           }),
-          { expiresIn },
+          key,
         ),
       })),
     );
     const id = `${uuid}.${Buffer.from(uploadId).toString('base64url')}`;
-    return { id, kind: 'multipart', parts, partSize, expiresIn: this.#expires };
+    return { id, kind: 'multipart', parts, partSize, expiresIn };
   }
 
   async openUpload(id: string, parts: UploadedPart[] | undefined): Promise<Readable> {
@@ -186,23 +184,4 @@ export class S3Uploads implements PresignedUploads {
       match[2] === undefined ? undefined : Buffer.from(match[2], 'base64url').toString();
     return { key, uploadId };
   }
-}
-
-/**
- * The same client settings, signing without flexible checksums. With the SDK's default
- * (WHEN_SUPPORTED) a presigned PutObject or UploadPart URL carries `x-amz-checksum-crc32` of an
- * empty body, so S3 refuses every real upload to it (BadDigest); the client's checksum is the
- * one S3 checks against the bytes it receives, so the URL must not name one in advance.
- */
-function presigningClient(client: S3Client): S3Client {
-  const config = client.config;
-  const settings: S3ClientConfig = {
-    region: config.region,
-    credentials: config.credentials,
-    forcePathStyle: config.forcePathStyle,
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  };
-  if (config.isCustomEndpoint && config.endpoint) settings.endpoint = config.endpoint;
-  return new S3Client(settings);
 }
