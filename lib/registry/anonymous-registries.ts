@@ -53,6 +53,6 @@ function dockerHubWarning(origin: CredentialOrigin): string {
   return (
     'docker.io is pulled anonymously: Docker Hub limits anonymous pulls per source IP address, ' +
     'and a cache shares its address with every client (on Lambda, with other accounts too), ' +
-    `so pulls start failing with 429 Too Many Requests; ${WHERE_TO_PUT_THEM[origin]}`
+    `so Docker Hub soon answers 429 Too Many Requests; ${WHERE_TO_PUT_THEM[origin]}`
   );
 }
