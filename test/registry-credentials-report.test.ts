@@ -6,7 +6,7 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { awsEmulators, freshResourceNames, stopAwsEmulators } from './support/aws-emulators.ts';
+import { awsEmulators, functionEnvironment, stopAwsEmulators } from './support/aws-emulators.ts';
 import { type CacheServer, startCacheServer } from './support/cache-server.ts';
 import { SecretsManagerLocal } from './support/secrets-manager-local.ts';
 import { tempDirs } from './support/tmp.ts';
@@ -165,14 +165,10 @@ describe('aws backend', () => {
   it('on Lambda: logged once per container, however many invocations build on it', async () => {
     secrets.put('image-cache/lambda', JSON.stringify({ auths: {} }));
     const emulators = await awsEmulators();
-    const names = freshResourceNames();
     // The SDK's clients read their credentials from the process, as in a function.
     Object.assign(process.env, emulators.env);
     const env = {
-      ...emulators.env,
-      IMAGE_CACHE_BACKEND: 'aws',
-      IMAGE_CACHE_BUCKET: names.bucket,
-      IMAGE_CACHE_TABLE: names.table,
+      ...functionEnvironment(emulators),
       IMAGE_CACHE_REGISTRIES: REGISTRIES,
       IMAGE_CACHE_REGISTRY_SECRET: 'image-cache/lambda',
       AWS_ENDPOINT_URL_SECRETS_MANAGER: secrets.endpoint,
