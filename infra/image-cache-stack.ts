@@ -43,7 +43,7 @@ import type { Construct } from 'constructs';
 import { TTL_ATTRIBUTE } from '../lib/adapters/dynamo/schema.ts';
 import { s3Keys } from '../lib/adapters/s3/keys.ts';
 import { parseRegistries } from '../lib/config/registries.ts';
-import { DOCKER_HUB } from '../lib/registry/anonymous-registries.ts';
+import { reachesDockerHub } from '../lib/registry/anonymous-registries.ts';
 
 // The bucket's layout comes from the one place that derives keys; lifecycle and grants use it.
 const KEYS = s3Keys();
@@ -378,7 +378,7 @@ export class ImageCacheStack extends Stack {
       description: 'Upstream registry credentials: put {"auths":{...}} here',
       value: registrySecret.secretArn,
     });
-    if (!props.registrySecretArn && parseRegistries(props.registries).has(DOCKER_HUB)) {
+    if (!props.registrySecretArn && reachesDockerHub(parseRegistries(props.registries))) {
       this.#anonymousDockerHub(registrySecret.secretArn);
     }
     new CfnOutput(this, 'BucketName', { value: bucket.bucketName });

@@ -703,7 +703,7 @@ describe('Docker Hub credentials', () => {
     Annotations.fromStack(stack).hasWarning('*', Match.stringLikeRegexp(filling.source));
   });
 
-  it('stays quiet when the secret is given, or docker.io is not allowed', () => {
+  it('stays quiet when the secret is given, or docker.io is not allowed or not Docker Hub', () => {
     // Bundling skipped: only outputs and annotations are looked at.
     const quiet = (props: Partial<ImageCacheStackProps>) => {
       const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
@@ -720,6 +720,7 @@ describe('Docker Hub credentials', () => {
         'arn:aws:secretsmanager:eu-west-1:123456789012:secret:image-cache/registry-AbCdEf',
     });
     quiet({ registries: 'ghcr.io=https://ghcr.io' });
+    quiet({ registries: 'docker.io=https://mirror.example.com' });
   });
 });
 

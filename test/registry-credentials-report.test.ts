@@ -109,6 +109,14 @@ describe('embedded backend', () => {
     ]);
     expect(startWarnings()).toEqual([]);
   });
+
+  it('does not warn when docker.io is a registry standing in for Docker Hub', async () => {
+    server = await startCacheServer({ registries: 'docker.io=http://127.0.0.1:5000' });
+    const [hub] = await registriesOf(server);
+    expect(hub).toMatchObject({ Name: 'docker.io', Credentials: 'anonymous' });
+    expect(hub).not.toHaveProperty('Warning');
+    expect(startWarnings()).toEqual([]);
+  });
 });
 
 describe('aws backend', () => {

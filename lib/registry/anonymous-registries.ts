@@ -8,6 +8,15 @@ import type { CredentialOrigin, CredentialStatus } from './credential-source.ts'
 
 export const DOCKER_HUB = 'docker.io';
 
+/**
+ * Whether the allow-list sends `docker.io` to Docker Hub itself: its limits do not apply to a
+ * registry standing in for it (`docker.io=http://127.0.0.1:5000`, a company mirror).
+ */
+export function reachesDockerHub(registries: ReadonlyMap<string, URL>): boolean {
+  const host = registries.get(DOCKER_HUB)?.hostname;
+  return host !== undefined && (host === 'docker.io' || host.endsWith('.docker.io'));
+}
+
 export interface RegistryCredentialState {
   Credentials: 'configured' | 'anonymous';
   /** Where credentials for it are read from (and so where to put them). */
@@ -22,13 +31,14 @@ export async function registryCredentialStates(
   status: CredentialStatus,
 ): Promise<Map<string, RegistryCredentialState>> {
   const configured = await status.configuredRegistries();
+  const hub = reachesDockerHub(registries);
   const states = new Map<string, RegistryCredentialState>();
   for (const name of registries.keys()) {
     const anonymous = !configured.has(name);
     states.set(name, {
       Credentials: anonymous ? 'anonymous' : 'configured',
       CredentialsFrom: status.origin,
-      ...(anonymous && name === DOCKER_HUB && { Warning: dockerHubWarning(status.origin) }),
+      ...(anonymous && hub && name === DOCKER_HUB && { Warning: dockerHubWarning(status.origin) }),
     });
   }
   return states;
