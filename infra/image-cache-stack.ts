@@ -7,7 +7,15 @@
  * Each function gets exactly the S3, DynamoDB and other actions its code paths use.
  */
 import { fileURLToPath } from 'node:url';
-import { CfnOutput, Duration, Fn, SecretValue, Stack, type StackProps } from 'aws-cdk-lib';
+import {
+  Annotations,
+  CfnOutput,
+  Duration,
+  Fn,
+  SecretValue,
+  Stack,
+  type StackProps,
+} from 'aws-cdk-lib';
 import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
 import { HttpApi, HttpStage, LogGroupLogDestination } from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
@@ -34,6 +42,8 @@ import type { Construct } from 'constructs';
 
 import { TTL_ATTRIBUTE } from '../lib/adapters/dynamo/schema.ts';
 import { EXPORT_LIFECYCLE_DAYS, s3Keys } from '../lib/adapters/s3/keys.ts';
+import { parseRegistries } from '../lib/config/registries.ts';
+import { reachesDockerHub } from '../lib/registry/anonymous-registries.ts';
 
 // The bucket's layout comes from the one place that derives keys; lifecycle and grants use it.
 const KEYS = s3Keys();
@@ -384,9 +394,24 @@ export class ImageCacheStack extends Stack {
       description: 'Upstream registry credentials: put {"auths":{...}} here',
       value: registrySecret.secretArn,
     });
+    if (!props.registrySecretArn && reachesDockerHub(parseRegistries(props.registries))) {
+      this.#anonymousDockerHub(registrySecret.secretArn);
+    }
     new CfnOutput(this, 'BucketName', { value: bucket.bucketName });
     new CfnOutput(this, 'TableName', { value: table.tableName });
     new CfnOutput(this, 'AlarmTopicArn', { value: alarms.topicArn });
+  }
+
+  /**
+   * The secret this stack creates is empty, so Docker Hub is pulled anonymously, from Lambda's
+   * shared egress addresses, until someone fills it: said at deploy time, not by the first 429.
+   */
+  #anonymousDockerHub(secretArn: string): void {
+    const fill = (secret: string) =>
+      `docker.io is pulled anonymously (Docker Hub limits anonymous pulls per IP address, and Lambda's addresses are shared) until the registry secret holds {"auths":{"https://index.docker.io/v1/":{"auth":"<base64 of user:access-token>"}}}: aws secretsmanager put-secret-value --secret-id ${secret} --secret-string file://auths.json (no redeploy; see "Docker Hub credentials" in docs/aws.md)`;
+    new CfnOutput(this, 'UpstreamCredentials', { value: fill(secretArn) });
+    // An annotation cannot resolve the ARN: it points at the output that holds it.
+    Annotations.of(this).addWarning(fill('<RegistrySecretArn output>'));
   }
 
   /** Actual spend past the budget, and a forecast past it, go to the alarm topic. */

@@ -5,7 +5,7 @@ import packageJson from '../package.json' with { type: 'json' };
 import { FsBlobStore } from './adapters/fs-blob-store.ts';
 import { SqliteCatalog } from './adapters/sqlite-catalog.ts';
 import { TokenAuthenticator } from './auth/access.ts';
-import type { CredentialMap, ServeConfig } from './config.ts';
+import type { ServeConfig } from './config.ts';
 import type { EngineContext } from './engine/context.ts';
 import {
   CollectorClaims,
@@ -27,7 +27,12 @@ import type { Catalog, JobRecord } from './ports/catalog.ts';
 import { type Clock, systemClock } from './ports/clock.ts';
 import type { Upstream } from './ports/upstream.ts';
 import { PullService } from './pull.ts';
-import type { CredentialSource } from './registry/credential-source.ts';
+import { anonymousDockerHubWarning } from './registry/anonymous-registries.ts';
+import {
+  type CredentialSource,
+  type CredentialStatus,
+  staticCredentials,
+} from './registry/credential-source.ts';
 import { HttpUpstream } from './registry/http-upstream.ts';
 import { runMaintenance } from './retention.ts';
 
@@ -57,6 +62,11 @@ export interface Operations {
    * those of live writers (another process on the same data) only once idle; run at start.
    */
   sweepDeadWrites(): Promise<SweptStaging | undefined>;
+  /**
+   * Logs why Docker Hub will soon refuse pulls when it is allowed without credentials; run once
+   * at start (on Lambda, once per container) so the 429s that follow have an explanation.
+   */
+  warnOfAnonymousDockerHub(log?: (message: string) => void): Promise<void>;
   /** Runs one background job to its end, waiting out a live lease within `remainingMs`. */
   runJob(jobId: string, remainingMs: () => number): Promise<JobRecord | undefined>;
 }
@@ -71,6 +81,10 @@ function operations(context: EngineContext): Operations {
       stagingSweeperOf(context.blobs)?.sweepStaging(
         Math.max(context.maintenance.gcGraceMs, DEFAULT_ORPHAN_MIN_AGE_MS),
       ),
+    warnOfAnonymousDockerHub: async (log = (message) => console.warn(message)) => {
+      const warning = await anonymousDockerHubWarning(context.registries, context.credentials);
+      if (warning) log(`image-cache: warning: ${warning}`);
+    },
     runJob: async (jobId, remainingMs) => {
       if (!context.jobs) throw new Error('this composition runs no jobs');
       const { jobStore, clock } = context;
@@ -178,7 +192,7 @@ function engineContext(
   catalog: Catalog,
   overrides: { clock?: Clock; upstream?: Upstream },
   /** Default: the auth file's credentials; on AWS, the registry secret when one is set. */
-  credentials: CredentialSource | CredentialMap = config.credentials,
+  credentials: CredentialSource & CredentialStatus = staticCredentials(config.credentials),
 ): EngineContext {
   const clock = overrides.clock ?? systemClock;
   const upstream =
@@ -208,6 +222,7 @@ function engineContext(
     door: { redirectBlobs: config.mirrorRedirect, redirectSeconds: MIRROR_REDIRECT_SECONDS },
     clock,
     registries: config.registries,
+    credentials,
     version: packageVersion(),
     gcClaims: new CollectorClaims(),
     loadLimits: config.loadLimits,

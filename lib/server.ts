@@ -22,6 +22,7 @@ export interface RunningServer {
 export async function startServer(config: ServeConfig): Promise<RunningServer> {
   const composition = config.backend === 'aws' ? await composeAws(config) : composeEmbedded(config);
   const router = createRouter(composition.context);
+  await composition.operations.warnOfAnonymousDockerHub();
   await sweepDeadWrites(composition);
   const limits = config.requestLimits;
   const server = createServer((req, res) => {

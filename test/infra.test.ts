@@ -10,11 +10,12 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { App } from 'aws-cdk-lib';
-import { Match, Template } from 'aws-cdk-lib/assertions';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   DEFAULT_CONCURRENCY,
   ImageCacheStack,
+  type ImageCacheStackProps,
   WORKER_MEMORY_MB,
 } from '../infra/image-cache-stack.ts';
 import { TTL_ATTRIBUTE } from '../lib/adapters/dynamo/schema.ts';
@@ -27,6 +28,7 @@ type Resource = {
 };
 
 let outdir: string;
+let stack: ImageCacheStack;
 let template: Template;
 let resources: Record<string, Resource>;
 
@@ -40,7 +42,7 @@ beforeAll(() => {
     outdir,
     context: { ...cdkJson.context, 'aws:cdk:enable-asset-metadata': true },
   });
-  const stack = new ImageCacheStack(app, 'ImageCacheTest', {
+  stack = new ImageCacheStack(app, 'ImageCacheTest', {
     env: { account: '123456789012', region: 'eu-west-1' },
     registries: 'docker.io=https://registry-1.docker.io',
     maxAge: '30d',
@@ -677,6 +679,7 @@ describe('alarms and outputs', () => {
         'StreamDockerHost',
         'StreamEndpoint',
         'TableName',
+        'UpstreamCredentials',
       ].sort(),
     );
     const [apiId] = only('AWS::ApiGatewayV2::Api');
@@ -689,6 +692,44 @@ describe('alarms and outputs', () => {
     const streamHost = JSON.stringify(outputs.StreamDockerHost?.Value);
     expect(streamHost).toContain('tcp://');
     expect(streamHost).toContain(urlId);
+  });
+});
+
+describe('Docker Hub credentials', () => {
+  const filling =
+    /docker\.io is pulled anonymously.*"https:\/\/index\.docker\.io\/v1\/":\{"auth":"<base64 of user:access-token>"\}.*aws secretsmanager put-secret-value --secret-id .* --secret-string file:\/\/auths\.json/;
+
+  it('says at deploy time that the empty secret it creates leaves docker.io anonymous, and how to fill it', () => {
+    const outputs = template.toJSON().Outputs as Record<string, { Value: unknown }>;
+    const value = outputs.UpstreamCredentials?.Value as { 'Fn::Join': [string, unknown[]] };
+    const parts = value['Fn::Join'][1];
+    // The command names the secret the stack created (its ARN is the secret's Ref).
+    const [secretId] = only('AWS::SecretsManager::Secret');
+    expect(parts.filter((part) => typeof part !== 'string')).toEqual([{ Ref: secretId }]);
+    const text = parts.map((part) => (typeof part === 'string' ? part : 'ARN')).join('');
+    expect(text).toMatch(filling);
+    expect(text).toContain('--secret-id ARN ');
+    Annotations.fromStack(stack).hasWarning('*', Match.stringLikeRegexp(filling.source));
+  });
+
+  it('stays quiet when the secret is given, or docker.io is not allowed or not Docker Hub', () => {
+    // Bundling skipped: only outputs and annotations are looked at.
+    const quiet = (props: Partial<ImageCacheStackProps>) => {
+      const app = new App({ context: { 'aws:cdk:bundling-stacks': [] } });
+      const quietStack = new ImageCacheStack(app, 'Quiet', {
+        env: { account: '123456789012', region: 'eu-west-1' },
+        ...props,
+      });
+      const outputs = Template.fromStack(quietStack).toJSON().Outputs as Record<string, unknown>;
+      expect(outputs.UpstreamCredentials).toBeUndefined();
+      Annotations.fromStack(quietStack).hasNoWarning('*', Match.stringLikeRegexp('anonymous'));
+    };
+    quiet({
+      registrySecretArn:
+        'arn:aws:secretsmanager:eu-west-1:123456789012:secret:image-cache/registry-AbCdEf',
+    });
+    quiet({ registries: 'ghcr.io=https://ghcr.io' });
+    quiet({ registries: 'docker.io=https://mirror.example.com' });
   });
 });
 

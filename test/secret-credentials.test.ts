@@ -182,6 +182,20 @@ describe('rotation', () => {
     ]);
   });
 
+  it('reports the registries it holds credentials for as the secret changes, re-read when old', async () => {
+    secrets.put(SECRET, JSON.stringify({ auths: {} }));
+    const clock = new ManualClock();
+    const source = await open(SECRET, clock);
+    expect([...(await source.configuredRegistries())]).toEqual([]);
+
+    secrets.put(SECRET, dockerConfig(first, 'https://index.docker.io/v1/'));
+    clock.advance(5 * 60_000 - 1);
+    expect([...(await source.configuredRegistries())]).toEqual([]); // still the fresh copy
+    clock.advance(1);
+    expect([...(await source.configuredRegistries())]).toEqual(['docker.io']);
+    expect(secrets.reads()).toBe(2);
+  });
+
   it('keeps the last good credentials and logs when a re-read fails', async () => {
     const { clock, upstream } = await rotating('bearer');
 

@@ -16,7 +16,11 @@ import {
 } from '../config.ts';
 import { type Clock, systemClock } from '../ports/clock.ts';
 import type { Credentials } from '../registry/auth.ts';
-import { type CredentialSource, sameCredentials } from '../registry/credential-source.ts';
+import {
+  type CredentialSource,
+  type CredentialStatus,
+  sameCredentials,
+} from '../registry/credential-source.ts';
 
 export interface SecretCredentialsOptions {
   /** The secret's name or ARN, as IMAGE_CACHE_REGISTRY_SECRET gives it. */
@@ -40,7 +44,8 @@ export interface SecretCredentialsOptions {
 export const DEFAULT_MAX_AGE_MS = 5 * 60_000;
 export const DEFAULT_MIN_INTERVAL_MS = 10_000;
 
-export class SecretCredentials implements CredentialSource {
+export class SecretCredentials implements CredentialSource, CredentialStatus {
+  readonly origin = 'secret';
   readonly #secretId: string;
   readonly #client: SecretsManagerClient;
   readonly #clock: Clock;
@@ -83,11 +88,14 @@ export class SecretCredentials implements CredentialSource {
   }
 
   async get(registry: string): Promise<Credentials | undefined> {
-    const now = this.#clock.now();
-    if (now - this.#readAt >= this.#maxAgeMs && now - this.#attemptAt >= this.#minIntervalMs) {
-      await this.#reread();
-    }
+    await this.#rereadWhenOld();
     return this.#credentials.get(registry);
+  }
+
+  /** Follows a rotation as `get` does, so /cache/registries reports what the next pull uses. */
+  async configuredRegistries(): Promise<ReadonlySet<string>> {
+    await this.#rereadWhenOld();
+    return new Set(this.#credentials.keys());
   }
 
   async refused(registry: string, credentials: Credentials): Promise<Credentials | undefined> {
@@ -104,6 +112,13 @@ export class SecretCredentials implements CredentialSource {
 
   close(): void {
     this.#client.destroy();
+  }
+
+  async #rereadWhenOld(): Promise<void> {
+    const now = this.#clock.now();
+    if (now - this.#readAt >= this.#maxAgeMs && now - this.#attemptAt >= this.#minIntervalMs) {
+      await this.#reread();
+    }
   }
 
   async #reread(): Promise<void> {

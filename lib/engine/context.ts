@@ -12,6 +12,7 @@ import type { JobStore } from '../ports/job-store.ts';
 import type { TokenStore } from '../ports/token-store.ts';
 import type { Upstream } from '../ports/upstream.ts';
 import type { PullService } from '../pull.ts';
+import type { CredentialStatus } from '../registry/credential-source.ts';
 import type { MaintenanceSettings } from '../retention.ts';
 import type { SaveExports } from '../save/export.ts';
 
@@ -27,6 +28,8 @@ export interface EngineContext {
   clock: Clock;
   /** Registries on the allow-list, for /cache/registries. */
   registries: ReadonlyMap<string, URL>;
+  /** Which registries have upstream credentials (never the credentials), for the same. */
+  credentials: CredentialStatus;
   version: string;
   /** What this process's collections are working on (one set per blob store). */
   gcClaims: CollectorClaims;

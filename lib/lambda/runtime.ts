@@ -33,5 +33,6 @@ async function build(env: NodeJS.ProcessEnv): Promise<LambdaRuntime> {
   }
   // Behind a public endpoint there is no loopback to trust: tokens always, whatever the env says.
   const composition = await composeAws({ ...config, requireAuth: true });
+  await composition.operations.warnOfAnonymousDockerHub();
   return { composition, router: createRouter(composition.context) };
 }

@@ -16,11 +16,28 @@ export interface CredentialSource {
   refused(registry: string, credentials: Credentials): Promise<Credentials | undefined>;
 }
 
+/** Where an operator puts upstream credentials: the registry secret (AWS) or the auth file. */
+export type CredentialOrigin = 'secret' | 'auth-file';
+
+/**
+ * What /cache/registries may learn about upstream credentials: which registries have some and
+ * where they come from, never the credentials or the user name.
+ */
+export interface CredentialStatus {
+  readonly origin: CredentialOrigin;
+  /** Registries with credentials; a source that re-reads when old does so here too. */
+  configuredRegistries(): Promise<ReadonlySet<string>>;
+}
+
 /** A fixed map, read once at start (IMAGE_CACHE_AUTH_FILE): nothing newer ever appears. */
-export function staticCredentials(map: ReadonlyMap<string, Credentials>): CredentialSource {
+export function staticCredentials(
+  map: ReadonlyMap<string, Credentials>,
+): CredentialSource & CredentialStatus {
   return {
+    origin: 'auth-file',
     get: async (registry) => map.get(registry),
     refused: async () => undefined,
+    configuredRegistries: async () => new Set(map.keys()),
   };
 }
 

@@ -56,6 +56,20 @@ export function freshResourceNames(): { bucket: string; table: string } {
   return { bucket: `image-cache-${id}`, table: `image-cache-${id}` };
 }
 
+/**
+ * The environment a function of the stack gets (infra/image-cache-stack.ts) for a fresh bucket
+ * and table on the emulators; set `emulators.env` on the process too, for the SDK's credentials.
+ */
+export function functionEnvironment(emulators: AwsEmulators): Record<string, string> {
+  const names = freshResourceNames();
+  return {
+    ...emulators.env,
+    IMAGE_CACHE_BACKEND: 'aws',
+    IMAGE_CACHE_BUCKET: names.bucket,
+    IMAGE_CACHE_TABLE: names.table,
+  };
+}
+
 /** A blob store and catalog of their own on the emulators, for tests reading what a server wrote. */
 export function openAwsAdapters(
   emulators: AwsEmulators,
