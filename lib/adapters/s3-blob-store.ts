@@ -35,7 +35,7 @@ import {
   validatePartSize,
   validatePartSizing,
 } from './s3/part-size.ts';
-import { MAX_URL_SECONDS, openPresigner } from './s3/presign.ts';
+import { MAX_URL_SECONDS, UrlSigner } from './s3/presign.ts';
 import { S3Uploads } from './s3/uploads.ts';
 
 export type { PresignedBlobUrls } from '../ports/blob-store.ts';
@@ -85,6 +85,8 @@ export class S3BlobStore implements BlobStore, PresignedBlobUrls, StagingSweeper
   static clientFor = s3Client;
 
   readonly client: S3Client;
+  /** Signs every presigned URL of this bucket: blob redirects, uploads, save exports. */
+  readonly urlSigner: UrlSigner;
   readonly bucket: string;
   readonly keys: S3Keys;
   /** Presigned client uploads for POST /cache/loads (lib/ports/presigned-uploads.ts). */
@@ -98,10 +100,12 @@ export class S3BlobStore implements BlobStore, PresignedBlobUrls, StagingSweeper
   constructor(options: S3BlobStoreOptions) {
     if (!options.bucket) throw new InvalidArgumentError('S3 bucket name is required');
     this.client = options.client;
+    this.urlSigner = new UrlSigner(this.client);
     this.bucket = options.bucket;
     this.keys = s3Keys(options.prefix);
     this.presignedUploads = new S3Uploads({
       client: this.client,
+      urlSigner: this.urlSigner,
       bucket: this.bucket,
       keys: this.keys,
       ...(options.uploadPartSize !== undefined && { partSize: options.uploadPartSize }),
@@ -243,7 +247,7 @@ export class S3BlobStore implements BlobStore, PresignedBlobUrls, StagingSweeper
       );
     }
     const key = this.keys.blob(digest);
-    const presigner = await openPresigner(this.client, expiresSeconds);
+    const presigner = await this.urlSigner.open(expiresSeconds);
     // No ChecksumMode: a GET whose URL signs x-amz-checksum-mode is refused to plain clients.
     const url = await presigner.sign(new GetObjectCommand({ Bucket: this.bucket, Key: key }), key);
     return { url, expiresIn: presigner.expiresIn };

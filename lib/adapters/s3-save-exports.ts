@@ -5,7 +5,6 @@ import { isMissingKey, s3Call } from './s3/errors.ts';
 import { EXPORT_LIFECYCLE_DAYS } from './s3/keys.ts';
 import { uploadFromStream } from './s3/multipart.ts';
 import { choosePartSize, DEFAULT_PART_SIZING } from './s3/part-size.ts';
-import { openPresigner } from './s3/presign.ts';
 import type { S3BlobStore } from './s3-blob-store.ts';
 
 const DAY_MS = 24 * 3600_000;
@@ -88,7 +87,7 @@ export class S3SaveExports implements SaveExports {
   async #signed(objectKey: string, size: number): Promise<SaveExport> {
     const issued = this.#now();
     // The credentials' expiry is wall-clock time, as S3's check of the URL is.
-    const presigner = await openPresigner(this.#store.client, this.#urlSeconds);
+    const presigner = await this.#store.urlSigner.open(this.#urlSeconds);
     // No ChecksumMode: a GET whose URL signs x-amz-checksum-mode is refused to plain clients.
     const get = new GetObjectCommand({ Bucket: this.#store.bucket, Key: objectKey });
     const url = await presigner.sign(get, objectKey);

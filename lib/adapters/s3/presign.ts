@@ -34,34 +34,50 @@ export interface Presigner {
 }
 
 /**
- * A presigner for URLs of up to `wantedSeconds`. Credentials with under MIN_URL_SECONDS of
- * useful life left are refreshed once (the SDK's provider can be forced); still too short is
- * an error rather than a URL that dies before a client can use it.
+ * Signs the URLs of one S3 client. It keeps the signing client it last built, for the
+ * credentials it was built with: a blob redirect should not build a client.
  */
-export async function openPresigner(
-  client: S3Client,
-  wantedSeconds: number,
-  now: () => number = Date.now,
-): Promise<Presigner> {
-  let credentials = await resolveCredentials(client, false);
-  let expiresIn = lifetime(wantedSeconds, credentials, now());
-  if (expiresIn < Math.min(MIN_URL_SECONDS, wantedSeconds)) {
-    credentials = await resolveCredentials(client, true);
-    expiresIn = lifetime(wantedSeconds, credentials, now());
+export class UrlSigner {
+  readonly #client: S3Client;
+  #cached?: { credentials: AwsCredentialIdentity; signer: S3Client };
+
+  constructor(client: S3Client) {
+    this.#client = client;
   }
-  if (expiresIn < Math.min(MIN_URL_SECONDS, wantedSeconds)) {
-    throw new ImageCacheError(
-      'INTERNAL',
-      `cannot presign a URL: the S3 credentials expire at ${credentials.expiration?.toISOString()}, ` +
-        `too soon for a URL of ${MIN_URL_SECONDS} s even after a refresh`,
-    );
+
+  /**
+   * A presigner for URLs of up to `wantedSeconds`. Credentials with under MIN_URL_SECONDS of
+   * useful life left are refreshed once (the SDK's provider can be forced); still too short is
+   * an error rather than a URL that dies before a client can use it.
+   */
+  async open(wantedSeconds: number, now: () => number = Date.now): Promise<Presigner> {
+    let credentials = await resolveCredentials(this.#client, false);
+    let expiresIn = lifetime(wantedSeconds, credentials, now());
+    if (expiresIn < Math.min(MIN_URL_SECONDS, wantedSeconds)) {
+      credentials = await resolveCredentials(this.#client, true);
+      expiresIn = lifetime(wantedSeconds, credentials, now());
+    }
+    if (expiresIn < Math.min(MIN_URL_SECONDS, wantedSeconds)) {
+      throw new ImageCacheError(
+        'INTERNAL',
+        `cannot presign a URL: the S3 credentials expire at ${credentials.expiration?.toISOString()}, ` +
+          `too soon for a URL of ${MIN_URL_SECONDS} s even after a refresh`,
+      );
+    }
+    const signer = this.#signingClient(credentials);
+    return {
+      expiresIn,
+      sign: (command, key) =>
+        s3Call(getSignedUrl(signer, command, { expiresIn }), `presign ${nameOf(command)}`, key),
+    };
   }
-  const signer = signingClient(client, credentials);
-  return {
-    expiresIn,
-    sign: (command, key) =>
-      s3Call(getSignedUrl(signer, command, { expiresIn }), `presign ${nameOf(command)}`, key),
-  };
+
+  #signingClient(credentials: AwsCredentialIdentity): S3Client {
+    if (this.#cached?.credentials !== credentials) {
+      this.#cached = { credentials, signer: signingClient(this.#client, credentials) };
+    }
+    return this.#cached.signer;
+  }
 }
 
 /** The URL lifetime the credentials allow: `wanted`, or less when they expire sooner. */
@@ -90,8 +106,6 @@ async function resolveCredentials(
  * `x-amz-checksum-mode`, which curl and docker do not send, so S3 refuses the GET.
  */
 function signingClient(client: S3Client, credentials: AwsCredentialIdentity): S3Client {
-  const cached = signers.get(client);
-  if (cached?.credentials === credentials) return cached.signer;
   const config = client.config;
   const settings: S3ClientConfig = {
     region: config.region,
@@ -101,13 +115,8 @@ function signingClient(client: S3Client, credentials: AwsCredentialIdentity): S3
     responseChecksumValidation: 'WHEN_REQUIRED',
   };
   if (config.isCustomEndpoint && config.endpoint) settings.endpoint = config.endpoint;
-  const signer = new S3Client(settings);
-  signers.set(client, { credentials, signer });
-  return signer;
+  return new S3Client(settings);
 }
-
-/** One signing client per client and credentials: a blob redirect should not build a client. */
-const signers = new WeakMap<S3Client, { credentials: AwsCredentialIdentity; signer: S3Client }>();
 
 function nameOf(command: object): string {
   return command.constructor.name.replace(/Command$/, '');

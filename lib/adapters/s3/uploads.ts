@@ -25,10 +25,12 @@ import type {
 import { s3Call, s3ErrorCode } from './errors.ts';
 import type { S3Keys } from './keys.ts';
 import { MAX_OBJECT_SIZE, MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, MiB } from './part-size.ts';
-import { openPresigner } from './presign.ts';
+import type { UrlSigner } from './presign.ts';
 
 export interface S3UploadsOptions {
   client: S3Client;
+  /** The bucket's signer (the store's), so every URL's lifetime is capped the same way. */
+  urlSigner: UrlSigner;
   bucket: string;
   keys: S3Keys;
   /**
@@ -58,11 +60,13 @@ export class S3Uploads implements PresignedUploads {
   readonly #client: S3Client;
   readonly #bucket: string;
   readonly #keys: S3Keys;
+  readonly #urlSigner: UrlSigner;
   readonly #partSize: number;
   readonly #expires: number;
 
   constructor(options: S3UploadsOptions) {
     this.#client = options.client;
+    this.#urlSigner = options.urlSigner;
     this.#bucket = options.bucket;
     this.#keys = options.keys;
     this.#partSize = Math.max(MIN_PART_SIZE, options.partSize ?? 64 * MiB);
@@ -78,7 +82,7 @@ export class S3Uploads implements PresignedUploads {
     }
     const uuid = randomUUID();
     const key = this.#keys.upload(uuid);
-    const presigner = await openPresigner(this.#client, this.#expires);
+    const presigner = await this.#urlSigner.open(this.#expires);
     const { expiresIn } = presigner;
     if (size <= this.#partSize) {
       const url = await presigner.sign(
