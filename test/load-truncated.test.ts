@@ -266,6 +266,21 @@ describe('a client that leaves mid-body (embedded backend: blobs/tmp is its own)
 });
 
 describe('the file blob store when its source fails early', () => {
+  it('reports a source that failed before the write started, as a rejection and not a crash', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'truncated-fs-'));
+    try {
+      const store = new FsBlobStore(dataDir);
+      const body = new Readable({ read() {} });
+      // Its 'error' event fires on the next tick, while the store is still making its folders:
+      // with no listener yet, it would be an uncaught exception that ends the process.
+      body.destroy(new Error('archive is truncated'));
+      await expect(store.write(body)).rejects.toThrow(/truncated/);
+      expect(await readdir(join(dataDir, 'blobs', 'tmp'))).toEqual([]);
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
   it('leaves no temp file when the source fails while the file is still being opened', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'truncated-fs-'));
     // A slow disk: every open starts 50 ms late, so the source's failure (an archive cut short)

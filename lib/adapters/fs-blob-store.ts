@@ -121,9 +121,13 @@ export class FsBlobStore implements BlobStore, StagingSweeper {
     const verifier = new VerifyingStream(expected, `blob ${expected.digest ?? '(unnamed)'}`);
     let committed = false;
     let file: WriteStream | undefined;
+    // The source may fail while the folders are made, before pipeline() listens: without a
+    // listener that error would escape as an uncaught exception and end the process.
+    body.on('error', noteEarlyFailure);
     try {
       await mkdir(this.paths.tmp, { recursive: true });
       await mkdir(this.paths.sha256, { recursive: true });
+      if (body.errored) throw body.errored;
       file = createWriteStream(tempPath, { flags: 'wx' });
       await pipeline(body, verifier, file);
       // fsync acts on the file, not the descriptor, so reopening after the stream closed its
@@ -272,3 +276,6 @@ async function fsyncPath(path: string, flags: 'r' | 'r+'): Promise<void> {
     await handle.close();
   }
 }
+
+/** Keeps a source's error from going unhandled; the write reads it from `body.errored`. */
+function noteEarlyFailure(): void {}
