@@ -4,9 +4,8 @@
  * and a cache (on Lambda, behind egress addresses other accounts share) reaches that limit
  * long before its users would have on their own.
  */
+import { DEFAULT_REGISTRY as DOCKER_HUB } from '../reference.ts';
 import type { CredentialOrigin, CredentialStatus } from './credential-source.ts';
-
-export const DOCKER_HUB = 'docker.io';
 
 /**
  * Whether the allow-list sends `docker.io` to Docker Hub itself: its limits do not apply to a
