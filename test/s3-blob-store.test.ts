@@ -23,6 +23,7 @@ import {
   listAll,
   readAll,
 } from './conformance/blob-store-suite.ts';
+import { commandNames, recordCommands, type SentCommand } from './support/s3-commands.ts';
 import { type S3TestServer, startS3Server } from './support/s3-server.ts';
 
 let server: S3TestServer;
@@ -45,37 +46,10 @@ blobStoreConformance('S3BlobStore (fauxqs)', async () => {
   };
 });
 
-interface Sent {
-  command: string;
-  input: Record<string, unknown>;
-  output?: Record<string, unknown>;
-}
-
-/** Records every command the client sends, with its input and output, to assert the protocol. */
-function recordCommands(client: S3Client): Sent[] {
-  const sent: Sent[] = [];
-  client.middlewareStack.add(
-    (next, context) => async (args) => {
-      const entry: Sent = {
-        command: context.commandName ?? '?',
-        input: args.input as Record<string, unknown>,
-      };
-      sent.push(entry);
-      const result = await next(args);
-      entry.output = result.output as unknown as Record<string, unknown>;
-      return result;
-    },
-    { step: 'initialize', name: 'recordCommands' },
-  );
-  return sent;
-}
-
-const names = (sent: Sent[]) => sent.map((s) => s.command);
-
 describe('S3BlobStore specifics', () => {
   let bucket: string;
   let client: S3Client;
-  let sent: Sent[];
+  let sent: SentCommand[];
   let store: S3BlobStore;
   const open = (options: Partial<S3BlobStoreOptions> = {}) =>
     new S3BlobStore({
@@ -111,14 +85,21 @@ describe('S3BlobStore specifics', () => {
       size: bytes.length,
     });
     const key = `blobs/sha256/${digestHex(digest)}`;
-    expect(names(sent)).toEqual([
+    const onKey = (k: string) => sent.filter((s) => s.input.Key === k);
+    expect(commandNames(onKey(key))).toEqual([
       'CreateMultipartUploadCommand',
       'UploadPartCommand',
       'UploadPartCommand',
       'UploadPartCommand',
       'CompleteMultipartUploadCommand',
     ]);
-    expect(sent.every((s) => s.input.Key === key)).toBe(true);
+    // Beside it, the upload's state for a later write to resume: looked for, kept while parts
+    // arrive, removed once complete (s3-multipart-resume.test.ts).
+    const state = commandNames(onKey(`staging/multipart/${digestHex(digest)}.json`));
+    expect(state[0]).toBe('GetObjectCommand');
+    expect(state.slice(1, -1).every((name) => name === 'PutObjectCommand')).toBe(true);
+    expect(state.at(-1)).toBe('DeleteObjectCommand');
+    expect(onKey(key).length + state.length).toBe(sent.length);
     const parts = sent.filter((s) => s.command === 'UploadPartCommand');
     expect(parts.map((p) => p.input.ContentLength)).toEqual([5 * MiB, 5 * MiB, 2 * MiB]);
     expect(await bucketKeys()).toEqual([key]);
@@ -134,7 +115,7 @@ describe('S3BlobStore specifics', () => {
     const bytes = randomBytes(5 * MiB - 1);
     const digest = sha256(bytes);
     await store.write(chunked(bytes), { digest });
-    expect(names(sent)).toEqual(['PutObjectCommand']);
+    expect(commandNames(sent)).toEqual(['PutObjectCommand']);
     expect(sent[0]?.input.Key).toBe(`blobs/sha256/${digestHex(digest)}`);
   });
 
@@ -153,11 +134,12 @@ describe('S3BlobStore specifics', () => {
       })(),
     );
     const writing = store.write(source, { digest });
-    while (names(sent).filter((n) => n === 'UploadPartCommand').length < 2) {
+    while (commandNames(sent).filter((n) => n === 'UploadPartCommand').length < 2) {
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
     expect(await store.stat(digest)).toBeUndefined();
-    expect(await bucketKeys()).toEqual([]);
+    // Only the upload's state is stored so far, never a blob.
+    expect(await bucketKeys()).toEqual([`staging/multipart/${digestHex(digest)}.json`]);
     release();
     expect(await writing).toEqual({ digest, size: bytes.length });
   });
@@ -182,9 +164,9 @@ describe('S3BlobStore specifics', () => {
       DigestMismatchError,
     ],
     [
-      'a source failing after two parts',
+      'a source failing after two parts (no digest, so nothing to resume)',
       () => failingSource(bigBody.subarray(0, 11 * MiB), reset),
-      { digest: bigDigest },
+      {},
       reset,
     ],
     [
@@ -208,11 +190,11 @@ describe('S3BlobStore specifics', () => {
           ? `blobs/sha256/${digestHex(expected.digest)}`
           : expect.stringMatching(/^staging\//),
       );
-      expect(names(sent)).not.toContain('CompleteMultipartUploadCommand');
+      expect(commandNames(sent)).not.toContain('CompleteMultipartUploadCommand');
       const aborts = sent.filter((s) => s.command === 'AbortMultipartUploadCommand');
       expect(aborts.map((a) => a.input.UploadId)).toEqual([uploadId]);
       // The abort came after every part request had settled, so no part can outlive it.
-      expect(names(sent).at(-1)).toBe('AbortMultipartUploadCommand');
+      expect(commandNames(sent).at(-1)).toBe('AbortMultipartUploadCommand');
       // fauxqs lacks ListMultipartUploads; a part sent to the upload proves it is gone.
       await expect(
         client.send(
@@ -250,7 +232,7 @@ describe('S3BlobStore specifics', () => {
   it('writes a small blob without a digest straight to its key: it was hashed before the put', async () => {
     const bytes = randomBytes(1000);
     const { digest } = await store.write(chunked(bytes, 100));
-    expect(names(sent)).toEqual(['PutObjectCommand']);
+    expect(commandNames(sent)).toEqual(['PutObjectCommand']);
     expect(sent[0]?.input.Key).toBe(`blobs/sha256/${digestHex(digest)}`);
   });
 

@@ -36,6 +36,7 @@ import {
   validatePartSizing,
 } from './s3/part-size.ts';
 import { MAX_URL_SECONDS, UrlSigner } from './s3/presign.ts';
+import { UploadStateObject } from './s3/upload-state.ts';
 import { S3Uploads } from './s3/uploads.ts';
 
 export type { PresignedBlobUrls } from '../ports/blob-store.ts';
@@ -73,11 +74,14 @@ const DELETE_BATCH = 1000;
  * Blobs as S3 objects at `blobs/sha256/<hex>` (invariant 1: bytes are hashed while they
  * stream, and nothing is committed at a blob's key before its size and digest matched; see
  * uploadFromStream). Writes with a known digest go straight to the blob's key: an unfinished
- * multipart upload is invisible, and it is aborted on a mismatch. Writes without one that fit
- * in one part are hashed before their single PutObject and so go straight there too; larger
- * ones are uploaded to a staging key, copied into place server-side once their digest is
- * known, and the staging object is removed. Equal content makes every write idempotent, so no
- * conditional write (If-None-Match) is needed for correctness.
+ * multipart upload is invisible, and it is aborted on a mismatch. On any other failure it is
+ * kept, with its state at `staging/multipart/<hex>.json`, and the next write of that digest
+ * resumes it, sending only the parts whose bytes are not stored yet (multipart-upload.ts).
+ * Writes without one that fit in one part are hashed before their single PutObject and so go
+ * straight there too; larger ones are uploaded to a staging key, copied into place server-side
+ * once their digest is known, and the staging object is removed (such a write cannot resume:
+ * nothing names its upload before the last byte). Equal content makes every write idempotent,
+ * so no conditional write (If-None-Match) is needed for correctness.
  */
 export class S3BlobStore implements BlobStore, PresignedBlobUrls, StagingSweeper {
   /** An S3Client from the SDK's standard settings (region, credentials, AWS_ENDPOINT_URL_S3). */
@@ -182,6 +186,13 @@ export class S3BlobStore implements BlobStore, PresignedBlobUrls, StagingSweeper
         concurrency: this.#uploadConcurrency,
         singleKey: () => this.keys.blob(verifier.digest),
         multipartKey: () => (known ? this.keys.blob(known) : this.keys.staging()),
+        ...(known && {
+          resumeState: new UploadStateObject(
+            this.client,
+            this.bucket,
+            this.keys.multipartState(known),
+          ),
+        }),
       });
       const [piped, upload] = await Promise.allSettled([piping, uploading]);
       // The upload's own failure (S3) explains more than the premature close it caused.

@@ -5,7 +5,8 @@ import { InvalidArgumentError } from '../../errors.ts';
 /**
  * The one place that derives the bucket's key layout (as distribution's paths.go does):
  * `<prefix>blobs/sha256/<hex>` for committed blobs, `<prefix>staging/<uuid>` for uploads whose
- * digest is only known once the last byte arrived. Nothing else builds keys by hand.
+ * digest is only known once the last byte arrived, `<prefix>staging/multipart/<hex>.json` for
+ * the state of a blob's unfinished multipart upload. Nothing else builds keys by hand.
  */
 export interface S3Keys {
   /** The normalised prefix: empty, or ending in exactly one `/`. */
@@ -20,6 +21,12 @@ export interface S3Keys {
   /** `<prefix>exports/<key>.tar`, for a content key (hex) of a save tarball. */
   export(key: string): string;
   staging(): string;
+  /**
+   * `<prefix>staging/multipart/<hex>.json`: a blob's unfinished multipart upload (upload id and
+   * completed parts), so a later write resumes it. Under staging so the same lifecycle rule
+   * expires what nobody resumes and the same grant covers it; not a staged write (no UUID).
+   */
+  multipartState(digest: Digest): string;
   /** Whether a key is a writer's staging object (not a client upload under staging/uploads/). */
   isStagedWrite(key: string): boolean;
   /**
@@ -57,6 +64,7 @@ export function s3Keys(prefix = ''): S3Keys {
       return `${exportsPrefix}${key}.tar`;
     },
     staging: () => `${stagingPrefix}${randomUUID()}`,
+    multipartState: (digest) => `${stagingPrefix}multipart/${digestHex(digest)}.json`,
     isStagedWrite: (key) =>
       key.startsWith(stagingPrefix) && UPLOAD_ID.test(key.slice(stagingPrefix.length)),
     upload: (id) => {

@@ -1,15 +1,7 @@
-import {
-  AbortMultipartUploadCommand,
-  type CompletedPart,
-  CompleteMultipartUploadCommand,
-  CreateMultipartUploadCommand,
-  PutObjectCommand,
-  type S3Client,
-  UploadPartCommand,
-} from '@aws-sdk/client-s3';
-import { ImageCacheError } from '../../errors.ts';
+import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { s3Call } from './errors.ts';
-import { MAX_PARTS } from './part-size.ts';
+import { type MultipartUpload, openMultipartUpload, type Part } from './multipart-upload.ts';
+import type { UploadStateObject } from './upload-state.ts';
 
 export interface StreamUploadOptions {
   client: S3Client;
@@ -21,6 +13,12 @@ export interface StreamUploadOptions {
   singleKey: () => string;
   /** Where a multipart upload goes; asked when the first part is full. */
   multipartKey: () => string;
+  /**
+   * Where the multipart upload keeps its state so that a later write of the same blob resumes
+   * it (upload-state.ts). Only for a key named by the expected digest: a staged write's key is
+   * random, so nobody could find its state again, and it aborts on failure as before.
+   */
+  resumeState?: UploadStateObject;
 }
 
 export interface UploadedObject {
@@ -32,9 +30,10 @@ export interface UploadedObject {
  * Uploads what `source` yields and commits only once it ended cleanly. The source is the
  * blob's VerifyingStream, which throws from its iterator on a size or digest mismatch instead
  * of ending, so: a body smaller than one part is sent with one PutObject after the last byte
- * was checked; a larger one is sent as parts while it streams, CompleteMultipartUpload comes
- * only after the check, and on any failure the upload is aborted so no object (and no stored
- * part) is left. Parts are Buffers, not streams, so the SDK can retry them and checksum them.
+ * was checked; a larger one is sent as parts while it streams, and CompleteMultipartUpload
+ * comes only after the check. On failure no object is left at the key; whether the unfinished
+ * upload is kept for a later write to resume or aborted is MultipartUpload.fail's call. Parts
+ * are Buffers, not streams, so the SDK can retry them and checksum them.
  */
 export async function uploadFromStream(
   source: AsyncIterable<Uint8Array>,
@@ -45,7 +44,7 @@ export async function uploadFromStream(
   try {
     for await (const chunk of source) {
       for (const part of assembler.add(chunk)) {
-        upload ??= await MultipartUpload.create(options, options.multipartKey());
+        upload ??= await openMultipartUpload(options, options.multipartKey());
         await upload.add(part);
       }
     }
@@ -72,15 +71,9 @@ export async function uploadFromStream(
     await upload.complete();
     return { key: upload.key, multipart: true };
   } catch (error) {
-    await upload?.abort();
+    await upload?.fail(error);
     throw error;
   }
-}
-
-/** A part's bytes, and how to hand its buffer back for the next part once it was sent. */
-interface Part {
-  bytes: Buffer;
-  release(): void;
 }
 
 /**
@@ -150,135 +143,5 @@ class PartAssembler {
 
   #allocate(): Buffer {
     return this.#free.pop() ?? Buffer.allocUnsafeSlow(this.#partSize);
-  }
-}
-
-/** One multipart upload with at most `concurrency` UploadPart requests in flight. */
-class MultipartUpload {
-  readonly key: string;
-  readonly #options: StreamUploadOptions;
-  readonly #uploadId: string;
-  readonly #inFlight = new Set<Promise<void>>();
-  readonly #parts: CompletedPart[] = [];
-  #nextPart = 1;
-  #failure: { error: unknown } | undefined;
-
-  private constructor(options: StreamUploadOptions, key: string, uploadId: string) {
-    this.#options = options;
-    this.key = key;
-    this.#uploadId = uploadId;
-  }
-
-  static async create(options: StreamUploadOptions, key: string): Promise<MultipartUpload> {
-    const created = await s3Call(
-      options.client.send(
-        new CreateMultipartUploadCommand({
-          Bucket: options.bucket,
-          Key: key,
-          ChecksumAlgorithm: 'CRC32',
-        }),
-      ),
-      'CreateMultipartUpload',
-      key,
-    );
-    if (!created.UploadId) {
-      throw new ImageCacheError('INTERNAL', `S3 CreateMultipartUpload ${key}: no UploadId`);
-    }
-    return new MultipartUpload(options, key, created.UploadId);
-  }
-
-  /** Starts uploading `part`, first waiting for a free slot: that wait is the backpressure. */
-  async add(part: Part): Promise<void> {
-    this.#throwIfFailed();
-    while (this.#inFlight.size >= this.#options.concurrency) {
-      await Promise.race(this.#inFlight);
-      this.#throwIfFailed();
-    }
-    if (this.#nextPart > MAX_PARTS) {
-      throw new ImageCacheError(
-        'PAYLOAD_TOO_LARGE',
-        `blob needs more than ${MAX_PARTS} parts of ${this.#options.partSize} bytes`,
-      );
-    }
-    const partNumber = this.#nextPart++;
-    const body = part.bytes;
-    const { client, bucket } = this.#options;
-    const sending: Promise<void> = s3Call(
-      client.send(
-        new UploadPartCommand({
-          Bucket: bucket,
-          Key: this.key,
-          UploadId: this.#uploadId,
-          PartNumber: partNumber,
-          Body: body,
-          ContentLength: body.length,
-          ChecksumAlgorithm: 'CRC32',
-        }),
-      ),
-      'UploadPart',
-      this.key,
-    )
-      .then(
-        (out) => {
-          this.#parts.push({
-            PartNumber: partNumber,
-            ETag: out.ETag,
-            ChecksumCRC32: out.ChecksumCRC32,
-          });
-        },
-        // Kept, not thrown: the next add() or complete() reports it, and no rejection is left
-        // unhandled while the source is still being read.
-        (error: unknown) => {
-          this.#failure ??= { error };
-        },
-      )
-      .finally(() => {
-        // Settled: the SDK no longer reads the buffer (retries happen before this).
-        part.release();
-        this.#inFlight.delete(sending);
-      });
-    this.#inFlight.add(sending);
-  }
-
-  async complete(): Promise<void> {
-    await Promise.all(this.#inFlight);
-    this.#throwIfFailed();
-    const parts = [...this.#parts].sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
-    await s3Call(
-      this.#options.client.send(
-        new CompleteMultipartUploadCommand({
-          Bucket: this.#options.bucket,
-          Key: this.key,
-          UploadId: this.#uploadId,
-          MultipartUpload: { Parts: parts },
-        }),
-      ),
-      'CompleteMultipartUpload',
-      this.key,
-    );
-  }
-
-  /**
-   * Parts still uploading could be stored after an abort, so their requests settle first.
-   * A failed abort is not reported over the error that caused it: the bucket's lifecycle rule
-   * (AbortIncompleteMultipartUpload) removes what is left, and no object exists at the key.
-   */
-  async abort(): Promise<void> {
-    await Promise.allSettled(this.#inFlight);
-    try {
-      await this.#options.client.send(
-        new AbortMultipartUploadCommand({
-          Bucket: this.#options.bucket,
-          Key: this.key,
-          UploadId: this.#uploadId,
-        }),
-      );
-    } catch {
-      // See above.
-    }
-  }
-
-  #throwIfFailed(): void {
-    if (this.#failure) throw this.#failure.error;
   }
 }
