@@ -54,6 +54,7 @@ import {
   CreateTableCommand,
   DescribeTableCommand,
   type DynamoDBClient,
+  PutItemCommand,
   ResourceInUseException,
   UpdateTimeToLiveCommand,
 } from '@aws-sdk/client-dynamodb';
@@ -79,6 +80,9 @@ export type ItemKind =
   | 'raw'
   | 'refs'
   | 'image'
+  | 'image-tag'
+  | 'image-ref'
+  | 'marker'
   | 'blob'
   | 'pin'
   | 'gc'
@@ -111,6 +115,18 @@ export const keys = {
     pk: IMAGES_PK,
     sk: `DIGEST#${digestHex(manifest)}`,
   }),
+  /** A tag's copy beside the summary of the manifest it names (sorts right after it). */
+  imageTag: (manifest: Digest, repository: string, tag: string): Key => ({
+    pk: IMAGES_PK,
+    sk: `DIGEST#${digestHex(manifest)}#TAG#${repository}:${tag}`,
+  }),
+  /** A digest ref's copy beside the summary of the manifest it names. */
+  imageRef: (manifest: Digest, repository: string, digest: Digest): Key => ({
+    pk: IMAGES_PK,
+    sk: `DIGEST#${digestHex(manifest)}#REF#${repository}@${digest}`,
+  }),
+  /** Present once every image's entries exist (new table, or backfill finished). */
+  entriesReady: (): Key => ({ pk: IMAGES_PK, sk: ENTRIES_READY_SK }),
   blob: (digest: Digest): Key => ({ pk: `BLOB#${digest}`, sk: 'BLOB' }),
   pin: (name: string): Key => ({ pk: PINS_PK, sk: `PIN#${name}` }),
   gcReport: (seq: number): Key => ({
@@ -124,6 +140,7 @@ export const keys = {
 };
 
 export const IMAGES_PK = 'IMAGES';
+export const ENTRIES_READY_SK = 'ENTRIES_READY';
 export const PINS_PK = 'PINS';
 export const GC_REPORTS_PK = 'GC_REPORTS';
 export const GC_REPORT_PREFIX = 'REPORT#';
@@ -138,6 +155,7 @@ export function rawChunkPrefix(incarnation: string): string {
  * operator asks (`--create-resources`, local emulators); an existing table is left as it is.
  */
 export async function createTable(client: DynamoDBClient, tableName: string): Promise<void> {
+  let created = false;
   try {
     await client.send(
       new CreateTableCommand({
@@ -153,6 +171,7 @@ export async function createTable(client: DynamoDBClient, tableName: string): Pr
         ],
       }),
     );
+    created = true;
   } catch (error) {
     if (!(error instanceof ResourceInUseException)) throw error;
   }
@@ -172,5 +191,15 @@ export async function createTable(client: DynamoDBClient, tableName: string): Pr
   } catch (error) {
     // Enabling TTL twice is refused; the setting is what we wanted either way.
     if (!/already enabled/i.test((error as Error).message)) throw error;
+  }
+  if (created) {
+    // A table this call created holds no image from before entries existed: nothing to backfill.
+    const { pk, sk } = keys.entriesReady();
+    await client.send(
+      new PutItemCommand({
+        TableName: tableName,
+        Item: { pk: { S: pk }, sk: { S: sk }, kind: { S: 'marker' } },
+      }),
+    );
   }
 }
