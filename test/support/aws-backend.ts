@@ -13,6 +13,8 @@ import { bodyBytes } from './aws-save-backend.ts';
 export interface AwsBackend {
   composition: Composition;
   catalog: DynamoCatalog;
+  /** The fresh table's name. */
+  table: string;
   router: Router;
   /** One request through the router, its body read whole (a save's tarball too). */
   call(
@@ -24,11 +26,12 @@ export interface AwsBackend {
 }
 
 export async function startAwsBackend(): Promise<AwsBackend> {
-  const { composition } = await composeOnEmulators();
+  const { composition, names } = await composeOnEmulators();
   const router = createRouter(composition.context);
   return {
     composition,
     catalog: composition.context.catalog as DynamoCatalog,
+    table: names.table,
     router,
     async call(method, path, query = {}) {
       const response: HttpResponse = await router({
