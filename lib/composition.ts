@@ -53,7 +53,10 @@ export interface Composition {
 
 /** What a front may ask of the composition besides routing a request. */
 export interface Operations {
-  /** Retention (when a budget or age is set), then a full collection with the grace window. */
+  /**
+   * Image entries older records lack (once), retention (when a budget or age is set), then a
+   * full collection with the grace window.
+   */
   maintain(): ReturnType<typeof runMaintenance>;
   /** Maintenance every `intervalMs` (serve's own schedule; AWS uses EventBridge instead). */
   scheduleMaintenance(intervalMs: number, onError: (error: unknown) => void): GcSchedule;

@@ -1,12 +1,14 @@
 import type { Digest } from './digest.ts';
 import { digestHex } from './digest.ts';
 import { InvalidArgumentError, NotFoundError } from './errors.ts';
+import { compare, entriesOf } from './image-entries.ts';
 import type {
   DigestRefRecord,
   ImageCatalog,
+  ImageManifestEntry,
   ImageSummary,
+  ImageTagEntry,
   ManifestRecord,
-  TagRecord,
 } from './ports/image-catalog.ts';
 import {
   familiarRepository,
@@ -19,13 +21,14 @@ import {
 /**
  * An image as Docker sees it: one config digest (the image ID) with every tag and
  * `repo@digest` that leads to it. Several manifests can share a config (the same image pushed
- * as OCI and as Docker schema 2); they are one image, as in Docker.
+ * as OCI and as Docker schema 2); they are one image, as in Docker. Requests build views from
+ * image entries (no raw manifests); retention builds them from full records (`M`).
  */
-export interface ImageView {
+export interface ImageView<M extends ImageManifestEntry = ImageManifestEntry> {
   id: Digest;
-  manifests: ManifestRecord[];
+  manifests: M[];
   summary: ImageSummary;
-  tags: TagRecord[];
+  tags: ImageTagEntry[];
   digestRefs: DigestRefRecord[];
   /** `nginx:latest`, `localhost:5000/app:1`: what Docker prints. */
   repoTags: string[];
@@ -33,17 +36,33 @@ export interface ImageView {
   repoDigests: string[];
 }
 
+/** `docker image ls`: every image, from the catalog's entries (never a scan of the catalog). */
 export async function listImageViews(catalog: ImageCatalog): Promise<ImageView[]> {
+  return groupImageViews(await catalog.listImageEntries());
+}
+
+/**
+ * Every image with its full manifest records (lastUsedAt), read the way the collector reads the
+ * catalog: retention runs on the maintenance schedule, where whole listings are allowed.
+ */
+export async function scanImageViews(
+  catalog: ImageCatalog,
+): Promise<ImageView<ManifestRecord & ImageManifestEntry>[]> {
   const [manifests, tags, refs] = await Promise.all([
     catalog.listImages(),
     catalog.listTags(),
     catalog.listDigestRefs(),
   ]);
-  const byManifest = new Map(manifests.map((m) => [m.digest, m]));
-  const views = new Map<Digest, ImageView>();
-  for (const manifest of manifests) {
+  return groupImageViews(entriesOf(manifests, tags, refs));
+}
+
+/** Groups entries by config digest, in the entries' order (the first manifest seen leads). */
+export function groupImageViews<M extends ImageManifestEntry>(
+  entries: ReadonlyArray<{ manifest: M; tags: ImageTagEntry[]; digestRefs: DigestRefRecord[] }>,
+): ImageView<M>[] {
+  const views = new Map<Digest, ImageView<M>>();
+  for (const { manifest, tags, digestRefs } of entries) {
     const summary = manifest.image;
-    if (!summary) continue;
     let view = views.get(summary.configDigest);
     if (!view) {
       view = {
@@ -58,45 +77,45 @@ export async function listImageViews(catalog: ImageCatalog): Promise<ImageView[]
       views.set(summary.configDigest, view);
     }
     view.manifests.push(manifest);
-  }
-  const viewOf = (manifestDigest: Digest) => {
-    const id = byManifest.get(manifestDigest)?.image?.configDigest;
-    return id ? views.get(id) : undefined;
-  };
-  for (const tag of tags) {
-    const view = viewOf(tag.manifest);
-    if (!view) continue;
-    view.tags.push(tag);
-    view.repoTags.push(`${familiarRepository(tag.repository)}:${tag.tag}`);
-  }
-  for (const ref of refs) {
-    const view = viewOf(ref.manifest);
-    if (!view) continue;
-    view.digestRefs.push(ref);
-    const text = `${familiarRepository(ref.repository)}@${ref.digest}`;
-    if (!view.repoDigests.includes(text)) view.repoDigests.push(text);
+    view.tags.push(...tags);
+    view.digestRefs.push(...digestRefs);
   }
   for (const view of views.values()) {
-    view.repoTags.sort();
-    view.repoDigests.sort();
+    // Names in the order the whole listings had them: by repository, then tag or digest.
+    view.tags.sort((a, b) => compare(a.repository, b.repository) || compare(a.tag, b.tag));
+    view.digestRefs.sort(
+      (a, b) => compare(a.repository, b.repository) || compare(a.digest, b.digest),
+    );
+    view.repoTags = view.tags.map((t) => `${familiarRepository(t.repository)}:${t.tag}`).sort();
+    view.repoDigests = [
+      ...new Set(view.digestRefs.map((r) => `${familiarRepository(r.repository)}@${r.digest}`)),
+    ].sort();
   }
   return [...views.values()];
 }
 
+/** The image with this ID, read afresh from its entries; undefined once it is gone. */
+export async function findImageView(
+  catalog: ImageCatalog,
+  id: Digest,
+): Promise<ImageView | undefined> {
+  return groupImageViews(await catalog.findImageEntries(digestHex(id))).find((v) => v.id === id);
+}
+
 /**
  * Resolves `{name}` as Docker does: a reference (`nginx`, `nginx:1`, `repo@sha256:...`) first,
- * then a full or short image ID (`sha256:<hex>`, or at least a few hex characters).
+ * then a full or short image ID (`sha256:<hex>`, or at least a few hex characters). Reads only
+ * the entries of the images in question, so its cost does not grow with the catalog.
  */
 export async function resolveImage(catalog: ImageCatalog, name: string): Promise<ImageView> {
-  const views = await listImageViews(catalog);
   const manifest = await findByReference(catalog, name);
   if (manifest?.image) {
-    const view = views.find((v) => v.id === manifest.image?.configDigest);
+    const view = await findImageView(catalog, manifest.image.configDigest);
     if (view) return view;
   }
   if (looksLikeImageId(name)) {
     const hex = name.replace(/^sha256:/, '');
-    const matches = views.filter(
+    const matches = groupImageViews(await catalog.findImageEntries(hex)).filter(
       (v) =>
         digestHex(v.id).startsWith(hex) ||
         v.manifests.some((m) => digestHex(m.digest).startsWith(hex)),

@@ -10,8 +10,9 @@ import type { Digest } from './digest.ts';
 import { formatDuration } from './duration.ts';
 import { InvalidArgumentError } from './errors.ts';
 import { collectGarbage, type GcDeps } from './gc.ts';
-import { type ImageView, listImageViews } from './images.ts';
+import { type ImageView, scanImageViews } from './images.ts';
 import type { GcReport } from './ports/gc-report-log.ts';
+import type { ImageManifestEntry, ManifestRecord } from './ports/image-catalog.ts';
 import type { CollectFreed } from './prune.ts';
 import { type DeleteResponseItem, ImageRemoval } from './removal/remove-image.ts';
 
@@ -22,10 +23,13 @@ export interface RetentionSettings {
   maxAgeMs?: number;
 }
 
+/** An image with its full manifest records: retention needs each manifest's lastUsedAt. */
+export type StoredImageView = ImageView<ManifestRecord & ImageManifestEntry>;
+
 export type EvictionReason = 'max-age' | 'max-bytes';
 
 export interface Eviction {
-  view: ImageView;
+  view: StoredImageView;
   reason: EvictionReason;
   lastUsedAt: number;
   /** Bytes that only this image (of those kept so far) needed. */
@@ -40,7 +44,7 @@ export interface EvictionPlan {
 }
 
 /** When an image was last used: the latest pull or save of any of its manifests. */
-export function lastUsed(view: ImageView): number {
+export function lastUsed(view: StoredImageView): number {
   return Math.max(...view.manifests.map((m) => m.lastUsedAt));
 }
 
@@ -49,14 +53,14 @@ export function lastUsed(view: ImageView): number {
  * frees only the blobs no kept image needs, so the plan stops as soon as the kept images fit.
  */
 export function planEvictions(
-  views: readonly ImageView[],
+  views: readonly StoredImageView[],
   blobSizes: ReadonlyMap<Digest, number>,
-  isPinned: (view: ImageView) => boolean,
+  isPinned: (view: StoredImageView) => boolean,
   settings: RetentionSettings,
   now: number,
 ): EvictionPlan {
   const users = new Map<Digest, number>();
-  const blobsOf = (view: ImageView) => new Set(view.manifests.flatMap((m) => m.blobs));
+  const blobsOf = (view: StoredImageView) => new Set(view.manifests.flatMap((m) => m.blobs));
   let stored = 0;
   for (const view of views) {
     for (const blob of blobsOf(view)) {
@@ -67,7 +71,7 @@ export function planEvictions(
   }
   const storedBefore = stored;
   const evictions: Eviction[] = [];
-  const evict = (view: ImageView, reason: EvictionReason) => {
+  const evict = (view: StoredImageView, reason: EvictionReason) => {
     let bytes = 0;
     for (const blob of blobsOf(view)) {
       const count = (users.get(blob) ?? 1) - 1;
@@ -82,7 +86,7 @@ export function planEvictions(
   const candidates = views
     .filter((v) => !isPinned(v))
     .sort((a, b) => lastUsed(a) - lastUsed(b) || (a.id < b.id ? -1 : 1));
-  const kept: ImageView[] = [];
+  const kept: StoredImageView[] = [];
   for (const view of candidates) {
     if (settings.maxAgeMs !== undefined && now - lastUsed(view) > settings.maxAgeMs) {
       evict(view, 'max-age');
@@ -123,7 +127,7 @@ export async function applyRetention(
   const { catalog } = deps;
   const now = deps.clock.now();
   const removal = await ImageRemoval.start(catalog, now);
-  const [views, blobs] = await Promise.all([listImageViews(catalog), catalog.listBlobs()]);
+  const [views, blobs] = await Promise.all([scanImageViews(catalog), catalog.listBlobs()]);
   const sizes = new Map(blobs.filter((b) => b.state === 'live').map((b) => [b.digest, b.size]));
   const plan = planEvictions(views, sizes, (v) => removal.pinsOf(v).length > 0, settings, now);
 
@@ -164,12 +168,16 @@ export interface MaintenanceSettings extends RetentionSettings {
   gcGraceMs: number;
 }
 
-/** One scheduled pass: retention (when configured), then a full collection with the grace window. */
+/**
+ * One scheduled pass: the image entries older records lack (a no-op once written), retention
+ * (when configured), then a full collection with the grace window.
+ */
 export async function runMaintenance(
   deps: GcDeps,
   settings: MaintenanceSettings,
   collect: CollectFreed,
 ): Promise<{ retention?: RetentionReport; gc: GcReport }> {
+  await deps.catalog.backfillImageEntries();
   const retention =
     settings.maxBytes !== undefined || settings.maxAgeMs !== undefined
       ? await applyRetention(deps, settings, collect)

@@ -217,7 +217,8 @@ describe('DynamoCatalog specifics', () => {
     expect(await refsOf(tagged)).toBe(0);
     expect(await catalog.deleteManifestIfUnreferenced(tagged)).toBe(true);
     expect(await catalog.listManifests()).toEqual([]);
-    expect(await itemsUnder('IMAGES')).toEqual([]);
+    // Only the entries marker a new table starts with is left.
+    expect(await itemsUnder('IMAGES')).toEqual(['ENTRIES_READY']);
   });
 
   it('counts a reference to a digest that is stored only later', async () => {
@@ -247,11 +248,14 @@ describe('DynamoCatalog specifics', () => {
       await catalog.getManifest(digest),
       (await catalog.listManifests())[0],
       (await catalog.listImages())[0],
-      (await resolveImage(catalog, digestHex(digest).slice(0, 12))).manifests[0],
     ]) {
       expect(Buffer.from(record!.raw).equals(Buffer.from(image.manifest.raw))).toBe(true);
       expect(sha256(record!.raw)).toBe(digest);
     }
+    // Image entries carry no raw bytes: a chunked manifest resolves like any other.
+    expect((await resolveImage(catalog, digestHex(digest).slice(0, 12))).manifests[0]?.digest).toBe(
+      digest,
+    );
     const chunkKeys = (await itemsUnder(`MANIFEST#${digest}`)).filter((sk) =>
       sk.startsWith('RAW#'),
     );

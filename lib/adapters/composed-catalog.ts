@@ -60,6 +60,18 @@ export class ComposedCatalog implements Catalog {
   touchManifest(digest: Digest, now: number) {
     return this.#images.touchManifest(digest, now);
   }
+  listImageEntries() {
+    return this.#images.listImageEntries();
+  }
+  findImageEntries(hexPrefix: string) {
+    return this.#images.findImageEntries(hexPrefix);
+  }
+  listRepositoryTags(repository: RepositoryName) {
+    return this.#images.listRepositoryTags(repository);
+  }
+  backfillImageEntries() {
+    return this.#images.backfillImageEntries();
+  }
   getTag(repository: RepositoryName, tag: string) {
     return this.#images.getTag(repository, tag);
   }

@@ -42,8 +42,7 @@ async function cachedTags(
   n: number | undefined,
   last: string | undefined,
 ): Promise<TagPage> {
-  const all = (await context.catalog.listTags())
-    .filter((tag) => tag.repository === repository)
+  const all = (await context.catalog.listRepositoryTags(repository))
     .map((tag) => tag.tag)
     .filter((tag) => last === undefined || tag > last)
     .sort();

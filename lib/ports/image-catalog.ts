@@ -50,6 +50,26 @@ export interface DigestRefRecord {
   createdAt: number;
 }
 
+/** An image manifest as `image ls`, inspect, history, rmi and save read it: no raw bytes. */
+export interface ImageManifestEntry {
+  digest: Digest;
+  blobs: Digest[];
+  image: ImageSummary;
+  createdAt: number;
+}
+
+/** A tag as an image listing shows it; checkedAt (pull revalidation bookkeeping) is left out. */
+export type ImageTagEntry = Omit<TagRecord, 'checkedAt'>;
+
+/** One image manifest with the names that lead to it. */
+export interface ImageEntry {
+  manifest: ImageManifestEntry;
+  /** Tags whose `manifest` is this one, by repository then tag. */
+  tags: ImageTagEntry[];
+  /** Digest refs whose `manifest` is this one, by repository then digest. */
+  digestRefs: DigestRefRecord[];
+}
+
 export type BlobState = 'live' | 'deleting';
 
 /**
@@ -133,6 +153,24 @@ export interface ImageCatalog {
   /** Every image manifest (not indexes), for `docker image ls`. */
   listImages(): Promise<ManifestRecord[]>;
   touchManifest(digest: Digest, now: number): Promise<void>;
+
+  // --- what requests read (`image ls`, inspect, history, rmi, save): never the whole catalog
+
+  /** Every image manifest with its names, newest first (createdAt, then digest). */
+  listImageEntries(): Promise<ImageEntry[]>;
+  /**
+   * The entries whose manifest digest or config digest (the image ID) starts with
+   * `sha256:<hexPrefix>`, plus every other entry with the same config, so an image built from
+   * them is whole. Same order as listImageEntries. `hexPrefix` is lowercase hex, not empty.
+   */
+  findImageEntries(hexPrefix: string): Promise<ImageEntry[]>;
+  /** The tags of one repository, by tag (the registry's tag list). */
+  listRepositoryTags(repository: RepositoryName): Promise<TagRecord[]>;
+  /**
+   * Maintenance: writes the listing records that images stored before they existed lack. Runs
+   * on the maintenance schedule; answers how many records it wrote (0 once done).
+   */
+  backfillImageEntries(): Promise<number>;
 
   getTag(repository: RepositoryName, tag: string): Promise<TagRecord | undefined>;
   listTags(): Promise<TagRecord[]>;

@@ -11,7 +11,7 @@
  */
 import { type Digest, shortId } from '../digest.ts';
 import { ConflictError, NotFoundError } from '../errors.ts';
-import { type ImageView, listImageViews } from '../images.ts';
+import { findImageView, type ImageView } from '../images.ts';
 import { activePins, describePin, pinsHolding } from '../pins.ts';
 import type { ImageCatalog, PinRecord } from '../ports/image-catalog.ts';
 import {
@@ -161,7 +161,7 @@ export class ImageRemoval {
     dropPins = force,
   ): Promise<boolean> {
     // Re-read: a pull may have named the image since it was resolved.
-    const current = (await listImageViews(this.#catalog)).find((v) => v.id === view.id);
+    const current = await findImageView(this.#catalog, view.id);
     if (!current) return false;
     const refs = refsOf(current);
     const pins = this.pinsOf(current);

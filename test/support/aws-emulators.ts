@@ -6,6 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import { DynamoCatalog } from '../../lib/adapters/dynamo-catalog.ts';
 import { S3BlobStore } from '../../lib/adapters/s3-blob-store.ts';
+import { type Composition, composeAws } from '../../lib/composition.ts';
+import { parseServeArgs } from '../../lib/config.ts';
 import { type DynamoDbLocal, LOCAL_REGION, startDynamoDbLocal } from './dynamodb-local.ts';
 import { type S3TestServer, startS3Server } from './s3-server.ts';
 
@@ -88,4 +90,25 @@ export function openAwsAdapters(
       blobs.client.destroy();
     },
   };
+}
+
+/**
+ * The AWS backend composed in-process on the emulators, on a fresh bucket and table it creates;
+ * `requireAuth` turns access control on.
+ */
+export async function composeOnEmulators(
+  options: { requireAuth?: boolean } = {},
+): Promise<{ composition: Composition; names: { bucket: string; table: string } }> {
+  const emulators = await awsEmulators();
+  const names = freshResourceNames();
+  // The SDK's standard settings, read by composeAws's clients.
+  Object.assign(process.env, emulators.env);
+  const config = parseServeArgs(['--backend', 'aws', '--create-resources'], {
+    ...emulators.env,
+    IMAGE_CACHE_BUCKET: names.bucket,
+    IMAGE_CACHE_TABLE: names.table,
+    IMAGE_CACHE_REGISTRIES: '',
+  });
+  const composition = await composeAws({ ...config, requireAuth: options.requireAuth ?? false });
+  return { composition, names };
 }

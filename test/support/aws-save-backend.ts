@@ -8,11 +8,10 @@ import type { Readable } from 'node:stream';
 import { ListObjectsV2Command } from '@aws-sdk/client-s3';
 import type { S3BlobStore } from '../../lib/adapters/s3-blob-store.ts';
 import { createToken } from '../../lib/auth/tokens.ts';
-import { type Composition, composeAws } from '../../lib/composition.ts';
-import { parseServeArgs } from '../../lib/config.ts';
+import type { Composition } from '../../lib/composition.ts';
 import type { HttpResponse } from '../../lib/engine/http.ts';
 import { createRouter, type Router } from '../../lib/engine/router.ts';
-import { awsEmulators, freshResourceNames } from './aws-emulators.ts';
+import { composeOnEmulators } from './aws-emulators.ts';
 
 export interface AwsSaveBackend {
   composition: Composition;
@@ -33,17 +32,7 @@ export interface AwsSaveBackend {
 const EXPORT_WRITE = /^(PutObject|CreateMultipartUpload|UploadPart|CompleteMultipartUpload)/;
 
 export async function startAwsSaveBackend(): Promise<AwsSaveBackend> {
-  const emulators = await awsEmulators();
-  const names = freshResourceNames();
-  // The SDK's standard settings, read by composeAws's clients.
-  Object.assign(process.env, emulators.env);
-  const config = parseServeArgs(['--backend', 'aws', '--create-resources'], {
-    ...emulators.env,
-    IMAGE_CACHE_BUCKET: names.bucket,
-    IMAGE_CACHE_TABLE: names.table,
-    IMAGE_CACHE_REGISTRIES: '',
-  });
-  const composition = await composeAws({ ...config, requireAuth: true });
+  const { composition, names } = await composeOnEmulators({ requireAuth: true });
   const blobs = composition.context.blobs as S3BlobStore;
   const writes: string[] = [];
   let gate: Promise<void> = Promise.resolve();

@@ -12,6 +12,7 @@ import type { TransactWriteItem } from '@aws-sdk/client-dynamodb';
 import type { Digest } from '../../digest.ts';
 import { BlobNotLiveError, NotFoundError } from '../../errors.ts';
 import type { ImageCommit } from '../../ports/image-catalog.ts';
+import { nameCopyActions, summaryItem } from './image-entries.ts';
 import {
   av,
   digestRefItem,
@@ -49,7 +50,20 @@ interface Plan {
   roles: Role[];
 }
 
-const SNAPSHOT_PROJECTION = ['pk', 'sk', 'kind', 'manifest', 'source', 'digest', 'blobs', 'inc'];
+/** Repository, tag and createdAt too: the name copies of what the commit replaces need them. */
+const SNAPSHOT_PROJECTION = [
+  'pk',
+  'sk',
+  'kind',
+  'manifest',
+  'source',
+  'digest',
+  'blobs',
+  'inc',
+  'repository',
+  'tag',
+  'createdAt',
+];
 /** Blob touches in flight at once on the large path. */
 const TOUCH_CONCURRENCY = 16;
 
@@ -168,6 +182,7 @@ function planTransaction(
   if (commit.tag) {
     const item = tagItem({ ...commit.tag, updatedAt: now, checkedAt: now });
     add({ Put: { TableName: table, Item: item, ...unchangedCondition(snapshot.tag) } });
+    for (const action of nameCopyActions(table, snapshot.tag, item)) add(action);
     mergeDelta(delta, referenceDelta(slotsOf(snapshot.tag), slotsOf(item)));
   }
   if (commit.digestRef) {
@@ -192,6 +207,9 @@ function planTransaction(
     } else {
       add({ Put: { TableName: table, Item: item, ...unchangedCondition(undefined) } });
     }
+    // The copy keeps the first createdAt, as the ref itself does.
+    const kept = old ? { ...item, createdAt: old.createdAt ?? item.createdAt! } : item;
+    for (const action of nameCopyActions(table, old, kept)) add(action);
     mergeDelta(delta, referenceDelta(slotsOf(old), slotsOf(item)));
   }
   for (const action of counterActions(table, delta)) add(action);
@@ -224,18 +242,16 @@ function useManifest(table: string, digest: Digest, stored: Item, now: number): 
   };
 }
 
+/** The image's CONFIG# lookup and its entry's summary (image-entries.ts), with the manifest. */
 function imageLookups(table: string, p: Placement): TransactWriteItem[] {
   const image = p.record.image;
   if (!image) return [];
   const digest = p.record.digest;
-  return [keys.imageByConfig(image.configDigest, digest), keys.imageByDigest(digest)].map(
-    (key) => ({
-      Put: {
-        TableName: table,
-        Item: { ...keyItem(key), kind: av.s('image'), manifest: av.s(digest) },
-      },
-    }),
-  );
+  const lookup = keyItem(keys.imageByConfig(image.configDigest, digest));
+  return [
+    { Put: { TableName: table, Item: { ...lookup, kind: av.s('image'), manifest: av.s(digest) } } },
+    { Put: { TableName: table, Item: summaryItem({ ...p.record, image }) } },
+  ];
 }
 
 export function touchAction(table: string, digest: Digest, now: number): TransactWriteItem {

@@ -1,10 +1,12 @@
 import type { Digest } from '../../digest.ts';
+import { entriesOf, matchingEntries } from '../../image-entries.ts';
 import type { RepositoryName } from '../../model.ts';
 import type {
   BlobRecord,
   DigestRefRecord,
   ImageCatalog,
   ImageCommit,
+  ImageEntry,
   ManifestRecord,
   PinRecord,
   TagRecord,
@@ -20,6 +22,12 @@ import {
   touchBlob,
 } from './blobs.ts';
 import { commitImage } from './commit.ts';
+import {
+  backfillImageEntries,
+  entriesReady,
+  findImageEntries,
+  listImageEntries,
+} from './image-entries.ts';
 import { av, compare, pinItem, str, toDigestRef, toPin, toTag } from './items.ts';
 import { assembleManifest, groupChunks, readManifest, readManifests } from './manifests.ts';
 import { deleteManifestIfUnreferenced, writeReferrer } from './references.ts';
@@ -33,6 +41,8 @@ import type { Table } from './table.ts';
  */
 export class DynamoImageCatalog implements ImageCatalog {
   readonly #table: Table;
+  /** Whether the entries marker was seen (schema.ts); never goes back to false. */
+  #ready = false;
 
   constructor(table: Table) {
     this.#table = table;
@@ -105,6 +115,60 @@ export class DynamoImageCatalog implements ImageCatalog {
     return records
       .filter((m) => m.image !== undefined)
       .sort((a, b) => b.createdAt - a.createdAt || compare(a.digest, b.digest));
+  }
+
+  // --- image entries (dynamo/image-entries.ts): Queries of the IMAGES partition
+
+  async listImageEntries(): Promise<ImageEntry[]> {
+    if (await this.#entriesReady()) return listImageEntries(this.#table);
+    return this.#entriesByScan();
+  }
+
+  async findImageEntries(hexPrefix: string): Promise<ImageEntry[]> {
+    if (await this.#entriesReady()) return findImageEntries(this.#table, hexPrefix);
+    return matchingEntries(await this.#entriesByScan(), hexPrefix);
+  }
+
+  async listRepositoryTags(repository: RepositoryName): Promise<TagRecord[]> {
+    const items = await this.#table.query({
+      KeyConditionExpression: 'pk = :pk AND begins_with(sk, :prefix)',
+      ExpressionAttributeValues: {
+        ':pk': av.s(keys.tag(repository, '').pk),
+        ':prefix': av.s('TAG#'),
+      },
+    });
+    return items.map(toTag).sort((a, b) => compare(a.tag, b.tag));
+  }
+
+  async backfillImageEntries(): Promise<number> {
+    const written = await backfillImageEntries(this.#table);
+    this.#ready = true;
+    return written;
+  }
+
+  /** Once the marker was seen it stays: entries, once complete, are kept complete by writers. */
+  async #entriesReady(): Promise<boolean> {
+    this.#ready ||= await entriesReady(this.#table);
+    return this.#ready;
+  }
+
+  /** Until the backfill finished: entries from whole listings (Scans), as before entries. */
+  async #entriesByScan(): Promise<ImageEntry[]> {
+    const [manifests, tags, refs] = await Promise.all([
+      this.listImages(),
+      this.listTags(),
+      this.listDigestRefs(),
+    ]);
+    return entriesOf(manifests, tags, refs).map(({ manifest, tags, digestRefs }) => ({
+      manifest: {
+        digest: manifest.digest,
+        blobs: manifest.blobs,
+        image: manifest.image,
+        createdAt: manifest.createdAt,
+      },
+      tags,
+      digestRefs,
+    }));
   }
 
   async touchManifest(digest: Digest, now: number): Promise<void> {

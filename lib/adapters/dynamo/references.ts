@@ -7,6 +7,7 @@
  */
 import type { TransactWriteItem } from '@aws-sdk/client-dynamodb';
 import type { Digest } from '../../digest.ts';
+import { nameCopyActions } from './image-entries.ts';
 import { type Item, keyItem, optNum, optStr, str } from './items.ts';
 import { deleteChunks } from './manifests.ts';
 import { type Key, keys } from './schema.ts';
@@ -106,7 +107,11 @@ export async function writeReferrer(
       ? { Put: { TableName: table.name, Item: next, ...condition } }
       : { Delete: { TableName: table.name, Key: keyItem(key), ...condition } };
     const delta = referenceDelta(slotsOf(old), slotsOf(next));
-    const outcome = await table.transact([write, ...counterActions(table.name, delta)]);
+    const outcome = await table.transact([
+      write,
+      ...counterActions(table.name, delta),
+      ...nameCopyActions(table.name, old, next),
+    ]);
     if (outcome.ok) return old;
   }
   throw lostRace();

@@ -12,8 +12,11 @@
  * | manifest            | MANIFEST#<digest>      | MANIFEST                    | GetItem; lastUsedAt (last-used time) lives here  |
  * | manifest raw chunk  | MANIFEST#<digest>      | RAW#<incarnation>#<nnnn>    | Query, only when the manifest says rawChunks > 0 |
  * | reference counter   | MANIFEST#<digest>      | REFS                        | ConditionCheck refs = 0 before deleting          |
- * | image lookup        | IMAGES                 | CONFIG#<config hex>#<digest>| written, not read since findImages went (kept)   |
- * | image lookup        | IMAGES                 | DIGEST#<manifest hex>       | Query begins_with DIGEST#<prefix>; listImages    |
+ * | image by config     | IMAGES                 | CONFIG#<config hex>#<digest>| Query begins_with: the manifests of an image ID  |
+ * | image summary       | IMAGES                 | DIGEST#<manifest hex>       | Query begins_with DIGEST# (image ls) or a prefix |
+ * | tag copy            | IMAGES                 | DIGEST#<hex>#TAG#<repo>:<t> | read with its summary (same Query)               |
+ * | digest ref copy     | IMAGES                 | DIGEST#<hex>#REF#<repo>@<d> | read with its summary (same Query)               |
+ * | entries marker      | IMAGES                 | ENTRIES_READY               | GetItem once per process: entries are complete   |
  * | blob record         | BLOB#<digest>          | BLOB                        | GetItem; every GC transition is conditional here |
  * |   (deleted: tombstone, state gone, kind blob-tombstone, keeps its generation until TTL)      |
  * | pin                 | PINS                   | PIN#<name>                  | Query the partition (sorted by name)             |
@@ -23,10 +26,29 @@
  * | job                 | JOB#<id>               | JOB                         | GetItem (follow, claim); TTL after it ends       |
  * | job key             | JOBKEY#<single-flight> | JOBKEY                      | names the key's active job; deleted at its end   |
  *
+ * Image entries (image-entries.ts): what `image ls`, inspect, history, tag, rmi and save read, so
+ * no request Scans the table (issue 13). Per image manifest a summary (config digest, image
+ * summary, blobs, createdAt) and a copy of every tag and digest ref naming it sort together, so
+ * one Query answers a listing (`DIGEST#`) or one image (`DIGEST#<hex>`). The copies and the
+ * summary are written and deleted in the same transaction as the tag, ref or manifest they copy,
+ * so they cannot drift. Tables written before entries existed are backfilled by maintenance,
+ * which then writes ENTRIES_READY; until then reads take the Scan path below. A table created by
+ * `createTable` starts with the marker.
+ *
+ * Why IMAGES is not sharded: one partition serves 3,000 read and 1,000 write units a second.
+ * Writes to it come from commits (three to five small items per pull or tag), far below that
+ * for a cache; reads are strongly consistent Queries of ~0.3 KB per name, so a listing of 5,000
+ * images costs ~1,350 units and the partition holds about two such listings a second before
+ * DynamoDB splits it for heat (the table has no LSI, so an item collection may span
+ * partitions). Shard it (IMAGES#<first hex digit>, 16 Queries per listing, one per lookup) if
+ * listings of that size become that frequent.
+ *
  * Listings of whole entity types (listTags, listDigestRefs, listManifests, listBlobs) are
  * parallel Scans with ConsistentRead and a filter on `kind`; they pay for the table once per
  * call, which is what a mark-and-sweep over every blob costs anyway (100k blob records of
  * ~200 bytes are ~20 MB: about 20 Scan pages, spread over the segments).
+ *
+ * They serve the collector, retention and the backfill (on their schedule), never a request.
  *
  * Why no GSI: a GSI read is eventually consistent, and the catalog answers questions whose
  * staleness breaks invariants (is a manifest referenced? which manifests exist when GC marks?).
@@ -54,6 +76,7 @@ import {
   CreateTableCommand,
   DescribeTableCommand,
   type DynamoDBClient,
+  PutItemCommand,
   ResourceInUseException,
   UpdateTimeToLiveCommand,
 } from '@aws-sdk/client-dynamodb';
@@ -79,6 +102,9 @@ export type ItemKind =
   | 'raw'
   | 'refs'
   | 'image'
+  | 'image-tag'
+  | 'image-ref'
+  | 'marker'
   | 'blob'
   | 'pin'
   | 'gc'
@@ -111,6 +137,18 @@ export const keys = {
     pk: IMAGES_PK,
     sk: `DIGEST#${digestHex(manifest)}`,
   }),
+  /** A tag's copy beside the summary of the manifest it names (sorts right after it). */
+  imageTag: (manifest: Digest, repository: string, tag: string): Key => ({
+    pk: IMAGES_PK,
+    sk: `DIGEST#${digestHex(manifest)}#TAG#${repository}:${tag}`,
+  }),
+  /** A digest ref's copy beside the summary of the manifest it names. */
+  imageRef: (manifest: Digest, repository: string, digest: Digest): Key => ({
+    pk: IMAGES_PK,
+    sk: `DIGEST#${digestHex(manifest)}#REF#${repository}@${digest}`,
+  }),
+  /** Present once every image's entries exist (new table, or backfill finished). */
+  entriesReady: (): Key => ({ pk: IMAGES_PK, sk: ENTRIES_READY_SK }),
   blob: (digest: Digest): Key => ({ pk: `BLOB#${digest}`, sk: 'BLOB' }),
   pin: (name: string): Key => ({ pk: PINS_PK, sk: `PIN#${name}` }),
   gcReport: (seq: number): Key => ({
@@ -124,6 +162,7 @@ export const keys = {
 };
 
 export const IMAGES_PK = 'IMAGES';
+export const ENTRIES_READY_SK = 'ENTRIES_READY';
 export const PINS_PK = 'PINS';
 export const GC_REPORTS_PK = 'GC_REPORTS';
 export const GC_REPORT_PREFIX = 'REPORT#';
@@ -138,6 +177,7 @@ export function rawChunkPrefix(incarnation: string): string {
  * operator asks (`--create-resources`, local emulators); an existing table is left as it is.
  */
 export async function createTable(client: DynamoDBClient, tableName: string): Promise<void> {
+  let created = false;
   try {
     await client.send(
       new CreateTableCommand({
@@ -153,6 +193,7 @@ export async function createTable(client: DynamoDBClient, tableName: string): Pr
         ],
       }),
     );
+    created = true;
   } catch (error) {
     if (!(error instanceof ResourceInUseException)) throw error;
   }
@@ -172,5 +213,15 @@ export async function createTable(client: DynamoDBClient, tableName: string): Pr
   } catch (error) {
     // Enabling TTL twice is refused; the setting is what we wanted either way.
     if (!/already enabled/i.test((error as Error).message)) throw error;
+  }
+  if (created) {
+    // A table this call created holds no image from before entries existed: nothing to backfill.
+    const { pk, sk } = keys.entriesReady();
+    await client.send(
+      new PutItemCommand({
+        TableName: tableName,
+        Item: { pk: { S: pk }, sk: { S: sk }, kind: { S: 'marker' } },
+      }),
+    );
   }
 }

@@ -1,12 +1,14 @@
 import type Database from 'better-sqlite3';
 import type { Digest } from '../../digest.ts';
 import { BlobNotLiveError, NotFoundError } from '../../errors.ts';
+import { entriesOf } from '../../image-entries.ts';
 import type { RepositoryName } from '../../model.ts';
 import type { ImageCatalog, ImageCommit, PinRecord } from '../../ports/image-catalog.ts';
 import type { GroupCommit } from './group-commit.ts';
 import {
   type BlobRow,
   type DigestRefRow,
+  type ManifestEntryRow,
   type ManifestRow,
   ms,
   type PinRow,
@@ -15,9 +17,13 @@ import {
   toBlob,
   toDigestRef,
   toManifest,
+  toManifestEntry,
   toPin,
   toTag,
 } from './rows.ts';
+
+/** The manifest columns an image entry needs (not the raw bytes). */
+const ENTRY_COLUMNS = 'digest, blobs, image, created_at';
 
 /**
  * Blobs, manifests, tags, digest refs and pins in the catalog file. Every state change of a
@@ -182,6 +188,49 @@ export class SqliteImageCatalog implements ImageCatalog {
     )
       .all()
       .map(toManifest);
+  }
+
+  // --- image entries: indexed reads (manifests by digest and config_digest, names by manifest)
+
+  async listImageEntries() {
+    const manifests = this.#sql<ManifestEntryRow>(
+      `SELECT ${ENTRY_COLUMNS} FROM manifests WHERE image IS NOT NULL`,
+    ).all();
+    return entriesOf(
+      manifests.map(toManifestEntry),
+      await this.listTags(),
+      await this.listDigestRefs(),
+    );
+  }
+
+  async findImageEntries(hexPrefix: string) {
+    // A prefix as a range, so both lookups use an index; 'g' sorts after every hex digit.
+    const from = `sha256:${hexPrefix}`;
+    const to = `${from}g`;
+    const manifests = this.#sql<ManifestEntryRow>(
+      `SELECT ${ENTRY_COLUMNS} FROM manifests WHERE image IS NOT NULL AND config_digest IN (
+         SELECT config_digest FROM manifests WHERE digest >= @from AND digest < @to
+         UNION SELECT config_digest FROM manifests WHERE config_digest >= @from AND config_digest < @to)`,
+    ).all({ from, to });
+    const digests = JSON.stringify(manifests.map((m) => m.digest));
+    const tags = this.#sql<TagRow>(
+      'SELECT * FROM tags WHERE manifest IN (SELECT value FROM json_each(?))',
+    ).all(digests);
+    const refs = this.#sql<DigestRefRow>(
+      'SELECT * FROM digest_refs WHERE manifest IN (SELECT value FROM json_each(?))',
+    ).all(digests);
+    return entriesOf(manifests.map(toManifestEntry), tags.map(toTag), refs.map(toDigestRef));
+  }
+
+  async listRepositoryTags(repository: RepositoryName) {
+    return this.#sql<TagRow>('SELECT * FROM tags WHERE repository = ? ORDER BY tag')
+      .all(repository)
+      .map(toTag);
+  }
+
+  /** Nothing to backfill: entries are read from the tables themselves. */
+  async backfillImageEntries() {
+    return 0;
   }
 
   async touchManifest(digest: Digest, now: number) {

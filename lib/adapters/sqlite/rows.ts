@@ -6,6 +6,7 @@ import type {
   BlobRecord,
   BlobState,
   DigestRefRecord,
+  ImageManifestEntry,
   ImageSummary,
   ManifestRecord,
   PinRecord,
@@ -127,6 +128,18 @@ export function toManifest(row: ManifestRow): ManifestRecord {
     ...(row.image !== null && { image: JSON.parse(row.image) as ImageSummary }),
     createdAt: row.created_at,
     lastUsedAt: row.last_used_at,
+  };
+}
+
+/** The columns an image entry reads: everything but the raw bytes. */
+export type ManifestEntryRow = Pick<ManifestRow, 'digest' | 'blobs' | 'image' | 'created_at'>;
+
+export function toManifestEntry(row: ManifestEntryRow): ImageManifestEntry {
+  return {
+    digest: row.digest as Digest,
+    blobs: JSON.parse(row.blobs) as Digest[],
+    image: JSON.parse(row.image ?? 'null') as ImageSummary,
+    createdAt: row.created_at,
   };
 }
 

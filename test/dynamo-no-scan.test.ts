@@ -1,0 +1,112 @@
+/**
+ * Issue 13: no DynamoDB Scan on a request path. Every image request (`image ls`, inspect and
+ * history by name and by ID, tag, save, rmi) goes through the real router on the AWS backend
+ * against DynamoDB Local, and the SDK middleware that counts requests per operation must never
+ * see a Scan. The collection of freed blobs after an rmi is the one exception (it marks from
+ * every manifest, on purpose): rmi runs with `noprune=1` here, and the GC is not a request path
+ * of the image commands.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { digestHex } from '../lib/digest.ts';
+import { type AwsBackend, startAwsBackend } from './support/aws-backend.ts';
+import { stopAwsEmulators } from './support/aws-emulators.ts';
+import { type SeededImage, seedImage } from './support/seed-images.ts';
+
+let backend: AwsBackend;
+let images: SeededImage[];
+
+beforeAll(async () => {
+  backend = await startAwsBackend();
+  const deps = backend.composition.context;
+  images = [];
+  for (const [i, name] of ['alpha', 'beta', 'gamma'].entries()) {
+    images.push(
+      await seedImage(deps, {
+        name,
+        layers: [[`${name}-layer`, 2_000]],
+        tags: [[`docker.io/library/${name}`, 'latest']],
+        digestRef: `docker.io/library/${name}`,
+        now: 1_000 + i,
+      }),
+    );
+  }
+}, 120_000);
+
+afterAll(async () => {
+  await backend?.close();
+  await stopAwsEmulators();
+});
+
+/** Runs one request and answers the DynamoDB operations it sent. */
+async function operationsOf(
+  method: string,
+  path: string,
+  query: Record<string, string> = {},
+  status = 200,
+) {
+  backend.catalog.requests.reset();
+  const response = await backend.call(method, path, query);
+  expect(response.status, response.body.toString()).toBe(status);
+  const operations = backend.catalog.requests.byOperation();
+  expect(Object.keys(operations).length).toBeGreaterThan(0);
+  return operations;
+}
+
+describe('image requests on DynamoDB send no Scan', () => {
+  it('image ls, with and without filters', async () => {
+    const ls = await backend.call('GET', '/images/json');
+    expect(JSON.parse(ls.body.toString())).toHaveLength(3);
+    expect(await operationsOf('GET', '/images/json')).not.toHaveProperty('Scan');
+    const filters = JSON.stringify({
+      reference: { alpha: true },
+      before: { 'gamma:latest': true },
+    });
+    expect(await operationsOf('GET', '/images/json', { filters })).not.toHaveProperty('Scan');
+  });
+
+  it('inspect and history by name, by ID and by ID prefix', async () => {
+    const [alpha] = images;
+    for (const name of ['alpha', 'alpha:latest', alpha!.id, digestHex(alpha!.id).slice(0, 12)]) {
+      const path = `/images/${encodeURIComponent(name)}`;
+      expect(await operationsOf('GET', `${path}/json`)).not.toHaveProperty('Scan');
+      expect(await operationsOf('GET', `${path}/history`)).not.toHaveProperty('Scan');
+    }
+    const inspect = await backend.call('GET', `/images/${alpha!.id}/json`);
+    expect(JSON.parse(inspect.body.toString()).RepoTags).toEqual(['alpha:latest']);
+    await operationsOf('GET', '/images/nothing-here/json', {}, 404);
+  });
+
+  it('tag, then save by name and by ID', async () => {
+    expect(
+      await operationsOf('POST', '/images/beta/tag', { repo: 'beta', tag: 'two' }, 201),
+    ).not.toHaveProperty('Scan');
+    expect(await operationsOf('GET', '/images/get', { names: 'beta:two' })).not.toHaveProperty(
+      'Scan',
+    );
+    expect(await operationsOf('GET', '/images/get', { names: images[1]!.id })).not.toHaveProperty(
+      'Scan',
+    );
+    const ls = JSON.parse((await backend.call('GET', '/images/json')).body.toString());
+    expect(ls.find((i: { Id: string }) => i.Id === images[1]!.id).RepoTags).toEqual([
+      'beta:latest',
+      'beta:two',
+    ]);
+  });
+
+  it('rmi by name (untag) and by ID', async () => {
+    expect(await operationsOf('DELETE', '/images/beta:two', { noprune: '1' })).not.toHaveProperty(
+      'Scan',
+    );
+    expect(
+      await operationsOf('DELETE', `/images/${images[2]!.id}`, { noprune: '1' }),
+    ).not.toHaveProperty('Scan');
+    const ls = JSON.parse((await backend.call('GET', '/images/json')).body.toString());
+    expect(ls.map((i: { Id: string }) => i.Id).sort()).toEqual(
+      [images[0]!.id, images[1]!.id].sort(),
+    );
+  });
+
+  it('the registry tag list of a cached repository', async () => {
+    expect(await operationsOf('GET', '/v2/library/alpha/tags/list')).not.toHaveProperty('Scan');
+  });
+});
