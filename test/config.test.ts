@@ -282,6 +282,7 @@ describe('parseServeArgs', () => {
       dynamodb: 'http://127.0.0.1:8000',
       lambda: 'http://127.0.0.1:9000',
       secretsmanager: 'http://127.0.0.1:9000',
+      sqs: 'http://127.0.0.1:9000',
     });
     expect(config.aws?.sdk.region).toBe('eu-west-1');
     expect(config.aws?.uploadPartSize).toBe(8 * 1024 * 1024);
