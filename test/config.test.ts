@@ -511,6 +511,30 @@ describe('IMAGE_CACHE_REGISTRY_SECRET', () => {
   });
 });
 
+describe('IMAGE_CACHE_JOB_QUEUE_URL', () => {
+  const aws = { IMAGE_CACHE_BACKEND: 'aws', IMAGE_CACHE_BUCKET: 'b-u-c', IMAGE_CACHE_TABLE: 'tab' };
+  const queue = 'https://sqs.eu-west-1.amazonaws.com/123456789012/image-cache-jobs';
+
+  it.each([
+    [` ${queue} `, queue],
+    ['http://127.0.0.1:4566/000000000000/jobs', 'http://127.0.0.1:4566/000000000000/jobs'],
+    ['  ', undefined],
+  ])('reads %j as queue %j', (value, expected) => {
+    const config = parseServeArgs([], { ...aws, IMAGE_CACHE_JOB_QUEUE_URL: value });
+    expect(config.aws?.jobQueueUrl).toBe(expected);
+  });
+
+  it.each([
+    'image-cache-jobs',
+    'arn:aws:sqs:eu-west-1:123456789012:image-cache-jobs',
+    'https://sqs.eu-west-1.amazonaws.com/',
+  ])('refuses %j at start: a name or an ARN is not a queue URL', (value) => {
+    expect(() => parseServeArgs([], { ...aws, IMAGE_CACHE_JOB_QUEUE_URL: value })).toThrow(
+      /IMAGE_CACHE_JOB_QUEUE_URL: .* is not an SQS queue URL/,
+    );
+  });
+});
+
 describe('parseAuthConfig', () => {
   it('words messages for the source it is given', () => {
     const text = JSON.stringify({ auths: { 'ghcr.io': 'x' } });
