@@ -1,26 +1,31 @@
 /**
- * The worker function: runs one background job (a pull or a load past the front door's time
- * limit) to its end. Invoked asynchronously by the api function with `{"jobId": "..."}`; the job
- * record in the catalog says what to do. Uses the same composition as the api function.
+ * The worker function: runs background jobs (pulls, loads and exports past the front door's
+ * time limit) to their end. Fed by the job queue (SQS, batches with ReportBatchItemFailures:
+ * a job not done keeps its message for another delivery), or invoked asynchronously with
+ * `{"jobId": "..."}`; the job record in the catalog says what to do. Uses the same composition
+ * as the api function.
  */
+import type { SQSBatchResponse } from 'aws-lambda';
 import type { RemainingTime } from '../lib/lambda/http-api-adapter.ts';
+import { handleJobQueueEvent, isJobQueueEvent, jobIdOf } from '../lib/lambda/job-queue-event.ts';
 import { lambdaRuntime } from '../lib/lambda/runtime.ts';
 
-export interface WorkerEvent {
-  jobId?: unknown;
-}
-
 export async function handler(
-  event: WorkerEvent,
+  event: unknown,
   context?: RemainingTime,
-): Promise<{ jobId: string; status: string }> {
-  const jobId = event?.jobId;
-  if (typeof jobId !== 'string' || !/^[A-Za-z0-9_-]{1,128}$/.test(jobId)) {
-    throw new Error('the worker expects {"jobId": "<id>"}');
-  }
-  const { composition } = await lambdaRuntime();
+): Promise<{ jobId: string; status: string } | SQSBatchResponse> {
   // Without Lambda's context (a local invoke) there is no time known to wait for a lease in.
   const remainingMs = () => context?.getRemainingTimeInMillis() ?? 0;
+  if (isJobQueueEvent(event)) {
+    const { operations } = (await lambdaRuntime()).composition;
+    return handleJobQueueEvent(event, async (jobId) => {
+      const outcome = await operations.runQueuedJob(jobId, remainingMs);
+      return outcome.acknowledge;
+    });
+  }
+  const jobId = jobIdOf(event);
+  if (!jobId) throw new Error('the worker expects {"jobId": "<id>"} or job queue messages');
+  const { composition } = await lambdaRuntime();
   const job = await composition.operations.runJob(jobId, remainingMs);
   // Not claimable: another invocation holds it or it ended; Lambda must not retry that.
   return { jobId, status: job?.status ?? 'not claimed' };

@@ -2,7 +2,8 @@
  * The AWS shape of image-cache: two front doors on the same router — an HTTP API whose $default
  * route sends every request to `api` (buffered, 30 s), and a streaming function URL on
  * `streamApi` for the docker CLI (saves up to 200 MB, pulls followed for up to 15 min) — a
- * `worker` that runs pulls and loads handed over as jobs, blobs in S3, the catalog in one
+ * `worker` that runs pulls, loads and exports handed over as jobs through an SQS queue (with a
+ * dead-letter queue, infra/job-queue.ts), blobs in S3, the catalog in one
  * DynamoDB table, upstream credentials in Secrets Manager, and a scheduled `prune`.
  * Each function gets exactly the S3, DynamoDB and other actions its code paths use.
  */
@@ -44,6 +45,7 @@ import { TTL_ATTRIBUTE } from '../lib/adapters/dynamo/schema.ts';
 import { EXPORT_LIFECYCLE_DAYS, s3Keys } from '../lib/adapters/s3/keys.ts';
 import { parseRegistries } from '../lib/config/registries.ts';
 import { reachesDockerHub } from '../lib/registry/anonymous-registries.ts';
+import { JobQueue } from './job-queue.ts';
 
 // The bucket's layout comes from the one place that derives keys; lifecycle and grants use it.
 const KEYS = s3Keys();
@@ -179,18 +181,24 @@ export class ImageCacheStack extends Stack {
     };
     const pulling = { ...environment, IMAGE_CACHE_REGISTRY_SECRET: registrySecret.secretArn };
 
-    // Pulls and loads that outlive a request run here, one invocation per job (lib/jobs/).
+    const alarms = new Topic(this, 'Alarms', { displayName: 'image-cache alarms' });
+    if (props.alarmEmail) alarms.addSubscription(new EmailSubscription(props.alarmEmail));
+
+    // Pulls, loads and exports that outlive a request run here, one invocation per job
+    // (lib/jobs/), fed by the job queue below; nothing invokes it directly.
     const concurrency = { ...DEFAULT_CONCURRENCY, ...props.concurrency };
     const worker = this.#function('Worker', 'functions/worker.ts', {
       timeout: Duration.minutes(15),
       concurrency: concurrency.worker,
       memoryMb: props.workerMemoryMb ?? WORKER_MEMORY_MB,
       environment: pulling,
-      // A job whose worker died is taken over by the next request that follows it (the lease
-      // expires); one retry covers a crash nobody follows.
-      retryAttempts: 1,
     });
-    const fronting = { ...pulling, IMAGE_CACHE_WORKER_FUNCTION: worker.functionName };
+    const jobQueue = new JobQueue(this, 'JobQueue', {
+      worker,
+      maxConcurrency: concurrency.worker,
+      alarmAction: new SnsAction(alarms),
+    });
+    const fronting = { ...pulling, IMAGE_CACHE_JOB_QUEUE_URL: jobQueue.queue.queueUrl };
     // Behind API Gateway (30 s): long work is handed to the worker before the gateway gives up.
     const api = this.#function('Api', 'functions/api.ts', {
       timeout: Duration.minutes(1),
@@ -242,7 +250,17 @@ export class ImageCacheStack extends Stack {
         }),
       );
     }
-    for (const fn of [api, streamApi]) worker.grantInvoke(fn);
+    // The fronts hand jobs over through the queue: SendMessage on it, and no way to the worker.
+    // Only SendMessage (grantSendMessages adds GetQueueAttributes and GetQueueUrl, unused).
+    for (const fn of [api, streamApi]) {
+      fn.addToRolePolicy(
+        new PolicyStatement({
+          sid: 'SendJobs',
+          actions: ['sqs:SendMessage'],
+          resources: [jobQueue.queue.queueArn],
+        }),
+      );
+    }
     // The collector only reads (HeadObject) and deletes blobs: it never writes one.
     prune.addToRolePolicy(
       new PolicyStatement({
@@ -312,8 +330,6 @@ export class ImageCacheStack extends Stack {
       targets: [new LambdaFunction(prune, { retryAttempts: 1 })],
     });
 
-    const alarms = new Topic(this, 'Alarms', { displayName: 'image-cache alarms' });
-    if (props.alarmEmail) alarms.addSubscription(new EmailSubscription(props.alarmEmail));
     for (const [name, fn] of [
       ['Api', api],
       ['StreamApi', streamApi],

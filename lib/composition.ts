@@ -18,6 +18,7 @@ import { InProcessDispatcher } from './jobs/in-process-dispatcher.ts';
 import { JobSignals } from './jobs/job-signals.ts';
 import { type Jobs, Redispatcher } from './jobs/jobs.ts';
 import { startPullJob } from './jobs/pull-job.ts';
+import { type QueuedJobOutcome, runQueuedJob } from './jobs/queued-job.ts';
 import { runAfterLease } from './jobs/run-after-lease.ts';
 import { JobRunner } from './jobs/runner.ts';
 import { MirrorFills } from './mirror/fills.ts';
@@ -25,6 +26,7 @@ import type { BlobStore } from './ports/blob-store.ts';
 import { type SweptStaging, stagingSweeperOf } from './ports/blob-store.ts';
 import type { Catalog, JobRecord } from './ports/catalog.ts';
 import { type Clock, systemClock } from './ports/clock.ts';
+import type { JobDispatcher } from './ports/job-dispatcher.ts';
 import type { Upstream } from './ports/upstream.ts';
 import { PullService } from './pull.ts';
 import { anonymousDockerHubWarning } from './registry/anonymous-registries.ts';
@@ -72,6 +74,8 @@ export interface Operations {
   warnOfAnonymousDockerHub(log?: (message: string) => void): Promise<void>;
   /** Runs one background job to its end, waiting out a live lease within `remainingMs`. */
   runJob(jobId: string, remainingMs: () => number): Promise<JobRecord | undefined>;
+  /** Runs a job the job queue delivered, as runJob does, and says whether its message may go. */
+  runQueuedJob(jobId: string, remainingMs: () => number): Promise<QueuedJobOutcome>;
 }
 
 function operations(context: EngineContext): Operations {
@@ -88,12 +92,15 @@ function operations(context: EngineContext): Operations {
       const warning = await anonymousDockerHubWarning(context.registries, context.credentials);
       if (warning) log(`image-cache: warning: ${warning}`);
     },
-    runJob: async (jobId, remainingMs) => {
-      if (!context.jobs) throw new Error('this composition runs no jobs');
-      const { jobStore, clock } = context;
-      return runAfterLease({ runner: context.jobs.runner, jobStore, clock }, jobId, remainingMs);
-    },
+    runJob: async (jobId, remainingMs) => runAfterLease(leaseDeps(context), jobId, remainingMs),
+    runQueuedJob: async (jobId, remainingMs) =>
+      runQueuedJob(leaseDeps(context), jobId, remainingMs),
   };
+}
+
+function leaseDeps(context: EngineContext): Parameters<typeof runAfterLease>[0] {
+  if (!context.jobs) throw new Error('this composition runs no jobs');
+  return { runner: context.jobs.runner, jobStore: context.jobStore, clock: context.clock };
 }
 
 /** The one place that turns validated configuration into the core and its adapters. */
@@ -169,7 +176,7 @@ export async function composeAws(
   };
   const jobs = await awsJobs(context, config);
   // Behind Lambda the registry door's fills are jobs for the worker, started with the manifest.
-  const fills = config.aws.workerFunction
+  const fills = jobs.remote
     ? new MirrorFills(
         { pull: (ref, platform) => startPullJob(context, jobs, ref, platform) },
         { immediate: true },
@@ -181,6 +188,7 @@ export async function composeAws(
     operations: operations(composed),
     close: async () => {
       await jobs.local.idle();
+      jobs.remote?.close();
       catalog.close();
       blobs.client.destroy();
       registryCredentials?.close();
@@ -247,34 +255,50 @@ function inProcessJobs(context: EngineContext): Jobs & { dispatcher: InProcessDi
 }
 
 /**
- * On AWS, jobs go to the worker function (IMAGE_CACHE_WORKER_FUNCTION) when one is named; its
- * SDK is loaded only then. Without one (`serve --backend aws`, tests) they run in this process.
+ * On AWS, jobs go to the worker function: through the job queue (IMAGE_CACHE_JOB_QUEUE_URL)
+ * when one is named, else by asynchronous invocation (IMAGE_CACHE_WORKER_FUNCTION); each SDK is
+ * loaded only then. With neither (`serve --backend aws`, tests) they run in this process.
  */
 async function awsJobs(
   context: EngineContext,
   config: ServeConfig,
-): Promise<Jobs & { local: InProcessDispatcher }> {
+): Promise<Jobs & { local: InProcessDispatcher; remote?: { close(): void } }> {
   const jobs = inProcessJobs(context);
-  const workerFunction = config.aws?.workerFunction;
-  if (!workerFunction || !config.aws) {
+  const remote = config.aws && (await workerDispatcher(config.aws));
+  if (!remote) {
     if (config.lambdaFunction) {
       console.warn(
-        'IMAGE_CACHE_WORKER_FUNCTION is not set: background jobs run inside this function and stop with its invocation',
+        'IMAGE_CACHE_JOB_QUEUE_URL is not set: background jobs run inside this function and stop with its invocation',
       );
     }
     return { ...jobs, local: jobs.dispatcher };
   }
-  const { LambdaDispatcher } = await import('./adapters/lambda-dispatcher.ts');
-  const dispatcher = new LambdaDispatcher({
-    client: LambdaDispatcher.clientFor(config.aws.sdk),
-    functionName: workerFunction,
-  });
   return {
     ...jobs,
-    dispatcher,
-    redispatcher: new Redispatcher(dispatcher, context.clock),
+    dispatcher: remote,
+    redispatcher: new Redispatcher(remote, context.clock),
     local: jobs.dispatcher,
+    remote,
   };
+}
+
+/** The dispatcher that hands jobs to the worker function, if one is configured. */
+async function workerDispatcher(
+  aws: NonNullable<ServeConfig['aws']>,
+): Promise<(JobDispatcher & { close(): void }) | undefined> {
+  if (aws.jobQueueUrl) {
+    const { SqsDispatcher } = await import('./adapters/sqs-dispatcher.ts');
+    return new SqsDispatcher({
+      client: SqsDispatcher.clientFor(aws.sdk),
+      queueUrl: aws.jobQueueUrl,
+    });
+  }
+  if (aws.workerFunction) {
+    const { LambdaDispatcher } = await import('./adapters/lambda-dispatcher.ts');
+    const client = LambdaDispatcher.clientFor(aws.sdk);
+    return new LambdaDispatcher({ client, functionName: aws.workerFunction });
+  }
+  return undefined;
 }
 
 /** For --create-resources against emulators; an existing bucket of ours is fine. */

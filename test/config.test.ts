@@ -282,6 +282,7 @@ describe('parseServeArgs', () => {
       dynamodb: 'http://127.0.0.1:8000',
       lambda: 'http://127.0.0.1:9000',
       secretsmanager: 'http://127.0.0.1:9000',
+      sqs: 'http://127.0.0.1:9000',
     });
     expect(config.aws?.sdk.region).toBe('eu-west-1');
     expect(config.aws?.uploadPartSize).toBe(8 * 1024 * 1024);
@@ -507,6 +508,30 @@ describe('IMAGE_CACHE_REGISTRY_SECRET', () => {
   it.each(invalid)('is refused %s', (_name, argv, env, message) => {
     expect(() => parseServeArgs(argv, env)).toThrow(ConfigError);
     expect(() => parseServeArgs(argv, env)).toThrow(message);
+  });
+});
+
+describe('IMAGE_CACHE_JOB_QUEUE_URL', () => {
+  const aws = { IMAGE_CACHE_BACKEND: 'aws', IMAGE_CACHE_BUCKET: 'b-u-c', IMAGE_CACHE_TABLE: 'tab' };
+  const queue = 'https://sqs.eu-west-1.amazonaws.com/123456789012/image-cache-jobs';
+
+  it.each([
+    [` ${queue} `, queue],
+    ['http://127.0.0.1:4566/000000000000/jobs', 'http://127.0.0.1:4566/000000000000/jobs'],
+    ['  ', undefined],
+  ])('reads %j as queue %j', (value, expected) => {
+    const config = parseServeArgs([], { ...aws, IMAGE_CACHE_JOB_QUEUE_URL: value });
+    expect(config.aws?.jobQueueUrl).toBe(expected);
+  });
+
+  it.each([
+    'image-cache-jobs',
+    'arn:aws:sqs:eu-west-1:123456789012:image-cache-jobs',
+    'https://sqs.eu-west-1.amazonaws.com/',
+  ])('refuses %j at start: a name or an ARN is not a queue URL', (value) => {
+    expect(() => parseServeArgs([], { ...aws, IMAGE_CACHE_JOB_QUEUE_URL: value })).toThrow(
+      /IMAGE_CACHE_JOB_QUEUE_URL: .* is not an SQS queue URL/,
+    );
   });
 });
 

@@ -103,6 +103,30 @@ function bundleEnvironment(): NodeJS.ProcessEnv {
   };
 }
 
+/** What Lambda's SQS event source needs of the worker's role (granted by SqsEventSource). */
+const CONSUME = [
+  'sqs:ChangeMessageVisibility',
+  'sqs:DeleteMessage',
+  'sqs:GetQueueAttributes',
+  'sqs:GetQueueUrl',
+  'sqs:ReceiveMessage',
+];
+
+/** The job queue and its dead-letter queue: [logical id, resource] each. */
+function jobQueue(): [string, Resource] {
+  return queue(/^JobQueueJobs/);
+}
+function deadLetters(): [string, Resource] {
+  return queue(/^JobQueueDeadLetters/);
+}
+function queue(id: RegExp): [string, Resource] {
+  const found = Object.entries(resources).filter(
+    ([name, r]) => r.Type === 'AWS::SQS::Queue' && id.test(name),
+  );
+  expect(found).toHaveLength(1);
+  return found[0]!;
+}
+
 const CATALOG = [
   'dynamodb:BatchGetItem',
   'dynamodb:BatchWriteItem',
@@ -260,18 +284,22 @@ describe('functions', () => {
     }
   });
 
-  it('tells the fronts which worker runs jobs, and every puller where the credentials are', () => {
+  it('tells the fronts which queue takes jobs, and every puller where the credentials are', () => {
     const variables = (prefix: string) =>
       (fn(prefix)[1].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
-    const [workerId] = fn('Worker');
+    const [queueId] = jobQueue();
     const [secretId] = only('AWS::SecretsManager::Secret');
     for (const prefix of ['Api', 'StreamApi']) {
-      expect(variables(prefix).IMAGE_CACHE_WORKER_FUNCTION).toEqual({ Ref: workerId });
+      expect(variables(prefix).IMAGE_CACHE_JOB_QUEUE_URL).toEqual({ Ref: queueId });
     }
     for (const prefix of ['Api', 'StreamApi', 'Worker']) {
       expect(variables(prefix).IMAGE_CACHE_REGISTRY_SECRET).toEqual({ Ref: secretId });
     }
-    expect(variables('Worker').IMAGE_CACHE_WORKER_FUNCTION).toBeUndefined();
+    // Nobody invokes the worker but the queue; the worker sends no jobs.
+    for (const prefix of FUNCTIONS) {
+      expect(variables(prefix).IMAGE_CACHE_WORKER_FUNCTION).toBeUndefined();
+    }
+    expect(variables('Worker').IMAGE_CACHE_JOB_QUEUE_URL).toBeUndefined();
     expect(variables('Prune').IMAGE_CACHE_REGISTRY_SECRET).toBeUndefined();
     // The template holds an empty credential set only; the real one is put outside CDK.
     const [, secret] = only('AWS::SecretsManager::Secret');
@@ -287,11 +315,13 @@ describe('functions', () => {
     template.resourceCountIs('AWS::Lambda::Url', 1);
   });
 
-  it('retries a worker invocation once (a job whose worker died is taken over anyway)', () => {
-    template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
-      FunctionName: { Ref: fn('Worker')[0] },
-      MaximumRetryAttempts: 1,
-    });
+  it('has no asynchronous invoke settings for the worker: nothing invokes it asynchronously', () => {
+    const configs = Object.values(resources).filter(
+      (r) =>
+        r.Type === 'AWS::Lambda::EventInvokeConfig' &&
+        JSON.stringify(r.Properties.FunctionName).includes(fn('Worker')[0]),
+    );
+    expect(configs).toEqual([]);
   });
 
   it('logs each function to its own group kept for a month', () => {
@@ -395,22 +425,31 @@ describe('least privilege', () => {
   const SECRET = ['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue'];
 
   it.each(['Api', 'StreamApi'])(
-    'lets %s use blobs, staging and the catalog, read the credentials and start the worker',
+    'lets %s use blobs, staging and the catalog, read the credentials and send jobs to the queue',
     (prefix) => {
       expect([...actionsOf(prefix)].sort()).toEqual(
-        [...BLOBS, ...CATALOG, ...SECRET, 'lambda:InvokeFunction'].sort(),
+        [...BLOBS, ...CATALOG, ...SECRET, 'sqs:SendMessage'].sort(),
       );
-      const invoke = statementsOf(prefix).find((s) =>
-        [s.Action].flat().includes('lambda:InvokeFunction'),
+      const send = statementsOf(prefix).filter((s) =>
+        [s.Action].flat().includes('sqs:SendMessage'),
       );
-      const [workerId] = fn('Worker');
-      expect(JSON.stringify(invoke?.Resource)).toContain(workerId);
-      expect(JSON.stringify(invoke?.Resource)).not.toContain(fn('Prune')[0]);
+      expect(send).toEqual([
+        expect.objectContaining({
+          Action: 'sqs:SendMessage',
+          Resource: { 'Fn::GetAtt': [jobQueue()[0], 'Arn'] },
+        }),
+      ]);
     },
   );
 
-  it('lets the worker use blobs, staging, exports and the catalog and read the credentials, nothing else', () => {
-    expect([...actionsOf('Worker')].sort()).toEqual([...BLOBS, ...CATALOG, ...SECRET].sort());
+  it('lets the worker use blobs, staging, exports and the catalog, read the credentials and consume the job queue, nothing else', () => {
+    expect([...actionsOf('Worker')].sort()).toEqual(
+      [...BLOBS, ...CATALOG, ...SECRET, ...CONSUME].sort(),
+    );
+    const consume = statementsOf('Worker').filter((s) =>
+      [s.Action].flat().some((a) => a.startsWith('sqs:')),
+    );
+    expect(consume.map((s) => s.Resource)).toEqual([{ 'Fn::GetAtt': [jobQueue()[0], 'Arn'] }]);
   });
 
   it.each(['Api', 'StreamApi', 'Worker'])(
@@ -463,7 +502,7 @@ describe('least privilege', () => {
         for (const action of [statement.Action].flat()) expect(action).not.toContain('*');
         const resource = JSON.stringify(statement.Resource);
         expect(resource).not.toBe('"*"');
-        expect(resource).toMatch(/Blobs|Catalog|RegistryCredentials|Worker/);
+        expect(resource).toMatch(/Blobs|Catalog|RegistryCredentials|JobQueueJobs/);
       }
       const actions = actionsOf(prefix);
       for (const forbidden of [
@@ -511,6 +550,73 @@ describe('least privilege', () => {
     expect(permissions).toHaveLength(
       of('Api').length + of('Prune').length + of('StreamApi').length,
     );
+  });
+});
+
+describe('job queue', () => {
+  it('is the only queue beside its dead-letter queue, both encrypted and TLS only', () => {
+    expect(Object.values(resources).filter((r) => r.Type === 'AWS::SQS::Queue')).toHaveLength(2);
+    for (const [id, q] of [jobQueue(), deadLetters()]) {
+      expect(q.Properties.SqsManagedSseEnabled).toBe(true);
+      template.hasResourceProperties('AWS::SQS::QueuePolicy', {
+        Queues: [{ Ref: id }],
+        PolicyDocument: {
+          Statement: Match.arrayWith([
+            Match.objectLike({
+              Effect: 'Deny',
+              Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+            }),
+          ]),
+        },
+      });
+    }
+  });
+
+  it('hides a delivered job for six worker timeouts, well past the worker running it', () => {
+    const workerTimeout = fn('Worker')[1].Properties.Timeout as number;
+    const visibility = jobQueue()[1].Properties.VisibilityTimeout as number;
+    expect(visibility).toBe(6 * workerTimeout);
+    expect(visibility).toBeGreaterThan(workerTimeout);
+  });
+
+  it('moves a job delivered five times to a dead-letter queue that keeps it 14 days', () => {
+    const [deadId, dead] = deadLetters();
+    expect(jobQueue()[1].Properties.RedrivePolicy).toEqual({
+      deadLetterTargetArn: { 'Fn::GetAtt': [deadId, 'Arn'] },
+      maxReceiveCount: 5,
+    });
+    expect(dead.Properties.MessageRetentionPeriod).toBe(14 * 24 * 3600);
+    expect(dead.Properties.RedrivePolicy).toBeUndefined();
+  });
+
+  it('feeds the worker one job per invocation, reporting failed items, within its reserved concurrency', () => {
+    const [, mapping] = only('AWS::Lambda::EventSourceMapping');
+    expect(mapping.Properties).toMatchObject({
+      EventSourceArn: { 'Fn::GetAtt': [jobQueue()[0], 'Arn'] },
+      FunctionName: { Ref: fn('Worker')[0] },
+      BatchSize: 1,
+      FunctionResponseTypes: ['ReportBatchItemFailures'],
+      ScalingConfig: { MaximumConcurrency: 7 },
+    });
+  });
+
+  it('alarms to the alarm topic as soon as a job is in the dead-letter queue', () => {
+    const [topicId] = only('AWS::SNS::Topic');
+    const [deadId] = deadLetters();
+    const alarms = Object.values(resources).filter(
+      (r) => r.Type === 'AWS::CloudWatch::Alarm' && r.Properties.Namespace === 'AWS/SQS',
+    );
+    expect(alarms.map((a) => a.Properties)).toEqual([
+      expect.objectContaining({
+        MetricName: 'ApproximateNumberOfMessagesVisible',
+        Dimensions: [{ Name: 'QueueName', Value: { 'Fn::GetAtt': [deadId, 'QueueName'] } }],
+        Statistic: 'Maximum',
+        Threshold: 0,
+        ComparisonOperator: 'GreaterThanThreshold',
+        TreatMissingData: 'notBreaching',
+        AlarmActions: [{ Ref: topicId }],
+      }),
+    ]);
   });
 });
 

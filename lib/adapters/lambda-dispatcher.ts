@@ -39,4 +39,8 @@ export class LambdaDispatcher implements JobDispatcher {
       );
     }
   }
+
+  close(): void {
+    this.#options.client.destroy();
+  }
 }

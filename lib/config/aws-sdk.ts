@@ -7,13 +7,14 @@
 
 import { nonEmpty } from './values.ts';
 
-export type AwsService = 's3' | 'dynamodb' | 'lambda' | 'secretsmanager';
+export type AwsService = 's3' | 'dynamodb' | 'lambda' | 'secretsmanager' | 'sqs';
 
 const ENDPOINT_VARS: Record<AwsService, string> = {
   s3: 'AWS_ENDPOINT_URL_S3',
   dynamodb: 'AWS_ENDPOINT_URL_DYNAMODB',
   lambda: 'AWS_ENDPOINT_URL_LAMBDA',
   secretsmanager: 'AWS_ENDPOINT_URL_SECRETS_MANAGER',
+  sqs: 'AWS_ENDPOINT_URL_SQS',
 };
 
 export interface AwsSdkSettings {

@@ -30,12 +30,19 @@ export interface AwsBackendConfig {
    * invocations); without it jobs run in this process.
    */
   workerFunction?: string;
+  /**
+   * IMAGE_CACHE_JOB_QUEUE_URL: the SQS queue that feeds the worker function. Preferred over
+   * IMAGE_CACHE_WORKER_FUNCTION when both are set: a queued job outlives a failed or dropped
+   * invocation, an asynchronous invoke may not.
+   */
+  jobQueueUrl?: string;
 }
 
 const BACKEND_VAR = 'IMAGE_CACHE_BACKEND';
 const BUCKET_VAR = 'IMAGE_CACHE_BUCKET';
 const TABLE_VAR = 'IMAGE_CACHE_TABLE';
 const WORKER_FUNCTION_VAR = 'IMAGE_CACHE_WORKER_FUNCTION';
+const JOB_QUEUE_URL_VAR = 'IMAGE_CACHE_JOB_QUEUE_URL';
 export const REGISTRY_SECRET_VAR = 'IMAGE_CACHE_REGISTRY_SECRET';
 const UPLOAD_PART_SIZE_VAR = 'IMAGE_CACHE_UPLOAD_PART_SIZE';
 // S3 refuses parts under 5 MiB (but the last) and over 5 GiB.
@@ -94,6 +101,7 @@ export function parseBackendSettings(
   const registrySecret = registrySecretSetting(env);
   const workerFunction = nonEmpty(env[WORKER_FUNCTION_VAR])?.trim();
   const uploadPartSize = uploadPartSizeSetting(env);
+  const jobQueueUrl = jobQueueUrlSetting(env);
   return {
     backend,
     aws: {
@@ -104,6 +112,7 @@ export function parseBackendSettings(
       ...(uploadPartSize !== undefined && { uploadPartSize }),
       ...(registrySecret && { registrySecret }),
       ...(workerFunction && { workerFunction }),
+      ...(jobQueueUrl && { jobQueueUrl }),
     },
   };
 }
@@ -134,6 +143,28 @@ function registrySecretSetting(env: NodeJS.ProcessEnv): string | undefined {
     );
   }
   return secret;
+}
+
+/**
+ * IMAGE_CACHE_JOB_QUEUE_URL: a queue URL as SQS answers it (https://sqs.<region>.amazonaws.com/
+ * <account>/<name>), or an emulator's http one; checked here so a queue name or ARN fails at
+ * start rather than at the first job.
+ */
+function jobQueueUrlSetting(env: NodeJS.ProcessEnv): string | undefined {
+  const text = nonEmpty(env[JOB_QUEUE_URL_VAR])?.trim();
+  if (text === undefined) return undefined;
+  let url: URL | undefined;
+  try {
+    url = new URL(text);
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:') || url.pathname === '/') {
+    throw new ConfigError(
+      `${JOB_QUEUE_URL_VAR}: ${JSON.stringify(text)} is not an SQS queue URL (https://sqs.<region>.amazonaws.com/<account>/<queue>)`,
+    );
+  }
+  return text;
 }
 
 function uploadPartSizeSetting(env: NodeJS.ProcessEnv): number | undefined {
