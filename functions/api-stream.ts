@@ -14,6 +14,7 @@ import {
   sendStreamed,
   streamDeadline,
 } from '../lib/lambda/stream-adapter.ts';
+import { restoreViewerHeaders } from '../lib/lambda/viewer-headers.ts';
 
 export type StreamHandler = (
   event: APIGatewayProxyEventV2,
@@ -23,8 +24,10 @@ export type StreamHandler = (
 
 /** `limit` is for tests that reach the cap without sending 200 MB. */
 export function createStreamHandler(options: Pick<StreamOptions, 'limit'> = {}): StreamHandler {
-  return async (event, responseStream, context) => {
+  return async (received, responseStream, context) => {
     const startedAt = Date.now();
+    // Behind CloudFront: the client's own Authorization and Host, before anything reads them.
+    const event = restoreViewerHeaders(received);
     // Taken before the runtime is built: a cold start spends the same function time.
     const deadline = streamDeadline(context);
     const saveRedirect = saveRedirectUrl(event);
