@@ -5,6 +5,7 @@
 import type { Writable } from 'node:stream';
 import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 import { saveRedirectUrl, toHttpRequest } from '../lib/lambda/http-api-adapter.ts';
+import { logRequest, requestEntry } from '../lib/lambda/request-log.ts';
 import { BINARY_BODY_ROOM } from '../lib/lambda/response-limits.ts';
 import { lambdaRuntime } from '../lib/lambda/runtime.ts';
 import {
@@ -13,6 +14,7 @@ import {
   sendStreamed,
   streamDeadline,
 } from '../lib/lambda/stream-adapter.ts';
+import { restoreViewerHeaders } from '../lib/lambda/viewer-headers.ts';
 
 export type StreamHandler = (
   event: APIGatewayProxyEventV2,
@@ -22,11 +24,14 @@ export type StreamHandler = (
 
 /** `limit` is for tests that reach the cap without sending 200 MB. */
 export function createStreamHandler(options: Pick<StreamOptions, 'limit'> = {}): StreamHandler {
-  return async (event, responseStream, context) => {
+  return async (received, responseStream, context) => {
+    const startedAt = Date.now();
+    // Behind CloudFront: the client's own Authorization and Host, before anything reads them.
+    const event = restoreViewerHeaders(received);
     // Taken before the runtime is built: a cold start spends the same function time.
     const deadline = streamDeadline(context);
     const saveRedirect = saveRedirectUrl(event);
-    await sendStreamed(
+    const answer = await sendStreamed(
       responseStream,
       async () =>
         (await lambdaRuntime()).router(
@@ -34,6 +39,7 @@ export function createStreamHandler(options: Pick<StreamOptions, 'limit'> = {}):
         ),
       saveRedirect ? { ...options, saveRedirect } : options,
     );
+    logRequest(requestEntry(event, 'function-url', answer, startedAt));
   };
 }
 

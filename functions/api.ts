@@ -10,6 +10,7 @@ import {
   toHttpApiResult,
   toHttpRequest,
 } from '../lib/lambda/http-api-adapter.ts';
+import { logRequest, requestEntry } from '../lib/lambda/request-log.ts';
 import { BINARY_BODY_ROOM } from '../lib/lambda/response-limits.ts';
 import { lambdaRuntime } from '../lib/lambda/runtime.ts';
 
@@ -17,10 +18,14 @@ export async function handler(
   event: APIGatewayProxyEventV2,
   context: Context,
 ): Promise<APIGatewayProxyStructuredResultV2> {
+  const startedAt = Date.now();
   // Taken before the runtime is built: a cold start spends the same 30 s.
   const deadline = httpApiDeadline(context);
   const { router } = await lambdaRuntime();
   const saveRedirect = saveRedirectUrl(event);
   const response = await router(toHttpRequest(event, deadline, BINARY_BODY_ROOM.buffered));
-  return toHttpApiResult(response, saveRedirect ? { saveRedirect } : {});
+  const result = await toHttpApiResult(response, saveRedirect ? { saveRedirect } : {});
+  const answer = { status: result.statusCode ?? 200, caller: response.caller };
+  logRequest(requestEntry(event, 'http-api', answer, startedAt));
+  return result;
 }

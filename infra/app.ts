@@ -3,6 +3,8 @@
  * or cdk.json), never from lookups, so synth needs neither credentials nor the network.
  */
 import { App } from 'aws-cdk-lib';
+import { MIN_WAF_RATE_LIMIT } from './edge-waf.ts';
+import type { EdgeSettings } from './fronts.ts';
 import { ImageCacheStack } from './image-cache-stack.ts';
 
 const app = new App();
@@ -44,8 +46,24 @@ if (workerMemoryMb !== undefined && workerMemoryMb > 10_240) {
   throw new Error(`context workerMemoryMb: ${workerMemoryMb} is more than Lambda's 10240 MB`);
 }
 
+// The fronts' names and WAF (infra/fronts.ts checks that what belongs together was given).
+const wafRateLimit = count('wafRateLimit', MIN_WAF_RATE_LIMIT);
+const edge: EdgeSettings = {
+  ...optional('domainName'),
+  ...optional('certificateArn'),
+  ...optional('streamDomainName'),
+  ...optional('streamCertificateArn'),
+  ...optional('hostedZoneId'),
+  ...optional('hostedZoneName'),
+  ...optional('webAclArn'),
+  ...(wafRateLimit !== undefined && { wafRateLimit }),
+};
+// Only a stack given a region can make the WAF web ACL, which CloudFront needs in us-east-1.
+const region = setting('region');
+
 new ImageCacheStack(app, setting('stackName') ?? 'ImageCache', {
   description: 'image-cache: a team-wide container image cache (Docker Engine API)',
+  ...(region !== undefined && { env: { region } }),
   ...optional('registries'),
   ...optional('maxBytes'),
   ...optional('maxAge'),
@@ -54,4 +72,5 @@ new ImageCacheStack(app, setting('stackName') ?? 'ImageCache', {
   concurrency,
   ...(monthlyBudgetUsd !== undefined && { monthlyBudgetUsd }),
   ...(workerMemoryMb !== undefined && { workerMemoryMb }),
+  edge,
 });

@@ -1,22 +1,15 @@
 /**
  * The AWS shape of image-cache: two front doors on the same router — an HTTP API whose $default
- * route sends every request to `api` (buffered, 30 s), and a streaming function URL on
- * `streamApi` for the docker CLI (saves up to 200 MB, pulls followed for up to 15 min) — a
- * `worker` that runs pulls, loads and exports handed over as jobs through an SQS queue (with a
- * dead-letter queue, infra/job-queue.ts), blobs in S3, the catalog in one
+ * route sends every request to `api` (buffered, 30 s), and a CloudFront distribution in front of
+ * `streamApi`'s IAM-only function URL for the docker CLI (saves up to 200 MB, pulls followed for
+ * up to 15 min; infra/fronts.ts) — a `worker` that runs pulls, loads and exports handed over as
+ * jobs through an SQS queue (with a dead-letter queue, infra/job-queue.ts), blobs in S3, the
+ * catalog in one
  * DynamoDB table, upstream credentials in Secrets Manager, and a scheduled `prune`.
  * Each function gets exactly the S3, DynamoDB and other actions its code paths use.
  */
 import { fileURLToPath } from 'node:url';
-import {
-  Annotations,
-  CfnOutput,
-  Duration,
-  Fn,
-  SecretValue,
-  Stack,
-  type StackProps,
-} from 'aws-cdk-lib';
+import { Annotations, CfnOutput, Duration, SecretValue, Stack, type StackProps } from 'aws-cdk-lib';
 import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
 import { HttpApi, HttpStage, LogGroupLogDestination } from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
@@ -32,7 +25,7 @@ import { AttributeType, BillingMode, Table } from 'aws-cdk-lib/aws-dynamodb';
 import { Rule, Schedule } from 'aws-cdk-lib/aws-events';
 import { LambdaFunction } from 'aws-cdk-lib/aws-events-targets';
 import { PolicyStatement, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
-import { Architecture, FunctionUrlAuthType, InvokeMode, Runtime } from 'aws-cdk-lib/aws-lambda';
+import { Architecture, Runtime } from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { BlockPublicAccess, Bucket, BucketEncryption, ObjectOwnership } from 'aws-cdk-lib/aws-s3';
@@ -45,6 +38,7 @@ import { TTL_ATTRIBUTE } from '../lib/adapters/dynamo/schema.ts';
 import { EXPORT_LIFECYCLE_DAYS, s3Keys } from '../lib/adapters/s3/keys.ts';
 import { parseRegistries } from '../lib/config/registries.ts';
 import { reachesDockerHub } from '../lib/registry/anonymous-registries.ts';
+import { type EdgeSettings, publicFronts } from './fronts.ts';
 import { JobQueue } from './job-queue.ts';
 
 // The bucket's layout comes from the one place that derives keys; lifecycle and grants use it.
@@ -95,6 +89,8 @@ export interface ImageCacheStackProps extends StackProps {
    * overruns go to the alarm topic.
    */
   monthlyBudgetUsd?: number;
+  /** The streaming front's WAF, and names of our own for both fronts (infra/fronts.ts). */
+  edge?: EdgeSettings;
 }
 
 export interface FunctionConcurrency {
@@ -219,12 +215,6 @@ export class ImageCacheStack extends Stack {
       // A failed run is retried by the next one, 6 hours later; GC is safe to run again anyway.
       retryAttempts: 0,
     });
-    const streamUrl = streamApi.addFunctionUrl({
-      // Our own bearer tokens guard every route (lib/auth/); IAM auth would need SigV4 clients.
-      authType: FunctionUrlAuthType.NONE,
-      invokeMode: InvokeMode.RESPONSE_STREAM,
-    });
-
     // Object actions by prefix. ListBucket is on the whole bucket without a prefix condition:
     // without it a HEAD of a missing blob answers 403 instead of 404 (stat must see "absent").
     const objects = (...prefixes: string[]) => prefixes.map((p) => bucket.arnForObjects(`${p}*`));
@@ -299,7 +289,7 @@ export class ImageCacheStack extends Stack {
     const accessLogs = new LogGroup(this, 'HttpApiAccessLogs', {
       retention: RetentionDays.ONE_MONTH,
     });
-    new HttpStage(this, 'DefaultStage', {
+    const stage = new HttpStage(this, 'DefaultStage', {
       httpApi,
       stageName: '$default',
       autoDeploy: true,
@@ -323,6 +313,18 @@ export class ImageCacheStack extends Stack {
         ),
       },
     });
+
+    // The stream function behind CloudFront, and the names clients use for both fronts.
+    const fronts = publicFronts(
+      this,
+      {
+        streamFunction: streamApi,
+        httpApi,
+        stage,
+        httpApiHost: `${httpApi.apiId}.execute-api.${this.region}.${this.urlSuffix}`,
+      },
+      props.edge,
+    );
 
     new Rule(this, 'PruneSchedule', {
       description: 'image-cache: retention and garbage collection',
@@ -385,26 +387,23 @@ export class ImageCacheStack extends Stack {
     }
     if (props.monthlyBudgetUsd !== undefined) this.#budget(props.monthlyBudgetUsd, alarms);
 
-    const host = `${httpApi.apiId}.execute-api.${this.region}.${this.urlSuffix}`;
     new CfnOutput(this, 'Endpoint', {
       description: 'The cache API (curl, the image-cache CLI)',
-      value: httpApi.apiEndpoint,
+      value: `https://${fronts.apiHost}`,
     });
     new CfnOutput(this, 'DockerHost', {
       description:
         'DOCKER_HOST through API Gateway (buffered: 30 s, 6 MB answers); DOCKER_TLS_VERIFY=1 with the CA roots as ca.pem',
-      value: `tcp://${host}:443`,
+      value: `tcp://${fronts.apiHost}:443`,
     });
-    // https://<id>.lambda-url.<region>.on.aws/ -> the host between the slashes.
-    const streamHost = Fn.select(2, Fn.split('/', streamUrl.url));
     new CfnOutput(this, 'StreamEndpoint', {
-      description: 'The streaming endpoint (function URL) for the docker CLI and big saves',
-      value: streamUrl.url,
+      description: 'The streaming front (CloudFront) for the docker CLI and big saves',
+      value: `https://${fronts.streamHost}/`,
     });
     new CfnOutput(this, 'StreamDockerHost', {
       description:
         'DOCKER_HOST for the docker CLI, streamed saves and pulls; DOCKER_TLS_VERIFY=1 with the CA roots as ca.pem (see docs/aws.md)',
-      value: Fn.join('', ['tcp://', streamHost, ':443']),
+      value: `tcp://${fronts.streamHost}:443`,
     });
     new CfnOutput(this, 'RegistrySecretArn', {
       description: 'Upstream registry credentials: put {"auths":{...}} here',

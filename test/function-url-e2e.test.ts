@@ -3,6 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { digestHex } from '../lib/digest.ts';
+import { VIEWER_HEADERS } from '../lib/lambda/viewer-headers.ts';
 import { systemClock } from '../lib/ports/clock.ts';
 import { prepareSave } from '../lib/save/save.ts';
 import {
@@ -106,6 +107,30 @@ describe('serverless streaming: docker CLI -> function URL (local) -> api-stream
         `small:1 ${digestHex(small.configBlob.digest).slice(0, 12)}`,
       ].sort(),
     );
+  });
+
+  // What CloudFront's origin access control delivers: its SigV4 signature as Authorization, the
+  // URL's own host, and the viewer's two in the copies the viewer-request function made.
+  it('behind CloudFront, routes with the viewer token and host from their copies', async () => {
+    const throughCloudFront = (copies: Record<string, string>) =>
+      fetch(`${door.url}/images/json`, {
+        headers: {
+          authorization: 'AWS4-HMAC-SHA256 Credential=ASIA.../lambda/aws4_request, Signature=0f',
+          'x-amz-cf-id': 'cf-request-id',
+          ...copies,
+        },
+      });
+    const viewer = {
+      [VIEWER_HEADERS.authorization]: `Bearer ${stack.tokens.read}`,
+      [VIEWER_HEADERS.host]: 'images.example.com',
+    };
+    expect((await throughCloudFront(viewer)).status).toBe(200);
+    expect((await throughCloudFront({})).status).toBe(401);
+    // Without CloudFront's request id the copies are not read: the signature is refused.
+    const direct = await fetch(`${door.url}/images/json`, {
+      headers: { authorization: 'AWS4-HMAC-SHA256 Signature=0f', ...viewer },
+    });
+    expect(direct.status).toBe(401);
   });
 
   it('saves an image past 6 MB with docker save -o, streamed whole and verifiable', async () => {

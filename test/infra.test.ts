@@ -306,9 +306,9 @@ describe('functions', () => {
     expect(JSON.parse(secret.Properties.SecretString as string)).toEqual({ auths: {} });
   });
 
-  it('serves the stream function at a public function URL that streams its responses', () => {
+  it('serves the stream function at an IAM-only function URL (CloudFront in front) that streams its responses', () => {
     template.hasResourceProperties('AWS::Lambda::Url', {
-      AuthType: 'NONE',
+      AuthType: 'AWS_IAM',
       InvokeMode: 'RESPONSE_STREAM',
       TargetFunctionArn: { 'Fn::GetAtt': [fn('StreamApi')[0], 'Arn'] },
     });
@@ -357,13 +357,17 @@ describe('functions', () => {
       const context = { awsRequestId: 'smoke', getRemainingTimeInMillis: () => 60_000 };
       const ping = await handler(event('HEAD', '/_ping'), context);
       const version = await handler(event('GET', '/v1.47/version'), context);
-      process.stdout.write(JSON.stringify({ ping, version }));`;
+      // After the handlers' own request log lines.
+      process.stdout.write('\\n' + JSON.stringify({ ping, version }));`;
     const { stdout } = await promisify(execFile)(
       process.execPath,
       ['--input-type=module', '-e', script],
       { timeout: 30_000, env: bundleEnvironment() },
     );
-    const { ping, version } = JSON.parse(stdout) as Record<
+    const lines = stdout.split('\n');
+    // The handler logs each request on stdout, one JSON line, as Lambda keeps it.
+    expect(JSON.parse(lines[0]!)).toMatchObject({ log: 'request', method: 'HEAD', status: 200 });
+    const { ping, version } = JSON.parse(lines.at(-1)!) as Record<
       string,
       { statusCode: number; body: string }
     >;
@@ -385,13 +389,13 @@ describe('functions', () => {
         requestContext: { http: { method: 'GET', path: '/v1.47/version' } },
       };
       await handler(event, out, { awsRequestId: 'smoke', getRemainingTimeInMillis: () => 60_000 });
-      process.stdout.write(Buffer.concat(chunks).toString('base64'));`;
+      process.stdout.write('\\n' + Buffer.concat(chunks).toString('base64'));`;
     const { stdout } = await promisify(execFile)(
       process.execPath,
       ['--input-type=module', '-e', script],
       { timeout: 30_000, env: bundleEnvironment() },
     );
-    const bytes = Buffer.from(stdout, 'base64');
+    const bytes = Buffer.from(stdout.split('\n').at(-1)!, 'base64');
     const separator = bytes.indexOf(Buffer.alloc(8));
     expect(separator).toBeGreaterThan(0);
     const prelude = JSON.parse(bytes.subarray(0, separator).toString()) as { statusCode: number };
@@ -519,7 +523,7 @@ describe('least privilege', () => {
     }
   });
 
-  it('lets API Gateway invoke the api, anyone only the stream function through its URL, the schedule prune, and nobody the worker', () => {
+  it('lets API Gateway invoke the api, only this distribution the stream function through its URL, the schedule prune, and nobody the worker', () => {
     const permissions = Object.values(resources).filter(
       (r) => r.Type === 'AWS::Lambda::Permission',
     );
@@ -530,26 +534,26 @@ describe('least privilege', () => {
     for (const p of of('Api')) expect(p.Properties.Principal).toBe('apigateway.amazonaws.com');
     expect(of('Prune').length).toBeGreaterThan(0);
     for (const p of of('Prune')) expect(p.Properties.Principal).toBe('events.amazonaws.com');
-    // The public grant is scoped to the URL: a direct Invoke with no credentials is refused.
-    const stream = of('StreamApi').map((p) => p.Properties);
+    // Nobody anonymous: CloudFront alone, for this distribution, and through the URL only.
+    const [distribution] = only('AWS::CloudFront::Distribution');
+    // Granted on the function through its URL resource (the URL's FunctionArn).
+    const [url] = only('AWS::Lambda::Url');
+    const throughUrl = permissions.filter((p) => target(p).includes(url));
+    expect(of('StreamApi')).toEqual([]);
+    const stream = throughUrl.map((p) => p.Properties);
     expect(stream).toHaveLength(2);
-    expect(stream).toContainEqual(
-      expect.objectContaining({
-        Action: 'lambda:InvokeFunctionUrl',
-        Principal: '*',
-        FunctionUrlAuthType: 'NONE',
-      }),
+    for (const p of stream) {
+      expect(p.Principal).toBe('cloudfront.amazonaws.com');
+      expect(JSON.stringify(p.SourceArn)).toContain(`":distribution/",{"Ref":"${distribution}"}`);
+    }
+    expect(stream.map((p) => p.Action).sort()).toEqual([
+      'lambda:InvokeFunction',
+      'lambda:InvokeFunctionUrl',
+    ]);
+    expect(stream.find((p) => p.Action === 'lambda:InvokeFunction')?.InvokedViaFunctionUrl).toBe(
+      true,
     );
-    expect(stream).toContainEqual(
-      expect.objectContaining({
-        Action: 'lambda:InvokeFunction',
-        Principal: '*',
-        InvokedViaFunctionUrl: true,
-      }),
-    );
-    expect(permissions).toHaveLength(
-      of('Api').length + of('Prune').length + of('StreamApi').length,
-    );
+    expect(permissions).toHaveLength(of('Api').length + of('Prune').length + stream.length);
   });
 });
 
@@ -793,11 +797,12 @@ describe('alarms and outputs', () => {
     const dockerHost = JSON.stringify(outputs.DockerHost?.Value);
     expect(dockerHost).toContain('tcp://');
     expect(dockerHost).toContain(':443');
-    const [urlId] = only('AWS::Lambda::Url');
-    expect(JSON.stringify(outputs.StreamEndpoint?.Value)).toContain(urlId);
+    // The streaming front is the distribution, not the function URL behind it.
+    const [distribution] = only('AWS::CloudFront::Distribution');
+    expect(JSON.stringify(outputs.StreamEndpoint?.Value)).toContain(distribution);
     const streamHost = JSON.stringify(outputs.StreamDockerHost?.Value);
     expect(streamHost).toContain('tcp://');
-    expect(streamHost).toContain(urlId);
+    expect(streamHost).toContain(distribution);
   });
 });
 
@@ -860,6 +865,7 @@ describe('npx cdk synth', () => {
       const types = Object.values(synthesized.Resources).map((r) => r.Type);
       expect(types.filter((t) => t === 'AWS::Lambda::Function')).toHaveLength(FUNCTIONS.length);
       expect(types).toContain('AWS::Lambda::Url');
+      expect(types).toContain('AWS::CloudFront::Distribution');
       expect(types).toContain('AWS::ApiGatewayV2::Api');
       expect(types).toContain('AWS::SecretsManager::Secret');
       // Context settings reach the stack.

@@ -43,12 +43,13 @@ function streaming(
   respond: (request: HttpRequest, context: Context) => Promise<HttpResponse>,
   options: { limit?: number; saveRedirect?: string } = {},
 ): StreamingHandler {
-  return (event, responseStream, context) =>
-    sendStreamed(
+  return async (event, responseStream, context) => {
+    await sendStreamed(
       responseStream,
       () => respond(toHttpRequest(event, streamDeadline(context)), context),
       options,
     );
+  };
 }
 
 const started: FunctionUrlLocal[] = [];

@@ -36,6 +36,26 @@ export interface HttpResponse {
   status: number;
   headers?: Record<string, string>;
   body?: string | Uint8Array | Readable;
+  /**
+   * Who asked, once the router has checked their token: for the front door's request log, never
+   * sent to the client. Undefined for open endpoints, refused tokens and servers without auth.
+   */
+  caller?: Caller;
+}
+
+/** A token's public handles (TokenRecord.id and name): never the token or its hash. */
+export interface Caller {
+  tokenId: string;
+  tokenName: string;
+}
+
+export function callerOf(token: { id: string; name: string } | undefined): Caller | undefined {
+  return token && { tokenId: token.id, tokenName: token.name };
+}
+
+/** The response with its caller, when there is one. */
+export function answeredFor(response: HttpResponse, caller: Caller | undefined): HttpResponse {
+  return caller ? { ...response, caller } : response;
 }
 
 export function json(

@@ -5,7 +5,14 @@ import { splitVersion } from './api-version.ts';
 import { cacheRoutes } from './cache-routes.ts';
 import type { EngineContext } from './context.ts';
 import { gcRoutes } from './gc-routes.ts';
-import { errorResponse, type HttpRequest, type HttpResponse } from './http.ts';
+import {
+  answeredFor,
+  type Caller,
+  callerOf,
+  errorResponse,
+  type HttpRequest,
+  type HttpResponse,
+} from './http.ts';
 import { imageRoutes } from './image-routes.ts';
 import { jobRoutes } from './job-routes.ts';
 import { loadRoutes } from './load-routes.ts';
@@ -51,30 +58,35 @@ export function createRouter(context: EngineContext) {
   const registryDoor = createRegistryDoor(context);
   async function handle(request: HttpRequest): Promise<HttpResponse> {
     if (isRegistryPath(request.path)) return registryDoor(request);
+    // Known once the token is checked; the answer carries it, failures included, for the log.
+    let caller: Caller | undefined;
     try {
       const { version, path } = splitVersion(request.path);
       const routed: HttpRequest = { ...request, path, apiVersion: version };
       const decoded = decodePath(path);
       // Before any handler runs, so a refused request changes nothing and reads nothing.
-      const authorize = (scope: RouteScope) =>
-        context.auth?.authorize(
-          request.headers.authorization,
-          scope,
-          `${request.method} ${decoded}`,
+      const authorize = async (scope: RouteScope) => {
+        caller = callerOf(
+          await context.auth?.authorize(
+            request.headers.authorization,
+            scope,
+            `${request.method} ${decoded}`,
+          ),
         );
+      };
       for (const route of routes) {
         const methods = Array.isArray(route.method) ? route.method : [route.method];
         if (!methods.includes(request.method)) continue;
         const match = route.pattern.exec(decoded);
         if (!match) continue;
         await authorize(route.scope);
-        return await route.handler(routed, match.slice(1), context);
+        return answeredFor(await route.handler(routed, match.slice(1), context), caller);
       }
       await authorize(UNMATCHED_SCOPE);
       throw new NotFoundError('page not found');
     } catch (error) {
       // errorResponse logs what is the server's fault, once.
-      return refusalResponse(error, request) ?? errorResponse(error);
+      return answeredFor(refusalResponse(error, request) ?? errorResponse(error), caller);
     }
   }
   // The routes in matching order, for the test that every one declares a scope.

@@ -63,18 +63,22 @@ export function streamDeadline(context: RemainingTime, now = Date.now()): number
  * waits for the body's first chunk, as the pull route holds its status until its first line) a
  * failure still becomes an error status with Docker's `{"message"}` body; after it, a failure can
  * only cut the stream, which is destroyed so the client sees a broken response rather than a
- * short one that looks whole.
+ * short one that looks whole. Resolves, once the stream is over, to the status that was sent and
+ * who asked (for the request log).
  */
 export async function sendStreamed(
   responseStream: Writable,
   produce: () => Promise<HttpResponse>,
   options: StreamOptions = {},
-): Promise<void> {
+): Promise<Pick<HttpResponse, 'status' | 'caller'>> {
   const maxBodyBytes = (options.limit ?? STREAMED_RESPONSE_LIMIT) - PRELUDE_RESERVE;
   let response: HttpResponse;
   let body: BodyReader;
+  let caller: HttpResponse['caller'];
   try {
-    response = refuseOversized(await produce(), maxBodyBytes, options.saveRedirect);
+    const produced = await produce();
+    caller = produced.caller;
+    response = refuseOversized(produced, maxBodyBytes, options.saveRedirect);
     body = await openBody(response.body);
   } catch (error) {
     response = errorResponse(error);
@@ -85,6 +89,7 @@ export async function sendStreamed(
     headers: forwardedHeaders(response),
   });
   await pump(body, out, maxBodyBytes);
+  return { status: response.status, ...(caller && { caller }) };
 }
 
 /** A body with its first chunk already read (undefined when it is empty). */

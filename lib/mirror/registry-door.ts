@@ -1,7 +1,13 @@
 import { ForbiddenError, UnauthorizedError } from '../auth/access.ts';
 import { allows, ROUTE_SCOPES } from '../auth/scopes.ts';
 import type { EngineContext } from '../engine/context.ts';
-import type { HttpRequest, HttpResponse } from '../engine/http.ts';
+import {
+  answeredFor,
+  type Caller,
+  callerOf,
+  type HttpRequest,
+  type HttpResponse,
+} from '../engine/http.ts';
 import { InvalidArgumentError } from '../errors.ts';
 import type { TokenRecord } from '../ports/token-store.ts';
 import { serveBlob } from './blob-answers.ts';
@@ -48,10 +54,13 @@ export function createRegistryDoor(context: MirrorContext) {
   return async function registryDoor(request: HttpRequest): Promise<HttpResponse> {
     let subject: OciSubject = 'repository';
     let namespace: string | undefined;
+    // Who asked, for the front door's request log (the router's answers carry it too).
+    let caller: Caller | undefined;
     try {
       const path = decodePath(request.path);
       if (path === '/v2/token') return await issueToken(request, context);
       const token = await authenticate(request, context);
+      caller = callerOf(token);
       if (request.method !== 'GET' && request.method !== 'HEAD') {
         throw new OciError(
           'UNSUPPORTED',
@@ -62,11 +71,14 @@ export function createRegistryDoor(context: MirrorContext) {
       const target = parseRegistryPath(path, request.query, context.registries);
       if (!target) throw new OciError('NAME_UNKNOWN', 404, `no such registry endpoint: ${path}`);
       if (target.kind === 'base' || target.kind === 'token') {
-        return withHeaders({
-          status: 200,
-          headers: { 'Content-Type': 'application/json' },
-          body: '{}\n',
-        });
+        return answeredFor(
+          withHeaders({
+            status: 200,
+            headers: { 'Content-Type': 'application/json' },
+            body: '{}\n',
+          }),
+          caller,
+        );
       }
       namespace = target.namespace;
       subject =
@@ -87,7 +99,7 @@ export function createRegistryDoor(context: MirrorContext) {
             : target.kind === 'tags'
               ? await serveTags(door, context)
               : await serveReferrers(door, context);
-      return withHeaders(answer, namespace);
+      return answeredFor(withHeaders(answer, namespace), caller);
     } catch (error) {
       const response = ociErrorResponse(error, subject);
       if (
@@ -97,7 +109,7 @@ export function createRegistryDoor(context: MirrorContext) {
         response.headers = { ...response.headers, 'WWW-Authenticate': challenge(request) };
       }
       // A refused upload is not read; the server closes the connection after answering.
-      return withHeaders(response, namespace);
+      return answeredFor(withHeaders(response, namespace), caller);
     }
   };
 }
