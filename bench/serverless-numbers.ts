@@ -31,18 +31,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { deflateRawSync } from 'node:zlib';
-import { CreateBucketCommand } from '@aws-sdk/client-s3';
-import { createToken } from '../lib/auth/tokens.ts';
 import {
   type AwsEmulators,
   awsEmulators,
-  freshResourceNames,
-  openAwsAdapters,
   stopAwsEmulators,
 } from '../test/support/aws-emulators.ts';
 import { type FunctionBundle, initLines } from './serverless-init.ts';
 import { requestNumbers } from './serverless-requests.ts';
 import { execFileP, log, positiveInt, ROOT } from './support.ts';
+import { freshStackResources } from './support-serverless-shape.ts';
 
 function parseOptions(argv: string[]): { runs: number; cdkOut?: string } {
   const { values } = parseArgs({
@@ -139,17 +136,7 @@ async function main(): Promise<void> {
 
     log('starting DynamoDB Local and fauxqs ...');
     emulators = await awsEmulators();
-    const names = freshResourceNames();
-    const adapters = openAwsAdapters(emulators, names);
-    let token: string;
-    try {
-      await adapters.catalog.createTable();
-      await adapters.blobs.client.send(new CreateBucketCommand({ Bucket: names.bucket }));
-      // The function always requires tokens; admin covers pull, save and prune.
-      token = (await createToken(adapters.catalog, { scope: 'admin' }, Date.now())).token;
-    } finally {
-      adapters.close();
-    }
+    const { names, token } = await freshStackResources(emulators);
     const functionEnv = {
       ...emulators.env,
       IMAGE_CACHE_BACKEND: 'aws',

@@ -11,22 +11,16 @@
  * request answers with the handover line at once and the worker finishes alone.
  */
 import { join } from 'node:path';
-import type * as ApiFunction from '../functions/api.ts';
-import type * as StreamFunction from '../functions/api-stream.ts';
-import type * as PruneFunction from '../functions/prune.ts';
-import type * as WorkerFunction from '../functions/worker.ts';
 import { startApiGatewayLocal } from '../test/support/api-gateway-local.ts';
 import type { AwsEmulators } from '../test/support/aws-emulators.ts';
 import { type DockerResult, docker } from '../test/support/docker-cli.ts';
-import { startFunctionUrlLocal } from '../test/support/function-url-local.ts';
-import { startLambdaLocal } from '../test/support/lambda-local.ts';
 import { startRegistry } from '../test/support/registry-server.ts';
 import { tempDir } from '../test/support/tmp.ts';
 import { log } from './support.ts';
 import { pushSharedBaseImages } from './support-images.ts';
-import { type LambdaContainer, startLambdaContainer } from './support-lambda-containers.ts';
+import type { LambdaContainer } from './support-lambda-containers.ts';
+import { startServerlessShape, WORKER_FUNCTION } from './support-serverless-shape.ts';
 
-const WORKER_FUNCTION = 'image-cache-worker';
 /** The Catalog methods that are the job's own cost rather than the pull's. */
 const JOB_METHODS = ['createOrJoinJob', 'claimJob', 'recordJobProgress', 'finishJob', 'getJob'];
 /** An api function timeout at which the deadline leaves no time to follow the job (4 s + 2 s margins). */
@@ -49,53 +43,19 @@ export async function requestNumbers(
 ): Promise<string[]> {
   const registry = await startRegistry();
   const work = await tempDir('bench-serverless');
-  const containers: Array<LambdaContainer<unknown>> = [];
   const closing: Array<() => Promise<void>> = [];
   try {
     log('pushing images to docker-registry ...');
     const { base, app, other } = await pushSharedBaseImages(registry, 'sls-bench');
 
-    // The emulators' endpoints are the SDK's settings for every client; the rest is per function.
-    Object.assign(process.env, emulators.env);
-    // infra/image-cache-stack.ts: the worker and prune lack IMAGE_CACHE_WORKER_FUNCTION.
-    const environment = {
-      ...process.env,
-      IMAGE_CACHE_BACKEND: 'aws',
-      IMAGE_CACHE_BUCKET: names.bucket,
-      IMAGE_CACHE_TABLE: names.table,
-    };
-    const pulling = { ...environment, IMAGE_CACHE_REGISTRIES: `docker.io=${registry.url}` };
-    const start = async <M>(name: string, module: string, env: NodeJS.ProcessEnv) => {
-      const container = await startLambdaContainer<M>(name, module, env);
-      containers.push(container);
-      closing.push(() => container.close());
-      return container;
-    };
-    const worker = await start<typeof WorkerFunction>('worker', '../functions/worker.ts', pulling);
-    const prune = await start<typeof PruneFunction>('prune', '../functions/prune.ts', environment);
-    const invokeLocal = await startLambdaLocal({ [WORKER_FUNCTION]: worker.module.handler });
-    closing.push(() => invokeLocal.close());
-    // Read when the api and streaming compositions make their Lambda client.
-    process.env.AWS_ENDPOINT_URL_LAMBDA = invokeLocal.endpoint;
-    const fronting = { ...pulling, IMAGE_CACHE_WORKER_FUNCTION: WORKER_FUNCTION };
-    const api = await start<typeof ApiFunction>('api', '../functions/api.ts', fronting);
-    const stream = await start<typeof StreamFunction>(
-      'streamapi',
-      '../functions/api-stream.ts',
-      fronting,
-    );
-    const order = ['api', 'streamapi', 'worker', 'prune'];
-    containers.sort((a, b) => order.indexOf(a.name) - order.indexOf(b.name));
-
-    const gateway = await startApiGatewayLocal({ handler: api.module.handler });
-    closing.push(() => gateway.close());
+    const shape = await startServerlessShape(emulators, names, registry.url);
+    closing.push(() => shape.close());
+    const { containers, api, prune, invokeLocal, gateway, functionUrl } = shape;
     const handingOver = await startApiGatewayLocal({
       handler: api.module.handler,
       functionTimeoutMs: HANDOVER_FUNCTION_TIMEOUT_MS,
     });
     closing.push(() => handingOver.close());
-    const functionUrl = await startFunctionUrlLocal({ handler: stream.module.streamHandler });
-    closing.push(() => functionUrl.close());
     const doors = [gateway, handingOver, functionUrl];
 
     const lines = [

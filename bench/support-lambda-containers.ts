@@ -50,6 +50,67 @@ export class RequestTally {
   }
 }
 
+/** The DynamoDB operations that can report the capacity they consumed, read or write. */
+const CAPACITY_KIND: Record<string, 'read' | 'write'> = {
+  GetItem: 'read',
+  BatchGetItem: 'read',
+  Query: 'read',
+  Scan: 'read',
+  TransactGetItems: 'read',
+  PutItem: 'write',
+  UpdateItem: 'write',
+  DeleteItem: 'write',
+  BatchWriteItem: 'write',
+  TransactWriteItems: 'write',
+};
+
+/**
+ * Read and write request units a DynamoDB client consumed, which is what on-demand DynamoDB
+ * bills (a request count is not: a transaction costs two units per item, an eventually
+ * consistent read half of one). Every capable request asks for ReturnConsumedCapacity TOTAL and
+ * the answer's units are added up; a write refused by its condition returns no capacity but is
+ * billed, so it counts one write unit per item it named.
+ */
+export class CapacityTally {
+  read = 0;
+  write = 0;
+
+  static attach(client: DynamoDBClient): CapacityTally {
+    const tally = new CapacityTally();
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const operation = (context.commandName ?? '').replace(/Command$/, '');
+        const kind = CAPACITY_KIND[operation];
+        if (!kind) return next(args);
+        const input = args.input as { ReturnConsumedCapacity?: string; TransactItems?: unknown[] };
+        input.ReturnConsumedCapacity = 'TOTAL';
+        try {
+          const result = await next(args);
+          const consumed = (result.output as { ConsumedCapacity?: unknown }).ConsumedCapacity;
+          const units = [consumed]
+            .flat()
+            .reduce<number>(
+              (sum, c) => sum + ((c as { CapacityUnits?: number } | undefined)?.CapacityUnits ?? 0),
+              0,
+            );
+          tally[kind] += units;
+          return result;
+        } catch (error) {
+          if (kind === 'write') tally.write += input.TransactItems?.length ?? 1;
+          throw error;
+        }
+      },
+      { step: 'initialize', name: 'benchCapacityTally', override: true },
+    );
+    return tally;
+  }
+
+  reset(): void {
+    this.read = 0;
+    this.write = 0;
+  }
+}
+
 export interface LambdaContainer<M> {
   /** The function: api, streamapi, worker, prune. */
   name: string;
@@ -61,6 +122,8 @@ export interface LambdaContainer<M> {
   dynamoByMethod: RequestTally;
   /** S3 requests per operation. */
   s3: RequestTally;
+  /** DynamoDB read and write request units. */
+  capacity: CapacityTally;
   reset(): void;
   /** Closes its composition (the clients; waits for jobs it runs itself). */
   close(): Promise<void>;
@@ -108,16 +171,19 @@ export async function startLambdaContainer<M>(
     () => method.getStore() ?? OUTSIDE_THE_CATALOG,
   );
   const s3 = RequestTally.attach((context.blobs as S3BlobStore).client, (operation) => operation);
+  const capacity = CapacityTally.attach(client);
   return {
     name,
     module: (await load(functionModule)) as M,
     catalog,
     dynamoByMethod,
     s3,
+    capacity,
     reset() {
       catalog.requests.reset();
       dynamoByMethod.reset();
       s3.reset();
+      capacity.reset();
     },
     close: () => composition.close(),
   };
