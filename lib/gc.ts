@@ -135,7 +135,8 @@ export function collectFreed(deps: GcDeps) {
 /**
  * Collects only the given blobs, with grace zero: what `prune` calls with the blobs of the
  * manifests it removed, so SpaceReclaimed is what this run actually deleted. Same protocol:
- * the records are read before the roots; records another collector holds are left to it.
+ * the records are read before the roots; records another collector holds are left to it. Its
+ * cost grows with the blobs given, not with the catalog: no request path reads every manifest.
  */
 export async function collectBlobs(
   deps: GcDeps,
@@ -148,7 +149,9 @@ export async function collectBlobs(
     const record = await deps.catalog.getBlob(digest);
     if (record) snapshot.push(record);
   }
-  const live = await markLive(deps.catalog);
+  // Only the roots that name these blobs (an index lookup, not every manifest): still after
+  // the snapshot, as the protocol requires.
+  const live = await deps.catalog.referencedBlobs(snapshot.map((record) => record.digest));
   const candidates: BlobRecord[] = [];
   for (const record of snapshot) {
     run.examine(record.size);

@@ -217,8 +217,12 @@ describe('DynamoCatalog specifics', () => {
     expect(await refsOf(tagged)).toBe(0);
     expect(await catalog.deleteManifestIfUnreferenced(tagged)).toBe(true);
     expect(await catalog.listManifests()).toEqual([]);
-    // Only the entries marker a new table starts with is left.
-    expect(await itemsUnder('IMAGES')).toEqual(['ENTRIES_READY']);
+    // Only the markers a new table starts with are left, and no blob names a manifest.
+    expect(await itemsUnder('IMAGES')).toEqual(['BLOB_USERS_READY', 'ENTRIES_READY']);
+    for (const image of images) {
+      for (const blob of image.manifest.blobs)
+        expect(await itemsUnder(`BLOB#${blob}`)).toEqual(['BLOB']);
+    }
   });
 
   it('counts a reference to a digest that is stored only later', async () => {
@@ -296,9 +300,17 @@ describe('DynamoCatalog specifics', () => {
     await addBlobs(catalog, image, 1);
     expect(catalog.requests.byOperation()).toEqual({ UpdateItem: 3 });
     catalog.requests.reset();
+    // A new manifest's blob users go first, in one batch (blob-users.ts).
     await catalog.commitImage(commitOf(image, 'latest', 2));
+    expect(catalog.requests.byOperation()).toEqual({
+      BatchGetItem: 1,
+      BatchWriteItem: 1,
+      TransactWriteItems: 1,
+    });
+    catalog.requests.reset();
+    // Stored already: tagging it again writes no users.
+    await catalog.commitImage(commitOf(image, 'again', 3));
     expect(catalog.requests.byOperation()).toEqual({ BatchGetItem: 1, TransactWriteItems: 1 });
-    expect(catalog.requests.total).toBe(2);
   });
 });
 

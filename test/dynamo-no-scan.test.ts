@@ -2,9 +2,8 @@
  * Issue 13: no DynamoDB Scan on a request path. Every image request (`image ls`, inspect and
  * history by name and by ID, tag, save, rmi) goes through the real router on the AWS backend
  * against DynamoDB Local, and the SDK middleware that counts requests per operation must never
- * see a Scan. The collection of freed blobs after an rmi is the one exception (it marks from
- * every manifest, on purpose): rmi runs with `noprune=1` here, and the GC is not a request path
- * of the image commands.
+ * see a Scan. That includes the collection of the blobs an rmi or prune freed: it asks the
+ * blob -> manifest index about those blobs only (lib/adapters/dynamo/blob-users.ts).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { digestHex } from '../lib/digest.ts';
@@ -104,6 +103,38 @@ describe('image requests on DynamoDB send no Scan', () => {
     expect(ls.map((i: { Id: string }) => i.Id).sort()).toEqual(
       [images[0]!.id, images[1]!.id].sort(),
     );
+  });
+
+  it('rmi and prune collect the blobs they freed, keeping shared ones, without a Scan', async () => {
+    const deps = backend.composition.context;
+    // delta shares alpha's layer; epsilon is dangling (no tag), for prune.
+    const delta = await seedImage(deps, {
+      name: 'delta',
+      layers: [
+        ['alpha-layer', 2_000],
+        ['delta-layer', 3_000],
+      ],
+      tags: [['docker.io/library/delta', 'latest']],
+      now: 2_000,
+    });
+    const epsilon = await seedImage(deps, {
+      name: 'epsilon',
+      layers: [['epsilon-layer', 1_000]],
+      now: 2_001,
+    });
+    const [shared, own] = delta.layers;
+    const rmi = await operationsOf('DELETE', `/images/${delta.id}`);
+    expect(rmi).not.toHaveProperty('Scan');
+    expect(await backend.catalog.getBlob(own!.digest)).toBeUndefined();
+    expect(await backend.catalog.getBlob(delta.config.digest)).toBeUndefined();
+    expect(await backend.catalog.getBlob(shared!.digest)).toMatchObject({ state: 'live' });
+
+    const prune = await operationsOf('POST', '/images/prune');
+    expect(prune).not.toHaveProperty('Scan');
+    expect(await backend.catalog.getBlob(epsilon.layers[0]!.digest)).toBeUndefined();
+    expect(await backend.catalog.getBlob(images[0]!.layers[0]!.digest)).toMatchObject({
+      state: 'live',
+    });
   });
 
   it('the registry tag list of a cached repository', async () => {

@@ -544,6 +544,13 @@ function slowCollector(catalog: Catalog, rng: Rng): Catalog {
           return roots;
         };
       }
+      if (property === 'referencedBlobs') {
+        return async (blobs: Iterable<Digest>) => {
+          const roots = await target.referencedBlobs(blobs);
+          await pause();
+          return roots;
+        };
+      }
       if (property === 'beginBlobDeletion') {
         return async (digest: Digest, generation: number) => {
           await pause();

@@ -425,7 +425,7 @@ describe('startGcSchedule', () => {
 });
 
 interface Interposers {
-  /** Runs after the collector's listManifests call started but before it reads. */
+  /** Runs after the collector's read of its roots (listManifests, referencedBlobs) started. */
   listManifests?: () => Promise<void>;
   afterBeginBlobDeletion?: (digest: Digest) => Promise<void>;
   beforeBeginBlobDeletion?: (digest: Digest) => Promise<void>;
@@ -440,6 +440,13 @@ function interpose(catalog: Catalog, hooks: Interposers): Catalog {
         return async () => {
           await hooks.listManifests?.();
           return target.listManifests();
+        };
+      }
+      // The collection of given blobs reads its roots through the index instead.
+      if (property === 'referencedBlobs' && hooks.listManifests) {
+        return async (blobs: Iterable<Digest>) => {
+          await hooks.listManifests?.();
+          return target.referencedBlobs(blobs);
         };
       }
       if (property === 'beginBlobDeletion') {

@@ -75,7 +75,9 @@ describe('SqliteCatalog specifics', () => {
       DROP TRIGGER blobs_generation_floor; DROP TABLE blob_generation_floor;
       DROP INDEX tags_manifest; DROP INDEX tags_source;
       DROP INDEX digest_refs_manifest; DROP INDEX digest_refs_digest;
-      ALTER TABLE blobs DROP COLUMN diff_id;`);
+      ALTER TABLE blobs DROP COLUMN diff_id;
+      DROP TRIGGER manifest_blobs_insert; DROP TRIGGER manifest_blobs_delete;
+      DROP TABLE manifest_blobs;`);
     raw.pragma('user_version = 1');
     raw.close();
 
@@ -84,6 +86,10 @@ describe('SqliteCatalog specifics', () => {
       manifest: image.manifest.digest,
     });
     expect(await upgraded.getBlob(image.config)).toMatchObject({ generation: 2 });
+    // The blob -> manifest index is filled from the manifests the file already held.
+    expect(await upgraded.referencedBlobs([...image.manifest.blobs, sha256('other')])).toEqual(
+      new Set(image.manifest.blobs),
+    );
     await upgraded.addBlob({ digest: image.config, size: 1, diffId: image.config }, 30);
     expect(await upgraded.getBlob(image.config)).toMatchObject({ diffId: image.config });
     await upgraded.putPin({ name: 'p', manifest: image.manifest.digest, note: '', createdAt: 1 });

@@ -90,6 +90,10 @@ export class ComposedCatalog implements Catalog {
   listManifests() {
     return this.#images.listManifests();
   }
+
+  referencedBlobs(blobs: Iterable<Digest>) {
+    return this.#images.referencedBlobs(blobs);
+  }
   deleteTag(repository: RepositoryName, tag: string) {
     return this.#images.deleteTag(repository, tag);
   }

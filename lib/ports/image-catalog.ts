@@ -167,8 +167,9 @@ export interface ImageCatalog {
   /** The tags of one repository, by tag (the registry's tag list). */
   listRepositoryTags(repository: RepositoryName): Promise<TagRecord[]>;
   /**
-   * Maintenance: writes the listing records that images stored before they existed lack. Runs
-   * on the maintenance schedule; answers how many records it wrote (0 once done).
+   * Maintenance: writes the index records (image listings, blob -> manifest) that records
+   * stored before the indexes existed lack, and drops ones a commit that died halfway left.
+   * Runs on the maintenance schedule; answers how many records it wrote (0 once done).
    */
   backfillImageEntries(): Promise<number>;
 
@@ -183,6 +184,13 @@ export interface ImageCatalog {
 
   /** Every manifest, indexes included: the roots of the collector's mark phase. */
   listManifests(): Promise<ManifestRecord[]>;
+  /**
+   * Of the given blobs, those some stored manifest names: the roots restricted to a few
+   * candidates, for the collection after an rmi or prune. Reads an index (blob -> manifests),
+   * so its cost grows with the blobs asked about, not with the catalog. Same consistency as
+   * listManifests: a manifest stored before the call is seen.
+   */
+  referencedBlobs(blobs: Iterable<Digest>): Promise<Set<Digest>>;
   /** Removes a tag; answers the removed record, or undefined when there was none. */
   deleteTag(repository: RepositoryName, tag: string): Promise<TagRecord | undefined>;
   deleteDigestRef(repository: RepositoryName, digest: Digest): Promise<DigestRefRecord | undefined>;

@@ -511,6 +511,41 @@ export const imageCatalogConformance: Conformance<ImageCatalog> = (name, make) =
         expect(await catalog.getBlob(image.config)).toMatchObject({ state: 'live' });
       });
 
+      it('answers which blobs a stored manifest still names, through removals', async () => {
+        const a = imageFixture('users-a');
+        const shared = a.layers[0]!;
+        // b repeats the shared layer twice (images may list a layer more than once).
+        const b = imageFixture('users-b');
+        b.manifest = { ...b.manifest, blobs: [...b.manifest.blobs, shared, shared] };
+        // Over one transaction's worth of blobs: the adapters' large commit path.
+        const big = imageFixture('users-big');
+        const many = Array.from({ length: 120 }, (_, i) => sha256(`users-big/${i}`));
+        big.manifest = { ...big.manifest, blobs: [...big.manifest.blobs, ...many] };
+        for (const image of [a, b, big]) await addBlobs(catalog, image, 1);
+        const index = indexFixture([a.manifest]);
+        const stranger = sha256('users-never-stored');
+        const everything = [...a.manifest.blobs, ...b.manifest.blobs, ...big.manifest.blobs];
+        const named = () => catalog.referencedBlobs([...everything, stranger, index.digest]);
+
+        expect(await named()).toEqual(new Set());
+        await catalog.commitImage({ manifests: [index, a.manifest], blobs: [], now: 2 });
+        await catalog.commitImage({ manifests: [b.manifest], blobs: [], now: 2 });
+        await catalog.commitImage({ manifests: [big.manifest], blobs: [], now: 2 });
+        expect(await named()).toEqual(new Set(everything));
+
+        expect(await catalog.deleteManifestIfUnreferenced(big.manifest.digest)).toBe(true);
+        expect(await named()).toEqual(new Set([...a.manifest.blobs, ...b.manifest.blobs]));
+        // The shared layer stays named while either image is stored; the index names no blob.
+        expect(await catalog.deleteManifestIfUnreferenced(a.manifest.digest)).toBe(true);
+        expect(await catalog.deleteManifestIfUnreferenced(index.digest)).toBe(true);
+        expect(await named()).toEqual(new Set(b.manifest.blobs));
+        expect(await catalog.deleteManifestIfUnreferenced(b.manifest.digest)).toBe(true);
+        expect(await named()).toEqual(new Set());
+        // Stored again after its removal: named again.
+        await catalog.commitImage({ manifests: [a.manifest], blobs: [], now: 3 });
+        expect(await named()).toEqual(new Set(a.manifest.blobs));
+      });
+
       it('lets a re-tag after a removal store the manifest again', async () => {
         const image = imageFixture('r');
         await addBlobs(catalog, image, 1);

@@ -12,6 +12,7 @@ import type { TransactWriteItem } from '@aws-sdk/client-dynamodb';
 import type { Digest } from '../../digest.ts';
 import { BlobNotLiveError, NotFoundError } from '../../errors.ts';
 import type { ImageCommit } from '../../ports/image-catalog.ts';
+import { dropUnusedUsers, writeBlobUsers } from './blob-users.ts';
 import { nameCopyActions, summaryItem } from './image-entries.ts';
 import {
   av,
@@ -80,7 +81,9 @@ export async function commitImage(table: Table, commit: ImageCommit): Promise<vo
         continue;
       }
       for (const p of placements.values()) {
-        if (!snapshot.manifests.has(p.record.digest)) await writeChunks(table, p);
+        if (snapshot.manifests.has(p.record.digest)) continue;
+        await writeChunks(table, p);
+        await writeBlobUsers(table, p);
       }
       const full = planTransaction(table.name, commit, snapshot, placements, required);
       const outcome = await table.transact(full.actions);
@@ -98,6 +101,7 @@ export async function commitImage(table: Table, commit: ImageCommit): Promise<vo
     throw lostRace();
   } finally {
     await dropUnusedChunks(table, placements.values());
+    await dropUnusedUsers(table, placements.values());
   }
 }
 
@@ -317,6 +321,7 @@ async function commitLarge(
     const digest = p.record.digest;
     if (snapshot.manifests.has(digest)) continue;
     await writeChunks(table, p);
+    await writeBlobUsers(table, p);
     const outcome = await table.transact([
       createManifest(table.name, p, now),
       ...imageLookups(table.name, p),

@@ -11,6 +11,7 @@ import type {
   PinRecord,
   TagRecord,
 } from '../../ports/image-catalog.ts';
+import { blobsWithUsers, blobUsersReady, reconcileBlobUsers } from './blob-users.ts';
 import {
   addBlob,
   beginBlobDeletion,
@@ -43,6 +44,8 @@ export class DynamoImageCatalog implements ImageCatalog {
   readonly #table: Table;
   /** Whether the entries marker was seen (schema.ts); never goes back to false. */
   #ready = false;
+  /** Whether the blob users marker was seen (blob-users.ts); never goes back to false. */
+  #usersReady = false;
 
   constructor(table: Table) {
     this.#table = table;
@@ -143,7 +146,20 @@ export class DynamoImageCatalog implements ImageCatalog {
   async backfillImageEntries(): Promise<number> {
     const written = await backfillImageEntries(this.#table);
     this.#ready = true;
-    return written;
+    const users = await reconcileBlobUsers(this.#table, Date.now());
+    return written + users.written;
+  }
+
+  /** Blob users (blob-users.ts) once the index is complete; marking from every manifest before. */
+  async referencedBlobs(blobs: Iterable<Digest>): Promise<Set<Digest>> {
+    this.#usersReady ||= await blobUsersReady(this.#table);
+    if (this.#usersReady) return blobsWithUsers(this.#table, blobs);
+    const wanted = new Set(blobs);
+    const used = new Set<Digest>();
+    for (const manifest of await this.listManifests()) {
+      for (const blob of manifest.blobs) if (wanted.has(blob)) used.add(blob);
+    }
+    return used;
   }
 
   /** Once the marker was seen it stays: entries, once complete, are kept complete by writers. */

@@ -34,6 +34,8 @@ export interface Placement extends RawPlacement {
   written: boolean;
   /** A manifest item naming this incarnation was written: its chunks must stay. */
   used: boolean;
+  /** The incarnation's blob user items exist (blob-users.ts), written by this commit. */
+  usersWritten: boolean;
 }
 
 /** Inline where the item stays under the limit and the transaction under 4 MB; chunks otherwise. */
@@ -56,6 +58,7 @@ export function placeManifests(manifests: ManifestRecord[]): Map<Digest, Placeme
       chunks: inline ? 0 : Math.max(1, Math.ceil(record.raw.byteLength / RAW_CHUNK_BYTES)),
       written: false,
       used: false,
+      usersWritten: false,
     });
   }
   return placements;

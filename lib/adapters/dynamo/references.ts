@@ -7,6 +7,7 @@
  */
 import type { TransactWriteItem } from '@aws-sdk/client-dynamodb';
 import type { Digest } from '../../digest.ts';
+import { deleteBlobUsers } from './blob-users.ts';
 import { nameCopyActions } from './image-entries.ts';
 import { type Item, keyItem, optNum, optStr, str } from './items.ts';
 import { deleteChunks } from './manifests.ts';
@@ -119,13 +120,19 @@ export async function writeReferrer(
 
 /**
  * Deletes the manifest item, its counter and its image lookups in one transaction, on condition
- * that the counter is absent or zero and the manifest is the incarnation read. Chunks of the
- * deleted incarnation go afterwards: nothing reads them once the manifest item is gone.
+ * that the counter is absent or zero and the manifest is the incarnation read. Chunks and blob
+ * users of the deleted incarnation go afterwards: nothing reads the chunks once the manifest item
+ * is gone, and the users must outlive it (blob-users.ts).
  */
 export async function deleteManifestIfUnreferenced(table: Table, digest: Digest) {
   for (let attempt = 0; attempt < CONFLICT_ATTEMPTS; attempt++) {
     if (attempt > 0) await backoff(attempt);
-    const item = await table.get(keys.manifest(digest), ['inc', 'rawChunks', 'configDigest']);
+    const item = await table.get(keys.manifest(digest), [
+      'inc',
+      'rawChunks',
+      'configDigest',
+      'blobs',
+    ]);
     if (!item) return false;
     const incarnation = str(item, 'inc');
     const config = optStr(item, 'configDigest') as Digest | undefined;
@@ -158,6 +165,10 @@ export async function deleteManifestIfUnreferenced(table: Table, digest: Digest)
     if (outcome.ok) {
       await deleteChunks(table, digest, incarnation, optNum(item, 'rawChunks') ?? 0).catch(() => {
         // Chunks of a deleted incarnation are unreachable; a failed cleanup only wastes space.
+      });
+      const blobs = (item.blobs?.L ?? []).map((b) => b.S as Digest);
+      await deleteBlobUsers(table, digest, incarnation, blobs).catch(() => {
+        // Leftover users only keep their blobs until maintenance drops them.
       });
       return true;
     }

@@ -19,6 +19,8 @@
  * | entries marker      | IMAGES                 | ENTRIES_READY               | GetItem once per process: entries are complete   |
  * | blob record         | BLOB#<digest>          | BLOB                        | GetItem; every GC transition is conditional here |
  * |   (deleted: tombstone, state gone, kind blob-tombstone, keeps its generation until TTL)      |
+ * | blob user           | BLOB#<digest>          | USER#<manifest>#<inc>       | Query begins_with USER#, Limit 1: still named?   |
+ * | blob users marker   | IMAGES                 | BLOB_USERS_READY / _SINCE   | GetItem once per process: the index is complete  |
  * | pin                 | PINS                   | PIN#<name>                  | Query the partition (sorted by name)             |
  * | GC report           | GC_REPORTS             | REPORT#<seq, 16 digits>     | Query newest first, Limit n                      |
  * | GC report sequence  | GC_REPORTS             | SEQ                         | UpdateItem ADD seq 1                             |
@@ -106,6 +108,7 @@ export type ItemKind =
   | 'image-ref'
   | 'marker'
   | 'blob'
+  | 'blob-user'
   | 'pin'
   | 'gc'
   | 'token'
@@ -150,6 +153,15 @@ export const keys = {
   /** Present once every image's entries exist (new table, or backfill finished). */
   entriesReady: (): Key => ({ pk: IMAGES_PK, sk: ENTRIES_READY_SK }),
   blob: (digest: Digest): Key => ({ pk: `BLOB#${digest}`, sk: 'BLOB' }),
+  /** One per blob a stored manifest names, beside the blob record (blob-users.ts). */
+  blobUser: (blob: Digest, manifest: Digest, incarnation: string): Key => ({
+    pk: `BLOB#${blob}`,
+    sk: `USER#${manifest}#${incarnation}`,
+  }),
+  /** Present once every stored manifest has its blob users (new table, or maintenance done). */
+  blobUsersReady: (): Key => ({ pk: IMAGES_PK, sk: 'BLOB_USERS_READY' }),
+  /** When maintenance first found the table without that marker. */
+  blobUsersSince: (): Key => ({ pk: IMAGES_PK, sk: 'BLOB_USERS_SINCE' }),
   pin: (name: string): Key => ({ pk: PINS_PK, sk: `PIN#${name}` }),
   gcReport: (seq: number): Key => ({
     pk: GC_REPORTS_PK,
@@ -215,13 +227,15 @@ export async function createTable(client: DynamoDBClient, tableName: string): Pr
     if (!/already enabled/i.test((error as Error).message)) throw error;
   }
   if (created) {
-    // A table this call created holds no image from before entries existed: nothing to backfill.
-    const { pk, sk } = keys.entriesReady();
-    await client.send(
-      new PutItemCommand({
-        TableName: tableName,
-        Item: { pk: { S: pk }, sk: { S: sk }, kind: { S: 'marker' } },
-      }),
-    );
+    // A table this call created holds no image from before entries and blob users existed:
+    // nothing to backfill.
+    for (const { pk, sk } of [keys.entriesReady(), keys.blobUsersReady()]) {
+      await client.send(
+        new PutItemCommand({
+          TableName: tableName,
+          Item: { pk: { S: pk }, sk: { S: sk }, kind: { S: 'marker' } },
+        }),
+      );
+    }
   }
 }

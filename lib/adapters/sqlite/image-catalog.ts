@@ -276,6 +276,13 @@ export class SqliteImageCatalog implements ImageCatalog {
     return this.#sql<ManifestRow>('SELECT * FROM manifests ORDER BY digest').all().map(toManifest);
   }
 
+  async referencedBlobs(blobs: Iterable<Digest>) {
+    const named = this.#sql<{ found: number }>(
+      'SELECT EXISTS (SELECT 1 FROM manifest_blobs WHERE blob = ?) AS found',
+    );
+    return new Set([...new Set(blobs)].filter((blob) => named.get(blob)?.found === 1));
+  }
+
   async deleteTag(repository: RepositoryName, tag: string) {
     return this.#deleteName('tags', 'tag', toTag, repository, tag);
   }

@@ -91,6 +91,23 @@ const MIGRATIONS: readonly string[] = [
   JOBS_MIGRATION,
   // 5: what a layer unpacks to, so a config's diff_ids are checked against cached layers too.
   'ALTER TABLE blobs ADD COLUMN diff_id TEXT;',
+  // 6: blob -> manifest, so the collection after an rmi asks about its few blobs instead of
+  // reading every manifest. Kept by triggers, in the transaction that inserts or deletes the
+  // manifest, so it cannot drift; filled from the manifests a file already holds.
+  `CREATE TABLE manifest_blobs (
+     blob TEXT NOT NULL,
+     manifest TEXT NOT NULL,
+     PRIMARY KEY (blob, manifest)
+   ) WITHOUT ROWID;
+   INSERT OR IGNORE INTO manifest_blobs (blob, manifest)
+     SELECT value, digest FROM manifests, json_each(manifests.blobs);
+   CREATE TRIGGER manifest_blobs_insert AFTER INSERT ON manifests BEGIN
+     INSERT OR IGNORE INTO manifest_blobs (blob, manifest)
+       SELECT value, NEW.digest FROM json_each(NEW.blobs);
+   END;
+   CREATE TRIGGER manifest_blobs_delete AFTER DELETE ON manifests BEGIN
+     DELETE FROM manifest_blobs WHERE manifest = OLD.digest;
+   END;`,
 ];
 
 /** The schema version this build writes (PRAGMA user_version). */
