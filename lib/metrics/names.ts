@@ -76,3 +76,14 @@ export function hitRatio(counters: Partial<CounterTotals>): number | undefined {
   const lookups = hits + (counters.manifestMisses ?? 0) + (counters.blobMisses ?? 0);
   return lookups === 0 ? undefined : hits / lookups;
 }
+
+/** What the cache last heard from an upstream about its rate limit (Docker Hub's headers). */
+export interface UpstreamHeadroom {
+  registry: string;
+  /** `RateLimit-Remaining` of the last answer that carried it. */
+  rateLimitRemaining?: number;
+  /** `RateLimit-Limit` of that answer. */
+  rateLimitLimit?: number;
+  /** When that answer came (ms since epoch). */
+  observedAt?: number;
+}
