@@ -116,7 +116,7 @@ export class PullService {
     emit({ status: `Pulling from ${familiarPath(ref)}`, id: tagOrDigest });
     if (resolved.unchanged && resolved.upToDate) {
       // Re-committing would reset the tag's revalidation time without asking the upstream.
-      await this.#deps.catalog.touchManifest(resolved.image.digest, this.#deps.clock.now());
+      await this.#deps.catalog.touchManifest(resolved.image.digest, this.#deps.clock.now(), 'pull');
       this.#finish(ref, resolved, emit);
       return { manifest: resolved.image, source: resolved.source, upToDate: true };
     }
@@ -145,6 +145,7 @@ export class PullService {
       [{ repository, ...(ref.digest ? {} : { tag: ref.tag ?? 'latest' }), digestRef: true }],
       {
         concurrency: this.#deps.concurrency,
+        pull: true,
         onLayersStart: () => {
           for (const id of new Set(shortIds.values())) {
             emit({ status: 'Pulling fs layer', id, progressDetail: {} });

@@ -2,7 +2,7 @@ import type { Digest } from '../digest.ts';
 import type { RepositoryName } from '../model.ts';
 import type { Catalog } from '../ports/catalog.ts';
 import type { GcReport, GcReportLog } from '../ports/gc-report-log.ts';
-import type { ImageCatalog, ImageCommit, PinRecord } from '../ports/image-catalog.ts';
+import type { ImageCatalog, ImageCommit, ManifestUse, PinRecord } from '../ports/image-catalog.ts';
 import type { JobEnd, JobProgress, JobStore, LeaseTerms, NewJob } from '../ports/job-store.ts';
 import type { TokenRecord, TokenStore } from '../ports/token-store.ts';
 
@@ -57,8 +57,11 @@ export class ComposedCatalog implements Catalog {
   listImages() {
     return this.#images.listImages();
   }
-  touchManifest(digest: Digest, now: number) {
-    return this.#images.touchManifest(digest, now);
+  touchManifest(digest: Digest, now: number, use?: ManifestUse) {
+    return this.#images.touchManifest(digest, now, use);
+  }
+  manifestUsage(digests: readonly Digest[]) {
+    return this.#images.manifestUsage(digests);
   }
   listImageEntries() {
     return this.#images.listImageEntries();

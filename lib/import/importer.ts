@@ -35,6 +35,8 @@ export interface ImportOptions {
   onLayersStart?: () => void;
   /** Called as each layer is present and checked against the config. */
   onLayerPresent?: (layer: Descriptor, blob: PresentBlob) => void;
+  /** A pull (not a load): the first commit counts one pull of the image. */
+  pull?: boolean;
 }
 
 export interface ImportReport {
@@ -67,6 +69,7 @@ export async function importImage(
   const now = deps.clock.now();
   const commits = names.length > 0 ? names : [undefined];
   let image: ManifestRecord | undefined;
+  let uncounted = options.pull === true;
   for (const name of commits) {
     for (let attempt = 1; ; attempt++) {
       try {
@@ -90,8 +93,10 @@ export async function importImage(
               manifest: image.digest,
             },
           }),
+          ...(uncounted && { pulled: image.digest }),
           now: deps.clock.now(),
         });
+        uncounted = false;
         break;
       } catch (error) {
         if (!(error instanceof BlobNotLiveError) || attempt >= COMMIT_ATTEMPTS) throw error;

@@ -24,7 +24,9 @@ export async function serveManifest(
   if (!get) {
     if (ref.tag) context.fills.tagResolved(ref, served.digest);
   } else if (served.raw) {
-    if (served.stored) await context.catalog.touchManifest(served.digest, context.clock.now());
+    if (served.stored) {
+      await context.catalog.touchManifest(served.digest, context.clock.now(), 'pull');
+    }
     const { digest, raw, mediaType } = served;
     context.fills.manifestServed(
       ref,

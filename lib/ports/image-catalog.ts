@@ -111,8 +111,23 @@ export interface ImageCommit {
   blobs: Digest[];
   tag?: Omit<TagRecord, 'updatedAt' | 'checkedAt'>;
   digestRef?: Omit<DigestRefRecord, 'createdAt'>;
+  /**
+   * The image manifest a pull delivered with this commit: its pull count goes up by one in the
+   * same write. Loads and re-tags leave it out.
+   */
+  pulled?: Digest;
   now: number;
 }
+
+/** How a manifest is used: what the dashboard's image listing shows beside each image. */
+export interface ManifestUsage {
+  lastUsedAt: number;
+  /** Pulls that delivered it: Engine API pulls (cached or not) and registry-door manifest GETs. */
+  pulls: number;
+}
+
+/** Why a manifest was read: a pull counts, anything else (a save) only marks it used. */
+export type ManifestUse = 'pull' | 'read';
 
 /**
  * Blobs, manifests, tags, digest refs and pins: what pull, load, the mirror, removal, retention
@@ -152,7 +167,13 @@ export interface ImageCatalog {
   getManifest(digest: Digest): Promise<ManifestRecord | undefined>;
   /** Every image manifest (not indexes), for `docker image ls`. */
   listImages(): Promise<ManifestRecord[]>;
-  touchManifest(digest: Digest, now: number): Promise<void>;
+  /** Marks a stored manifest used (unknown digests: no-op); a `pull` also counts one pull. */
+  touchManifest(digest: Digest, now: number, use?: ManifestUse): Promise<void>;
+  /**
+   * lastUsedAt and pull counts of the given manifests (those stored), read by key: the cost
+   * grows with the digests asked about.
+   */
+  manifestUsage(digests: readonly Digest[]): Promise<Map<Digest, ManifestUsage>>;
 
   // --- what requests read (`image ls`, inspect, history, rmi, save): never the whole catalog
 

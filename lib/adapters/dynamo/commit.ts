@@ -171,15 +171,18 @@ function planTransaction(
   };
   for (const p of placements.values()) {
     const stored = snapshot.manifests.get(p.record.digest);
-    if (stored) add(useManifest(table, p.record.digest, stored, now));
+    const pulled = commit.pulled === p.record.digest;
+    if (stored) add(useManifest(table, p.record.digest, stored, now, pulled));
     else {
-      add(createManifest(table, p, now));
+      add(createManifest(table, p, now, pulled));
       for (const lookup of imageLookups(table, p)) add(lookup);
     }
   }
   for (const d of new Set(namedManifests(commit))) {
     const stored = snapshot.manifests.get(d);
-    if (!placements.has(d) && stored) add(useManifest(table, d, stored, now));
+    if (!placements.has(d) && stored) {
+      add(useManifest(table, d, stored, now, commit.pulled === d));
+    }
   }
 
   const delta = new Map<Digest, number>();
@@ -222,26 +225,51 @@ function planTransaction(
   return plan;
 }
 
-function createManifest(table: string, p: Placement, now: number): TransactWriteItem {
+/** A new manifest item; `pulled` starts its pull count at one (else the attribute is absent). */
+function createManifest(
+  table: string,
+  p: Placement,
+  now: number,
+  pulled = false,
+): TransactWriteItem {
   return {
     Put: {
       TableName: table,
-      Item: manifestItem(p.record, p, now),
+      Item: { ...manifestItem(p.record, p, now), ...(pulled && { pulls: av.n(1) }) },
       ConditionExpression: 'attribute_not_exists(pk)',
     },
   };
 }
 
-/** Bumps lastUsedAt of a stored manifest, on condition it is still the incarnation read. */
-function useManifest(table: string, digest: Digest, stored: Item, now: number): TransactWriteItem {
+/**
+ * Bumps lastUsedAt of a stored manifest, on condition it is still the incarnation read; a pull's
+ * count is an ADD in the same write, so counting costs no request.
+ */
+function useManifest(
+  table: string,
+  digest: Digest,
+  stored: Item,
+  now: number,
+  pulled = false,
+): TransactWriteItem {
   return {
     Update: {
       TableName: table,
       Key: keyItem(keys.manifest(digest)),
-      UpdateExpression: 'SET #lastUsedAt = :now',
+      UpdateExpression: pulled
+        ? 'SET #lastUsedAt = :now ADD #pulls :one'
+        : 'SET #lastUsedAt = :now',
       ConditionExpression: '#inc = :inc',
-      ExpressionAttributeNames: { '#lastUsedAt': 'lastUsedAt', '#inc': 'inc' },
-      ExpressionAttributeValues: { ':now': av.n(now), ':inc': av.s(str(stored, 'inc')) },
+      ExpressionAttributeNames: {
+        '#lastUsedAt': 'lastUsedAt',
+        '#inc': 'inc',
+        ...(pulled && { '#pulls': 'pulls' }),
+      },
+      ExpressionAttributeValues: {
+        ':now': av.n(now),
+        ':inc': av.s(str(stored, 'inc')),
+        ...(pulled && { ':one': av.n(1) }),
+      },
     },
   };
 }

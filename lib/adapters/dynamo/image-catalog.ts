@@ -8,6 +8,8 @@ import type {
   ImageCommit,
   ImageEntry,
   ManifestRecord,
+  ManifestUsage,
+  ManifestUse,
   PinRecord,
   TagRecord,
 } from '../../ports/image-catalog.ts';
@@ -29,7 +31,7 @@ import {
   findImageEntries,
   listImageEntries,
 } from './image-entries.ts';
-import { av, compare, pinItem, str, toDigestRef, toPin, toTag } from './items.ts';
+import { av, compare, num, optNum, pinItem, str, toDigestRef, toPin, toTag } from './items.ts';
 import { assembleManifest, groupChunks, readManifest, readManifests } from './manifests.ts';
 import { deleteManifestIfUnreferenced, writeReferrer } from './references.ts';
 import { IMAGES_PK, keys, PINS_PK } from './schema.ts';
@@ -187,13 +189,37 @@ export class DynamoImageCatalog implements ImageCatalog {
     }));
   }
 
-  async touchManifest(digest: Digest, now: number): Promise<void> {
-    // Unknown digests are no-ops, never upserts.
-    await this.#table.update(keys.manifest(digest), 'SET #lastUsedAt = :now', {
-      ConditionExpression: 'attribute_exists(pk)',
-      ExpressionAttributeNames: { '#lastUsedAt': 'lastUsedAt' },
-      ExpressionAttributeValues: { ':now': av.n(now) },
-    });
+  async touchManifest(digest: Digest, now: number, use: ManifestUse = 'read'): Promise<void> {
+    // Unknown digests are no-ops, never upserts. A pull's count rides on the same write.
+    const pull = use === 'pull';
+    await this.#table.update(
+      keys.manifest(digest),
+      pull ? 'SET #lastUsedAt = :now ADD #pulls :one' : 'SET #lastUsedAt = :now',
+      {
+        ConditionExpression: 'attribute_exists(pk)',
+        ExpressionAttributeNames: {
+          '#lastUsedAt': 'lastUsedAt',
+          ...(pull && { '#pulls': 'pulls' }),
+        },
+        ExpressionAttributeValues: { ':now': av.n(now), ...(pull && { ':one': av.n(1) }) },
+      },
+    );
+  }
+
+  async manifestUsage(digests: readonly Digest[]): Promise<Map<Digest, ManifestUsage>> {
+    const items = await this.#table.batchGet(digests.map(keys.manifest), [
+      'pk',
+      'sk',
+      'digest',
+      'lastUsedAt',
+      'pulls',
+    ]);
+    return new Map(
+      [...items.values()].map((item) => [
+        str(item, 'digest') as Digest,
+        { lastUsedAt: num(item, 'lastUsedAt'), pulls: optNum(item, 'pulls') ?? 0 },
+      ]),
+    );
   }
 
   async listManifests(): Promise<ManifestRecord[]> {

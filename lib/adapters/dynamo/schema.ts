@@ -10,6 +10,8 @@
  * | tag                 | REPO#<repository>      | TAG#<tag>                   | GetItem; a repository's tags: Query begins_with  |
  * | digest ref          | REPO#<repository>      | DIGEST#<digest>             | GetItem; a repository's refs: Query begins_with  |
  * | manifest            | MANIFEST#<digest>      | MANIFEST                    | GetItem; lastUsedAt (last-used time) lives here  |
+ * |                     |                        |                             | and `pulls` (ADD 1 in the pull's own write);     |
+ * |                     |                        |                             | /cache/images BatchGets them per image listed    |
  * | manifest raw chunk  | MANIFEST#<digest>      | RAW#<incarnation>#<nnnn>    | Query, only when the manifest says rawChunks > 0 |
  * | reference counter   | MANIFEST#<digest>      | REFS                        | ConditionCheck refs = 0 before deleting          |
  * | image by config     | IMAGES                 | CONFIG#<config hex>#<digest>| Query begins_with: the manifests of an image ID  |

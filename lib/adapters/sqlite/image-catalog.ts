@@ -3,7 +3,13 @@ import type { Digest } from '../../digest.ts';
 import { BlobNotLiveError, NotFoundError } from '../../errors.ts';
 import { entriesOf } from '../../image-entries.ts';
 import type { RepositoryName } from '../../model.ts';
-import type { ImageCatalog, ImageCommit, PinRecord } from '../../ports/image-catalog.ts';
+import type {
+  ImageCatalog,
+  ImageCommit,
+  ManifestUsage,
+  ManifestUse,
+  PinRecord,
+} from '../../ports/image-catalog.ts';
 import type { GroupCommit } from './group-commit.ts';
 import {
   type BlobRow,
@@ -151,6 +157,9 @@ export class SqliteImageCatalog implements ImageCatalog {
     }
     const useManifest = this.#sql('UPDATE manifests SET last_used_at = ? WHERE digest = ?');
     for (const digest of new Set([...stored, ...referenced])) useManifest.run(now, digest);
+    if (commit.pulled) {
+      this.#sql('UPDATE manifests SET pulls = pulls + 1 WHERE digest = ?').run(commit.pulled);
+    }
     for (const digest of required) this.#touch(digest, now);
 
     if (commit.tag) {
@@ -233,8 +242,22 @@ export class SqliteImageCatalog implements ImageCatalog {
     return 0;
   }
 
-  async touchManifest(digest: Digest, now: number) {
-    this.#sql('UPDATE manifests SET last_used_at = ? WHERE digest = ?').run(ms(now), digest);
+  async touchManifest(digest: Digest, now: number, use: ManifestUse = 'read') {
+    this.#sql('UPDATE manifests SET last_used_at = ?, pulls = pulls + ? WHERE digest = ?').run(
+      ms(now),
+      use === 'pull' ? 1 : 0,
+      digest,
+    );
+  }
+
+  async manifestUsage(digests: readonly Digest[]) {
+    const rows = this.#sql<{ digest: Digest; last_used_at: number; pulls: number }>(
+      `SELECT digest, last_used_at, pulls FROM manifests
+         WHERE digest IN (SELECT value FROM json_each(?))`,
+    ).all(JSON.stringify(digests));
+    return new Map<Digest, ManifestUsage>(
+      rows.map((r) => [r.digest, { lastUsedAt: r.last_used_at, pulls: r.pulls }]),
+    );
   }
 
   async getTag(repository: RepositoryName, tag: string) {

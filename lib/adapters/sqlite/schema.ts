@@ -108,6 +108,8 @@ const MIGRATIONS: readonly string[] = [
    CREATE TRIGGER manifest_blobs_delete AFTER DELETE ON manifests BEGIN
      DELETE FROM manifest_blobs WHERE manifest = OLD.digest;
    END;`,
+  // 7: pulls per manifest, for the dashboard's image listing (issue 14).
+  `ALTER TABLE manifests ADD COLUMN pulls INTEGER NOT NULL DEFAULT 0;`,
 ];
 
 /** The schema version this build writes (PRAGMA user_version). */
