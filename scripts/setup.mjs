@@ -2,7 +2,7 @@
 // Runs before `npm start` and `npm test`, before node_modules may exist: Node builtins only.
 // Without flags it makes sure dependencies are installed and match package-lock.json.
 // With --test it also makes sure the tools the tests drive are installed: the CNCF
-// distribution registry, skopeo and dockerd (Debian packages), installing them when root.
+// distribution registry, skopeo, dockerd and chromium (Debian packages), installing them when root.
 // When everything is in place it only stats a few files.
 import { spawnSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
@@ -32,6 +32,11 @@ const TOOLS = [
     binary: '/usr/sbin/dockerd',
     pkg: 'docker.io',
     usedBy: 'docker CLI / dockerd compatibility tests (docker load, docker save, docker image ls)',
+  },
+  {
+    binary: '/usr/bin/chromium',
+    pkg: 'chromium',
+    usedBy: 'the dashboard tests (headless Chromium driven by playwright-core)',
   },
 ];
 

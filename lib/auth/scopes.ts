@@ -35,6 +35,9 @@ export const ROUTE_SCOPES = {
   'GET /images/get': 'read',
   'GET /images/{name}/get': 'read',
   'GET /cache/registries': 'read',
+  'GET /cache/images': 'read',
+  // The dashboard's page, stylesheet and script hold no data: the page asks for a token itself.
+  'GET /cache/ui/': 'open',
   'GET /cache/pins': 'read',
   'GET /cache/gc': 'read',
   'GET /cache/exports': 'read',

@@ -20,6 +20,7 @@ import { refusalResponse } from './refusal.ts';
 import { removalRoutes } from './removal-routes.ts';
 import { saveRoutes } from './save-routes.ts';
 import { systemRoutes } from './system-routes.ts';
+import { uiRoutes } from './ui-routes.ts';
 import { uploadRoutes } from './upload-routes.ts';
 
 export type RouteHandler = (
@@ -53,6 +54,7 @@ export function createRouter(context: EngineContext) {
     ...cacheRoutes,
     ...gcRoutes,
     ...jobRoutes,
+    ...uiRoutes,
   ];
   // The OCI registry API lives under /v2/, with its own errors and challenge.
   const registryDoor = createRegistryDoor(context);
