@@ -10,6 +10,7 @@ import { SCOPES, type Scope } from '../lib/auth/scopes.ts';
 import { createToken, hashToken } from '../lib/auth/tokens.ts';
 import { ConfigError, parseServeArgs } from '../lib/config.ts';
 import type { HttpResponse } from '../lib/engine/http.ts';
+import { UI_ASSETS } from '../lib/engine/ui-routes.ts';
 import { captureCli } from './support/cli-capture.ts';
 import { type EngineHarness, startEngine } from './support/engine-harness.ts';
 import { seedImage } from './support/seed-images.ts';
@@ -39,6 +40,13 @@ const CASES: Array<[method: string, path: string, query: string, needed: Needed,
   ['GET', '/cache/registries', '', 'read', 200],
   ['GET', '/cache/pins', '', 'read', 200],
   ['GET', '/cache/gc', '', 'read', 200],
+  ['GET', '/cache/images', '', 'read', 200],
+  // The dashboard's files hold no data: open, so the page can ask for a token.
+  ['GET', '/cache/ui', '', 'open', 308],
+  ['GET', '/cache/ui/', '', 'open', 200],
+  ['GET', `/cache/ui/${UI_ASSETS.style}`, '', 'open', 200],
+  ['GET', `/cache/ui/${UI_ASSETS.script}`, '', 'open', 200],
+  ['GET', '/cache/ui/app.0000000000000000.js', '', 'read', 404],
   // The embedded backend has no save exports: 404 once the token passed.
   ['GET', '/cache/exports', 'names=app:1', 'read', 404],
   // Job ids are random; an unknown one is a 404 once the token passed.

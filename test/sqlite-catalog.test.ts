@@ -75,7 +75,7 @@ describe('SqliteCatalog specifics', () => {
       DROP TRIGGER blobs_generation_floor; DROP TABLE blob_generation_floor;
       DROP INDEX tags_manifest; DROP INDEX tags_source;
       DROP INDEX digest_refs_manifest; DROP INDEX digest_refs_digest;
-      ALTER TABLE blobs DROP COLUMN diff_id;
+      ALTER TABLE blobs DROP COLUMN diff_id; ALTER TABLE manifests DROP COLUMN pulls;
       DROP TRIGGER manifest_blobs_insert; DROP TRIGGER manifest_blobs_delete;
       DROP TABLE manifest_blobs;`);
     raw.pragma('user_version = 1');
@@ -86,6 +86,10 @@ describe('SqliteCatalog specifics', () => {
       manifest: image.manifest.digest,
     });
     expect(await upgraded.getBlob(image.config)).toMatchObject({ generation: 2 });
+    // Manifests stored before pull counts existed start at none.
+    expect(
+      (await upgraded.manifestUsage([image.manifest.digest])).get(image.manifest.digest),
+    ).toEqual({ lastUsedAt: 20, pulls: 0 });
     // The blob -> manifest index is filled from the manifests the file already held.
     expect(await upgraded.referencedBlobs([...image.manifest.blobs, sha256('other')])).toEqual(
       new Set(image.manifest.blobs),

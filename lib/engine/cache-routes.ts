@@ -1,5 +1,4 @@
 import { ROUTE_SCOPES } from '../auth/scopes.ts';
-import { listImageUsage } from '../image-usage.ts';
 import { registryCredentialStates } from '../registry/anonymous-registries.ts';
 import { json } from './http.ts';
 import type { Route } from './router.ts';
@@ -24,13 +23,5 @@ export const cacheRoutes: Route[] = [
         })),
       );
     },
-  },
-  {
-    // The dashboard's image listing: sizes, last use, pins and pull counts (lib/image-usage.ts).
-    method: 'GET',
-    pattern: /^\/cache\/images$/,
-    scope: ROUTE_SCOPES['GET /cache/images'],
-    handler: async (_request, _params, context) =>
-      json(200, await listImageUsage(context.catalog, context.clock.now())),
   },
 ];

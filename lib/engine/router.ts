@@ -14,6 +14,7 @@ import {
   type HttpResponse,
 } from './http.ts';
 import { imageRoutes } from './image-routes.ts';
+import { imageUsageRoutes } from './image-usage-routes.ts';
 import { jobRoutes } from './job-routes.ts';
 import { loadRoutes } from './load-routes.ts';
 import { refusalResponse } from './refusal.ts';
@@ -52,6 +53,7 @@ export function createRouter(context: EngineContext) {
     ...imageRoutes,
     ...removalRoutes,
     ...cacheRoutes,
+    ...imageUsageRoutes,
     ...gcRoutes,
     ...jobRoutes,
     ...uiRoutes,

@@ -19,6 +19,8 @@ function hashed(name: string, ext: string, body: string): string {
 
 const STYLE_NAME = hashed('app', 'css', STYLE);
 const SCRIPT_NAME = hashed('app', 'js', SCRIPT);
+/** The asset names this build serves, for the tests that ask for them. */
+export const UI_ASSETS = { style: STYLE_NAME, script: SCRIPT_NAME } as const;
 const PAGE = pageHtml({ style: STYLE_NAME, script: SCRIPT_NAME });
 
 /** Only the page's own files and JSON from the same origin; no inline script or style. */
