@@ -63,6 +63,18 @@ describe('image requests on DynamoDB send no Scan', () => {
     expect(await operationsOf('GET', '/images/json', { filters })).not.toHaveProperty('Scan');
   });
 
+  it("the dashboard's image listing: the entries' Query, the manifests' BatchGetItem, the pins", async () => {
+    await backend.call('PUT', `/cache/pins/${images[0]!.id}`);
+    const listing = JSON.parse((await backend.call('GET', '/cache/images')).body.toString());
+    expect(listing).toHaveLength(3);
+    expect(listing.find((i: { Id: string }) => i.Id === images[0]!.id).Pins).toHaveLength(1);
+    const operations = await operationsOf('GET', '/cache/images');
+    expect(operations).not.toHaveProperty('Scan');
+    // Usage by key, in one batch for three images: the cost grows with the images listed.
+    expect(operations).toMatchObject({ BatchGetItem: 1 });
+    await backend.call('DELETE', `/cache/pins/${images[0]!.id}`);
+  });
+
   it('inspect and history by name, by ID and by ID prefix', async () => {
     const [alpha] = images;
     for (const name of ['alpha', 'alpha:latest', alpha!.id, digestHex(alpha!.id).slice(0, 12)]) {
