@@ -7,9 +7,14 @@
  * Screenshots go to test-artifacts/.
  */
 
+import type { Readable } from 'node:stream';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROUTE_SCOPES } from '../lib/auth/scopes.ts';
+import { composeEmbedded } from '../lib/composition.ts';
+import { parseServeArgs } from '../lib/config.ts';
+import { HANDOVER_MARGIN_MS } from '../lib/engine/job-deadline.ts';
+import { createRouter } from '../lib/engine/router.ts';
 import type { ImageUsage } from '../lib/image-usage.ts';
 import type { GcReport } from '../lib/ports/gc-report-log.ts';
 import { launchChromium, openPage, type PageProblem, screenshot } from './support/browser.ts';
@@ -44,6 +49,32 @@ async function pull(server: CacheServer, image: string, tag: string): Promise<vo
   const result = await pullVia(server.url, { fromImage: image, tag });
   expect(result.status).toBe(200);
   expect(result.body).not.toContain('"error"');
+}
+
+/**
+ * A pull behind a front door with a deadline (as on Lambda) runs as a job: the same catalog file
+ * through a second composition whose router gets a deadline, as the Lambda adapters set it.
+ */
+async function pullAsJob(server: CacheServer, image: string, tag: string): Promise<void> {
+  const config = parseServeArgs(['--data', server.dataDir, '--gc-interval', '0'], {
+    IMAGE_CACHE_REGISTRIES: `docker.io=${registry.url}`,
+  });
+  const front = composeEmbedded(config);
+  try {
+    const response = await createRouter(front.context)({
+      method: 'POST',
+      path: '/v1.47/images/create',
+      query: new URLSearchParams({ fromImage: image, tag }),
+      headers: {},
+      deadline: Date.now() + HANDOVER_MARGIN_MS + 30_000,
+    });
+    expect(response.status).toBe(200);
+    let text = '';
+    for await (const chunk of response.body as Readable) text += String(chunk);
+    expect(text).toContain('Status: Downloaded newer image');
+  } finally {
+    await front.close();
+  }
 }
 
 /** Waits until the page loaded its data (or showed the login), then answers how. */
@@ -81,10 +112,12 @@ beforeAll(async () => {
     busybox: await generateImage({ seed: 'ui-busybox', format: 'oci', layers: 1 }),
     appOld: await generateImage({ seed: 'ui-app-1', format: 'docker', layers: 1 }),
     appNew: await generateImage({ seed: 'ui-app-2', format: 'docker', layers: 1 }),
+    redis: await generateImage({ seed: 'ui-redis', format: 'oci', layers: 1 }),
   };
   const at = (repository: string) => ({ url: registry.url, repository });
   await pushImage(at('library/nginx'), images.nginx, { tags: ['latest', '1.27'] });
   await pushImage(at('library/busybox'), images.busybox, { tags: ['1'] });
+  await pushImage(at('library/redis'), images.redis, { tags: ['7'] });
   await pushImage(at('team/app'), images.appOld, { tags: ['0'] });
   await pushImage(at('team/app'), images.appNew, { tags: ['1'] });
   cache = await startCacheServer({ registries: `docker.io=${registry.url}` });
@@ -112,6 +145,7 @@ beforeAll(async () => {
   const pruned = (await post(cache, '/images/prune')) as { ImagesDeleted: unknown[] | null };
   expect(pruned.ImagesDeleted?.length).toBeGreaterThan(0);
   await post(cache, '/cache/gc?grace=0s');
+  await pullAsJob(cache, 'docker.io/library/redis', '7');
   browser = await launchChromium();
 }, 120_000);
 
@@ -133,12 +167,13 @@ describe('the dashboard in Chromium (embedded backend, access control off)', () 
       ls.map((i) => [i.Id, i.Size, [...i.RepoTags].sort()]).sort(),
     );
     const byName = new Map(listing.map((i) => [i.RepoTags[0], i]));
-    expect([...byName.keys()].sort()).toEqual(['busybox:1', 'nginx:1.27', 'team/app:1']);
+    expect([...byName.keys()].sort()).toEqual(['busybox:1', 'nginx:1.27', 'redis:7', 'team/app:1']);
     // What was done: two Engine API pulls and a registry GET of busybox, one pull of nginx, one
     // of the tagged app (the one pulled by digest was pruned with its count).
     expect(byName.get('busybox:1')?.Pulls).toBe(3);
     expect(byName.get('nginx:1.27')?.Pulls).toBe(1);
     expect(byName.get('team/app:1')?.Pulls).toBe(1);
+    expect(byName.get('redis:7')?.Pulls).toBe(1);
     expect(byName.get('nginx:1.27')?.Pins).toEqual([
       { Name: 'docker.io/library/nginx:1.27', Note: 'release', ExpiresAt: null },
     ]);
@@ -196,6 +231,33 @@ describe('the dashboard in Chromium (embedded backend, access control off)', () 
     expect(bars.map((b) => b.value)).toEqual(reports.map((r) => r.deleted.bytes).reverse());
     expect(bars.some((b) => b.height > 0)).toBe(true);
     expect(await page.getAttribute('#gc-plot svg', 'role')).toBe('img');
+    expect(unexpected(problems)).toEqual([]);
+  });
+
+  it('shows the running and recent jobs /cache/jobs lists', async () => {
+    const jobs = await get<Array<{ id: string; kind: string; status: string; subject: string }>>(
+      cache,
+      '/cache/jobs',
+    );
+    // The pull behind a deadline ran as a job and finished.
+    expect(jobs).toHaveLength(1);
+    expect(jobs[0]).toMatchObject({ kind: 'pull', status: 'succeeded' });
+    expect(jobs[0]!.subject).toContain('redis');
+    const { page, problems } = await openPage(browser);
+    await page.goto(new URL('/cache/ui/', cache.url).href);
+    await loaded(page);
+    const shown = await page.$$eval('#jobs-body tr', (rows) =>
+      rows.map((row) => ({
+        id: (row.children[0] as HTMLElement).dataset.value,
+        kind: row.children[1]?.textContent,
+        subject: row.children[2]?.textContent,
+        status: row.children[3]?.textContent,
+      })),
+    );
+    expect(shown).toEqual(
+      jobs.map((j) => ({ id: j.id, kind: j.kind, subject: j.subject, status: j.status })),
+    );
+    expect(await page.textContent('#jobs-count')).toContain('0 running or queued, 1 ended');
     expect(unexpected(problems)).toEqual([]);
   });
 

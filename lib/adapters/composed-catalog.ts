@@ -163,6 +163,9 @@ export class ComposedCatalog implements Catalog {
   getJob(id: string) {
     return this.#jobs.getJob(id);
   }
+  listRecentJobs(limit: number, now: number) {
+    return this.#jobs.listRecentJobs(limit, now);
+  }
   claimJob(id: string, lease: LeaseTerms) {
     return this.#jobs.claimJob(id, lease);
   }

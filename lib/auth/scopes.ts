@@ -41,6 +41,7 @@ export const ROUTE_SCOPES = {
   'GET /cache/pins': 'read',
   'GET /cache/gc': 'read',
   'GET /cache/exports': 'read',
+  'GET /cache/jobs': 'read',
   'GET /cache/jobs/{id}': 'read',
 
   'POST /images/create': 'pull',

@@ -1,11 +1,10 @@
 /** Garbage collection and retention on demand, and the last collection reports. */
 import { ROUTE_SCOPES } from '../auth/scopes.ts';
 import { parseDuration } from '../duration.ts';
-import { InvalidArgumentError } from '../errors.ts';
 import { collectFreed, collectGarbage } from '../gc.ts';
 import { applyRetention, parseByteSize, type RetentionSettings } from '../retention.ts';
 import type { EngineContext } from './context.ts';
-import { boolQuery, json } from './http.ts';
+import { boolQuery, json, limitQuery } from './http.ts';
 import type { Route } from './router.ts';
 
 const DEFAULT_REPORTS = 20;
@@ -33,11 +32,7 @@ export const gcRoutes: Route[] = [
     pattern: /^\/cache\/gc$/,
     scope: ROUTE_SCOPES['GET /cache/gc'],
     handler: async (request, _params, context) => {
-      const text = request.query.get('limit');
-      const limit = text === null ? DEFAULT_REPORTS : Number(text);
-      if (!Number.isInteger(limit) || limit < 1 || limit > MAX_REPORTS) {
-        throw new InvalidArgumentError(`limit must be a whole number from 1 to ${MAX_REPORTS}`);
-      }
+      const limit = limitQuery(request.query, DEFAULT_REPORTS, MAX_REPORTS);
       return json(200, await context.gcReports.listGcReports(limit));
     },
   },

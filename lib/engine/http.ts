@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { errorBody } from '../errors.ts';
+import { errorBody, InvalidArgumentError } from '../errors.ts';
 
 /**
  * The HTTP shapes the routes see: small, with Node streams for bodies, so the same routes serve
@@ -79,4 +79,14 @@ export function errorResponse(error: unknown): HttpResponse {
 export function boolQuery(query: URLSearchParams, name: string): boolean {
   const value = (query.get(name) ?? '').trim().toLowerCase();
   return !['', '0', 'no', 'false', 'none'].includes(value);
+}
+
+/** `?limit=N` of a listing: `fallback` when absent, a 400 unless a whole number from 1 to `max`. */
+export function limitQuery(query: URLSearchParams, fallback: number, max: number): number {
+  const text = query.get('limit');
+  const limit = text === null ? fallback : Number(text);
+  if (!Number.isInteger(limit) || limit < 1 || limit > max) {
+    throw new InvalidArgumentError(`limit must be a whole number from 1 to ${max}`);
+  }
+  return limit;
 }

@@ -1,20 +1,34 @@
 /**
+ * `GET /cache/jobs?limit=N`: the running and recent jobs, newest first (the dashboard).
  * `GET /cache/jobs/{id}?wait=N`: a background job, long-polled until it ends or N seconds; a
  * succeeded export's result carries a freshly signed download URL. Reading a job that looks
  * abandoned dispatches it again.
  */
 import { ROUTE_SCOPES } from '../auth/scopes.ts';
 import { InvalidArgumentError, NotFoundError } from '../errors.ts';
+import { jobSummary } from '../jobs/job-view.ts';
 import { followJob, isEnded } from '../jobs/jobs.ts';
-import { json } from './http.ts';
+import { json, limitQuery } from './http.ts';
 import { answerBy } from './job-deadline.ts';
 import { viewWithDownload } from './job-export.ts';
 import type { Route } from './router.ts';
 
 /** Longest wait the Node server holds a request for; behind a deadline, less. */
 const MAX_WAIT_S = 600;
+const DEFAULT_LISTED = 20;
+const MAX_LISTED = 100;
 
 export const jobRoutes: Route[] = [
+  {
+    method: 'GET',
+    pattern: /^\/cache\/jobs$/,
+    scope: ROUTE_SCOPES['GET /cache/jobs'],
+    handler: async (request, _params, context) => {
+      const limit = limitQuery(request.query, DEFAULT_LISTED, MAX_LISTED);
+      const jobs = await context.jobStore.listRecentJobs(limit, context.clock.now());
+      return json(200, jobs.map(jobSummary));
+    },
+  },
   {
     method: 'GET',
     pattern: /^\/cache\/jobs\/([A-Za-z0-9_-]{1,128})$/,

@@ -20,3 +20,26 @@ export function jobView(job: JobRecord) {
     expiresAt: new Date(job.expiresAt).toISOString(),
   };
 }
+
+/**
+ * A job as `GET /cache/jobs` lists it: what it works on and how it stands, without its progress
+ * (follow the url for that) or a load's upload id.
+ */
+export function jobSummary(job: JobRecord) {
+  const { request } = job;
+  return {
+    id: job.id,
+    url: jobPath(job.id),
+    kind: job.kind,
+    status: job.status,
+    subject:
+      request.kind === 'pull'
+        ? `${request.reference}${request.platform ? ` (${request.platform})` : ''}`
+        : request.kind === 'export'
+          ? request.names.join(' ')
+          : 'uploaded archive',
+    ...(job.error && { error: job.error.message }),
+    createdAt: new Date(job.createdAt).toISOString(),
+    updatedAt: new Date(job.updatedAt).toISOString(),
+  };
+}

@@ -99,6 +99,11 @@ export interface JobStore {
   createOrJoinJob(job: NewJob): Promise<{ job: JobRecord; created: boolean }>;
   getJob(id: string): Promise<JobRecord | undefined>;
   /**
+   * The newest jobs first (createdAt, then id), at most `limit`: the active ones and the ended
+   * ones not yet past their expiresAt at `now`. For the dashboard; read by an index, not a scan.
+   */
+  listRecentJobs(limit: number, now: number): Promise<JobRecord[]>;
+  /**
    * Takes the job for `lease.owner` until `lease.until`: only when it is queued, or running under a
    * lease that ran out before `lease.now` (a dead worker) or already held by `owner`. Answers the job
    * as claimed, or undefined when it is not claimable.

@@ -79,6 +79,15 @@ export function pageHtml(assets: { style: string; script: string }): string {
     <tbody id="images-body"></tbody>
   </table></div>
 </section>
+<section id="jobs" aria-labelledby="jobs-title">
+  <h2 id="jobs-title">Running and recent jobs</h2>
+  <p id="jobs-count" class="note"></p>
+  <div class="table-wrap"><table>
+    <thead><tr><th scope="col">Started</th><th scope="col">Kind</th><th scope="col">Of</th>
+      <th scope="col">Status</th><th scope="col">Updated</th><th scope="col">Error</th></tr></thead>
+    <tbody id="jobs-body"></tbody>
+  </table></div>
+</section>
 <section id="gc" aria-labelledby="gc-title">
   <h2 id="gc-title">Garbage collection reports</h2>
   <div id="gc-plot"></div>

@@ -1,8 +1,8 @@
 /**
  * The dashboard's script, served as /cache/ui/app.<hash>.js. Kept as a string so the Lambda
  * bundle carries it without reading files; plain ES2020 for any current browser, no build step.
- * It reads only the JSON endpoints (/cache/images, /cache/registries, /cache/gc, /cache/stats),
- * writes data with textContent (never as markup), and draws its plots as SVG.
+ * It reads only the JSON endpoints (/cache/images, /cache/registries, /cache/jobs, /cache/gc,
+ * /cache/stats), writes data with textContent (never as markup), and draws its plots as SVG.
  */
 export const SCRIPT = `'use strict';
 (function () {
@@ -280,6 +280,17 @@ export const SCRIPT = `'use strict';
   });
   $('filter').addEventListener('input', function (e) { state.filter = e.target.value; renderImages(); });
 
+  function renderJobs(jobs) {
+    jobs = jobs || [];
+    fillTable($('jobs-body'), jobs.map(function (j) {
+      return [{ text: when(j.createdAt), value: j.id }, { text: j.kind }, { text: j.subject },
+        { text: j.status, value: j.status, cls: j.status === 'failed' ? 'warn' : '' }, { text: when(j.updatedAt) },
+        { text: j.error || '-', cls: j.error ? 'warn' : '' }];
+    }), 'No jobs: pulls, loads and exports that outlive a request run as jobs and show here.', 6);
+    var running = jobs.filter(function (j) { return j.status === 'queued' || j.status === 'running'; }).length;
+    $('jobs-count').textContent = running + ' running or queued, ' + (jobs.length - running) + ' ended (newest 20).';
+  }
+
   function renderGc(reports) {
     reports = reports || [];
     fillTable($('gc-body'), reports.map(function (r) {
@@ -304,10 +315,11 @@ export const SCRIPT = `'use strict';
       state.images = images || [];
       renderImages();
       return Promise.all([api('/cache/registries'), api('/cache/gc?limit=20'),
-        api('/cache/stats?since=720h').catch(function () { return null; })]);
+        api('/cache/stats?since=720h').catch(function () { return null; }), api('/cache/jobs?limit=20')]);
     }).then(function (r) {
       renderUpstreams(r[0], r[2]);
       renderGc(r[1]);
+      renderJobs(r[3]);
       renderStorage(r[2]);
       renderTraffic(r[2]);
       status('Updated ' + new Date().toISOString().slice(11, 19) + ' UTC');

@@ -4,6 +4,7 @@ import type { Conformance } from './harness.ts';
 import { imageCatalogConformance } from './image-catalog-suite.ts';
 import { imageEntriesConformance } from './image-entries-suite.ts';
 import { imageUsageConformance } from './image-usage-suite.ts';
+import { jobListingConformance } from './job-listing-suite.ts';
 import { jobStoreConformance } from './job-store-suite.ts';
 import { tokenStoreConformance } from './token-store-suite.ts';
 
@@ -13,6 +14,7 @@ export const catalogConformance: Conformance<Catalog> = (name, make) => {
   imageEntriesConformance(name, make);
   imageUsageConformance(name, make);
   jobStoreConformance(name, make);
+  jobListingConformance(name, make);
   tokenStoreConformance(name, make);
   gcReportLogConformance(name, make);
 };

@@ -1,8 +1,9 @@
 /**
  * Job records in the DynamoDB table. Single flight lives in a small key item per single-flight
  * key naming the active job: creating a job is one transaction that puts both items on condition
- * that neither exists, and finishing one is one transaction that ends the job and deletes the
- * key item, so a key never names a job that ended. Both items carry the TTL attribute.
+ * that neither exists (with the job's entry in the JOBS listing), and finishing one is one
+ * transaction that ends the job and deletes the key item, so a key never names a job that ended.
+ * Every item carries the TTL attribute.
  */
 import type { TransactWriteItem } from '@aws-sdk/client-dynamodb';
 import type {
@@ -16,8 +17,8 @@ import type {
   NewJob,
 } from '../../ports/job-store.ts';
 import { av, type Item, keyItem, num, optNum, optStr, str } from './items.ts';
-import { keys, TTL_ATTRIBUTE } from './schema.ts';
-import { backoff, CONFLICT_ATTEMPTS, lostRace, type Table } from './table.ts';
+import { JOBS_PK, keys, TTL_ATTRIBUTE } from './schema.ts';
+import { backoff, CONFLICT_ATTEMPTS, itemId, lostRace, type Table } from './table.ts';
 
 const EMPTY_PROGRESS: JobProgress = { layers: [], lines: [], linesSeen: 0 };
 const ACTIVE: readonly JobStatus[] = ['queued', 'running'];
@@ -46,6 +47,19 @@ export async function createOrJoinJob(
       {
         Put: { TableName: table.name, Item: item, ConditionExpression: 'attribute_not_exists(pk)' },
       },
+      {
+        // The dashboard's listing: one small item per job, gone with the job's first TTL. A job
+        // that ends later keeps its own longer TTL and simply leaves the listing first.
+        Put: {
+          TableName: table.name,
+          Item: {
+            ...keyItem(keys.jobListing(job.now, job.id)),
+            kind: av.s('job-listing'),
+            jobId: av.s(job.id),
+            [TTL_ATTRIBUTE]: av.n(job.expiresAt / 1000),
+          },
+        },
+      },
     ]);
     if (outcome.ok) return { job: toJob(item), created: true };
     if (outcome.failed.includes(1)) throw new Error(`job id ${job.id} is taken`);
@@ -64,6 +78,30 @@ export async function createOrJoinJob(
     });
   }
   throw lostRace();
+}
+
+/** Newest first from the JOBS partition, the jobs by key; those gone or expired left out. */
+export async function listRecentJobs(
+  table: Table,
+  limit: number,
+  now: number,
+): Promise<JobRecord[]> {
+  const listed = await table.query(
+    {
+      KeyConditionExpression: 'pk = :pk',
+      ExpressionAttributeValues: { ':pk': av.s(JOBS_PK) },
+      ScanIndexForward: false,
+      Limit: limit,
+    },
+    limit,
+  );
+  const ids = listed.slice(0, limit).map((item) => str(item, 'jobId'));
+  const found = await table.batchGet(ids.map((id) => keys.job(id)));
+  return ids
+    .map((id) => found.get(itemId(keyItem(keys.job(id)))))
+    .filter((item): item is Item => item !== undefined)
+    .map(toJob)
+    .filter((job) => ACTIVE.includes(job.status) || job.expiresAt >= now);
 }
 
 export async function getJob(table: Table, id: string): Promise<JobRecord | undefined> {
@@ -225,6 +263,7 @@ export function dynamoJobStore(table: Table): JobStore {
   return {
     createOrJoinJob: (job) => createOrJoinJob(table, job),
     getJob: (id) => getJob(table, id),
+    listRecentJobs: (limit, now) => listRecentJobs(table, limit, now),
     claimJob: (id, lease) => claimJob(table, id, lease),
     recordJobProgress: (id, lease, progress) => recordJobProgress(table, id, lease, progress),
     finishJob: (id, owner, end) => finishJob(table, id, owner, end),

@@ -29,6 +29,8 @@
  * | API token           | TOKENS                 | TOKEN#<sha256 hex of token> | GetItem by hash per request; Query to list       |
  * | job                 | JOB#<id>               | JOB                         | GetItem (follow, claim); TTL after it ends       |
  * | job key             | JOBKEY#<single-flight> | JOBKEY                      | names the key's active job; deleted at its end   |
+ * | job listing         | JOBS                   | <createdAt, 15 digits>#<id> | Query newest first, Limit n, then BatchGetItem   |
+ * |                     |                        |                             | the jobs (dashboard); put with the job, same TTL |
  *
  * Image entries (image-entries.ts): what `image ls`, inspect, history, tag, rmi and save read, so
  * no request Scans the table (issue 13). Per image manifest a summary (config digest, image
@@ -173,6 +175,11 @@ export const keys = {
   token: (hash: string): Key => ({ pk: TOKENS_PK, sk: `TOKEN#${hash}` }),
   job: (id: string): Key => ({ pk: `JOB#${id}`, sk: 'JOB' }),
   jobKey: (key: string): Key => ({ pk: `JOBKEY#${key}`, sk: 'JOBKEY' }),
+  /** Sorts by creation time: the zero-padded ms since epoch, then the id. */
+  jobListing: (createdAt: number, id: string): Key => ({
+    pk: JOBS_PK,
+    sk: `${String(Math.trunc(createdAt)).padStart(15, '0')}#${id}`,
+  }),
 };
 
 export const IMAGES_PK = 'IMAGES';
@@ -181,6 +188,7 @@ export const PINS_PK = 'PINS';
 export const GC_REPORTS_PK = 'GC_REPORTS';
 export const GC_REPORT_PREFIX = 'REPORT#';
 export const TOKENS_PK = 'TOKENS';
+export const JOBS_PK = 'JOBS';
 
 export function rawChunkPrefix(incarnation: string): string {
   return `RAW#${incarnation}#`;

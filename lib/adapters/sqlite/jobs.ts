@@ -107,6 +107,18 @@ export class SqliteJobs implements JobStore {
     return row && toJob(row);
   }
 
+  async listRecentJobs(limit: number, now: number): Promise<JobRecord[]> {
+    // The table holds only jobs within their expiry (and a few past it until the next create).
+    return this.#db
+      .prepare<unknown[], JobRow>(
+        `SELECT * FROM jobs
+           WHERE status IN ('queued', 'running') OR expires_at >= ?
+           ORDER BY created_at DESC, id LIMIT ?`,
+      )
+      .all(ms(now), limit)
+      .map(toJob);
+  }
+
   async claimJob(id: string, lease: LeaseTerms): Promise<JobRecord | undefined> {
     const row = this.#db
       .prepare<unknown[], JobRow>(
