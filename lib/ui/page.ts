@@ -47,8 +47,10 @@ export function pageHtml(assets: { style: string; script: string }): string {
   <section id="traffic" aria-labelledby="traffic-title">
     <h2 id="traffic-title">Hit ratio and upstream pulls saved per day</h2>
     <p id="traffic-totals"></p>
-    <div id="hit-plot"></div>
-    <div id="saved-plot"></div>
+    <h3 id="hit-title">Hit ratio (manifests and blobs)</h3>
+    <div id="hit-plot" aria-labelledby="hit-title"></div>
+    <h3 id="saved-title">Upstream pulls saved (manifests answered from the cache)</h3>
+    <div id="saved-plot" aria-labelledby="saved-title"></div>
   </section>
 </div>
 <section id="upstreams" aria-labelledby="upstreams-title">

@@ -113,7 +113,7 @@ export const SCRIPT = `'use strict';
     }
     if (options.line) {
       root.appendChild(svg('line', { x1: L, y1: y(options.line), x2: W, y2: y(options.line), class: 'budget' }));
-      root.appendChild(svg('text', { x: W - 4, y: y(options.line) - 4, class: 'tick', 'text-anchor': 'end' }, 'budget'));
+      root.appendChild(svg('text', { x: W - 4, y: y(options.line) + 14, class: 'tick', 'text-anchor': 'end' }, 'budget'));
     }
     var first = points[0].label, last = points[points.length - 1].label;
     root.appendChild(svg('text', { x: L, y: H - 8, class: 'tick' }, first));

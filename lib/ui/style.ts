@@ -17,6 +17,7 @@ header h1 { font-size: 1.2rem; margin: 0 auto 0 0; }
 main { padding: 1rem 1.25rem 3rem; max-width: 80rem; margin: 0 auto; }
 section { background: var(--panel); border: 1px solid var(--line); border-radius: 6px; padding: 0.75rem 1rem 1rem; margin: 0 0 1rem; }
 h2 { font-size: 1.05rem; margin: 0.25rem 0 0.75rem; }
+h3 { font-size: 0.9rem; margin: 0.75rem 0 0.25rem; color: var(--muted); }
 .grid { display: grid; grid-template-columns: repeat(auto-fit, minmax(18rem, 1fr)); gap: 1rem; }
 dl { display: flex; flex-wrap: wrap; gap: 0.5rem 2rem; margin: 0 0 0.75rem; }
 dt { color: var(--muted); font-size: 0.85rem; }

@@ -11,6 +11,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { digestHex } from '../../lib/digest.ts';
+import { UI_ASSETS } from '../../lib/engine/ui-routes.ts';
 import {
   FAULTY_REGISTRY,
   type FrontDoorKind,
@@ -174,6 +175,36 @@ export function frontDoorSuite(kind: FrontDoorKind): void {
         expect(member && sha256Hex(member.data)).toBe(digestHex(blob.digest));
       }
       expect(sha256Hex(saved)).toBe(SMALL_SAVE_SHA256);
+    });
+
+    it("serves the dashboard's files without a token, the same on every front, and its data with one", async () => {
+      const page = await call('/cache/ui/', {}, '');
+      expect(page.status).toBe(200);
+      expect(page.headers.get('content-type')).toBe('text/html; charset=utf-8');
+      expect(page.headers.get('content-security-policy')).toContain("script-src 'self'");
+      const html = await page.text();
+      expect(html).toContain('<title>image-cache dashboard</title>');
+      for (const [name, type] of [
+        [UI_ASSETS.style, 'text/css; charset=utf-8'],
+        [UI_ASSETS.script, 'text/javascript; charset=utf-8'],
+      ] as const) {
+        expect(html).toContain(`"${name}"`);
+        const asset = await call(`/cache/ui/${name}`, {}, '');
+        expect(asset.status).toBe(200);
+        expect(asset.headers.get('content-type')).toBe(type);
+        expect(asset.headers.get('cache-control')).toContain('immutable');
+        // The bundle's bytes, whole: the name is their hash.
+        expect(sha256Hex(Buffer.from(await asset.arrayBuffer())).slice(0, 16)).toBe(
+          name.split('.')[1],
+        );
+      }
+      expect((await call('/cache/images', {}, '')).status).toBe(401);
+      const images = await call('/cache/images', {}, front.tokens.read);
+      expect(images.status).toBe(200);
+      expect(Array.isArray(await images.json())).toBe(true);
+      const jobs = await call('/cache/jobs', {}, front.tokens.read);
+      expect(jobs.status).toBe(200);
+      expect(Array.isArray(await jobs.json())).toBe(true);
     });
 
     describe('registry API', () => {
