@@ -23,10 +23,15 @@ catalogConformance('SqliteCatalog (:memory:)', async () => {
 catalogConformance('SqliteCatalog (file)', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'image-cache-sqlite-'));
   const catalog = new SqliteCatalog(join(dir, 'catalog.db'));
+  const others: SqliteCatalog[] = [];
   return {
     store: catalog,
+    another: async () => {
+      others.push(new SqliteCatalog(join(dir, 'catalog.db')));
+      return others.at(-1)!;
+    },
     cleanup: async () => {
-      catalog.close();
+      for (const other of [catalog, ...others]) other.close();
       await rm(dir, { recursive: true, force: true });
     },
   };

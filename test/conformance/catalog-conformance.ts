@@ -4,13 +4,15 @@ import type { Conformance } from './harness.ts';
 import { imageCatalogConformance } from './image-catalog-suite.ts';
 import { imageEntriesConformance } from './image-entries-suite.ts';
 import { jobStoreConformance } from './job-store-suite.ts';
+import { statsLogConformance } from './stats-log-suite.ts';
 import { tokenStoreConformance } from './token-store-suite.ts';
 
-/** Runs the suite of each of the four ports over one adapter that implements them all. */
+/** Runs the suite of each of the five ports over one adapter that implements them all. */
 export const catalogConformance: Conformance<Catalog> = (name, make) => {
   imageCatalogConformance(name, make);
   imageEntriesConformance(name, make);
   jobStoreConformance(name, make);
   tokenStoreConformance(name, make);
   gcReportLogConformance(name, make);
+  statsLogConformance(name, make);
 };

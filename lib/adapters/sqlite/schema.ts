@@ -108,6 +108,16 @@ const MIGRATIONS: readonly string[] = [
    CREATE TRIGGER manifest_blobs_delete AFTER DELETE ON manifests BEGIN
      DELETE FROM manifest_blobs WHERE manifest = OLD.digest;
    END;`,
+  // 7: the hourly history (issue 14), one row per hour and figure; `kind` is c(ounter) or
+  // g(auge). The blob index lets /cache/stats count and sum live blobs without reading the rows.
+  `CREATE TABLE stats_hours (
+     hour INTEGER NOT NULL,
+     kind TEXT NOT NULL CHECK (kind IN ('c', 'g')),
+     name TEXT NOT NULL,
+     value REAL NOT NULL,
+     PRIMARY KEY (hour, kind, name)
+   ) WITHOUT ROWID;
+   CREATE INDEX blobs_state_size ON blobs (state, size);`,
 ];
 
 /** The schema version this build writes (PRAGMA user_version). */
