@@ -4,16 +4,11 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SqliteCatalog } from '../lib/adapters/sqlite-catalog.ts';
-import { COUNTER_NAMES, type CounterTotals } from '../lib/metrics/names.ts';
-import { StatsRecorder } from '../lib/metrics/stats-recorder.ts';
+import type { CounterTotals } from '../lib/metrics/names.ts';
+import { StatsRecorder, zeroTotals } from '../lib/metrics/stats-recorder.ts';
 import { HOUR_MS } from '../lib/ports/stats-log.ts';
 
 const H0 = Date.UTC(2026, 11, 6, 10);
-
-/** The totals a CacheMetrics would answer, counted by hand. */
-function counters(): CounterTotals {
-  return Object.fromEntries(COUNTER_NAMES.map((name) => [name, 0])) as CounterTotals;
-}
 
 describe('StatsRecorder over the SQLite catalog', () => {
   let dir: string;
@@ -25,7 +20,7 @@ describe('StatsRecorder over the SQLite catalog', () => {
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'image-cache-recorder-'));
     catalog = new SqliteCatalog(join(dir, 'catalog.db'));
-    totals = counters();
+    totals = zeroTotals();
     now = H0 + 5 * 60_000;
     recorder = new StatsRecorder({ totals: () => totals, log: catalog, clock: { now: () => now } });
   });

@@ -37,6 +37,7 @@ export const ROUTE_SCOPES = {
   'GET /cache/registries': 'read',
   'GET /cache/pins': 'read',
   'GET /cache/gc': 'read',
+  'GET /cache/stats': 'read',
   'GET /cache/exports': 'read',
   'GET /cache/jobs/{id}': 'read',
 

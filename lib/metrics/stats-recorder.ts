@@ -7,6 +7,11 @@ export type TotalsSource = () => CounterTotals;
 
 type Deltas = Partial<Record<CounterName, number>>;
 
+/** Every counter at zero: where sums start. */
+export function zeroTotals(): CounterTotals {
+  return Object.fromEntries(COUNTER_NAMES.map((name) => [name, 0])) as CounterTotals;
+}
+
 /**
  * Turns this process's lifetime counters into the catalog's hourly history. Each flush samples
  * the totals, books what they grew by since the previous sample to the hour the sample falls in,
