@@ -36,3 +36,18 @@ async function build(env: NodeJS.ProcessEnv): Promise<LambdaRuntime> {
   await composition.operations.warnOfAnonymousDockerHub();
   return { composition, router: createRouter(composition.context) };
 }
+
+/**
+ * The end of an invocation: what this container counted goes into the hourly history before
+ * Lambda may freeze it (one UpdateItem, none when nothing changed). A failure is logged, not
+ * thrown: the answer is already made, and the recorder keeps the delta for the next invocation.
+ */
+export async function flushStats(): Promise<void> {
+  const runtime = await pending?.catch(() => undefined);
+  await runtime?.composition.operations.flushStats().catch((error: unknown) => {
+    console.error(
+      'image-cache: writing the stats history failed (kept for the next invocation):',
+      error,
+    );
+  });
+}
