@@ -14,6 +14,7 @@ import { zeroTotals } from '../lib/metrics/stats-recorder.ts';
 import { hourOf } from '../lib/ports/stats-log.ts';
 import type { StatsReport } from '../lib/stats/stats-report.ts';
 import { type CacheServer, pullVia, startCacheServer } from './support/cache-server.ts';
+import { runCliAgainst } from './support/cli-capture.ts';
 import { type GeneratedImage, generateImage } from './support/image-factory.ts';
 import { pushImage } from './support/push.ts';
 import { type RegistryServer, startRegistry } from './support/registry-server.ts';
@@ -37,10 +38,15 @@ afterAll(async () => {
   if (dataDir) await rm(dataDir, { recursive: true, force: true });
 });
 
-function start(totals: CounterTotals, flags: string[] = []): Promise<CacheServer> {
+function start(
+  totals: CounterTotals,
+  flags: string[] = [],
+  /** null: a fresh folder. */
+  data: string | null = dataDir,
+): Promise<CacheServer> {
   return startCacheServer({
     registries: `docker.io=${registry.url}`,
-    dataDir,
+    ...(data !== null && { dataDir: data }),
     flags: ['--max-bytes', '1GB', ...flags],
     totals: () => totals,
   });
@@ -165,6 +171,66 @@ describe('GET /cache/stats on the embedded server', () => {
       const answer = await stats(cache, '', { Authorization: `Bearer ${token}` });
       expect(answer.status).toBe(200);
       expect(answer.body.storage.images).toBe(2);
+    } finally {
+      await cache.close();
+    }
+  });
+});
+
+describe('image-cache stats against the server', () => {
+  it('prints the summary with the figures /cache/stats answers, and its JSON with --json', async () => {
+    const totals = zeroTotals();
+    // A data folder of its own, so the window holds only what this test counts.
+    const cache = await start(totals, [], null);
+    try {
+      expect((await pullVia(cache.url, { fromImage: 'busybox', tag: '1' })).status).toBe(200);
+      Object.assign(totals, {
+        requests: 40,
+        manifestHits: 3,
+        manifestMisses: 1,
+        blobHits: 6,
+        blobMisses: 2,
+        bytesServed: 3_000_000,
+        bytesFetched: 1_500_000,
+        upstreamRequests: 5,
+        upstreamThrottled: 1,
+        hubManifestGets: 1,
+      });
+      const summary = await runCliAgainst(cache.url, ['stats', '--since', '72h']);
+      expect(summary.stderr).toBe('');
+      expect(summary.code).toBe(0);
+      const out = summary.stdout;
+      expect(out).toMatch(/^Hit ratio: +75\.0% \(9 hits, 3 misses\)$/m);
+      expect(out).toMatch(/^Pulls saved: +3 upstream manifest GETs$/m);
+      expect(out).toMatch(/^Served: +3MB from the cache$/m);
+      expect(out).toMatch(
+        /^Fetched: +1\.5MB from upstreams \(5 requests, 0 failed, 1 throttled with 429\)$/m,
+      );
+      expect(out).toMatch(/^Storage: .* of 1GB budget \(0\.0%\), 2 blobs, 1 image \(measured /m);
+      const today = new Date().toISOString().slice(0, 10);
+      expect(out).toMatch(
+        new RegExp(
+          `^DAY +REQUESTS +HIT RATIO +PULLS SAVED +SERVED +FETCHED +429s\n(.*\n)*${today} +40 +75\\.0% +3 +3MB +1\\.5MB +1$`,
+          'm',
+        ),
+      );
+
+      const json = await runCliAgainst(cache.url, ['stats', '--json', '--since', '72h']);
+      expect(json.code).toBe(0);
+      const fromCli = JSON.parse(json.stdout) as StatsReport;
+      const direct = await stats(cache, '?since=72h');
+      // Live figures carry the time of their answer, as until does.
+      const timeless = (r: StatsReport) => ({
+        ...r,
+        until: '',
+        storage: { ...r.storage, measuredAt: '' },
+      });
+      expect(timeless(fromCli)).toEqual(timeless(direct.body));
+      expect(fromCli.totals).toEqual(totals);
+
+      const bad = await runCliAgainst(cache.url, ['stats', '--since', 'last week']);
+      expect(bad.code).toBe(1);
+      expect(bad.stderr).toMatch(/invalid since "last week"/);
     } finally {
       await cache.close();
     }
