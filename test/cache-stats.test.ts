@@ -147,6 +147,8 @@ describe('GET /cache/stats on the embedded server', () => {
       expect(rfc.status).toBe(200);
       expect(rfc.body.since).toBe(new Date(hourOf(hourAgo.getTime())).toISOString());
       expect((await stats(cache, '?since=30m')).status).toBe(200);
+      const lower = hourAgo.toISOString().toLowerCase();
+      expect((await stats(cache, `?since=${lower}`)).body.since).toBe(rfc.body.since);
       for (const [since, message] of [
         ['yesterday', /invalid since "yesterday"/],
         ['-5h', /invalid since/],

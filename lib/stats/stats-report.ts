@@ -52,7 +52,7 @@ export interface StatsDeps {
 export function parseSince(text: string | null, now: number): number {
   if (text === null || text === '') return now - DEFAULT_STATS_WINDOW_MS;
   let since: number;
-  if (RFC3339.test(text)) since = Date.parse(text);
+  if (RFC3339.test(text)) since = Date.parse(text.toUpperCase());
   else if (/^[\d.]/.test(text)) since = now - parseDuration(text);
   else since = Number.NaN;
   if (Number.isNaN(since)) {
