@@ -51,11 +51,8 @@ export interface StatsDeps {
  */
 export function parseSince(text: string | null, now: number): number {
   if (text === null || text === '') return now - DEFAULT_STATS_WINDOW_MS;
-  let since: number;
-  if (RFC3339.test(text)) since = Date.parse(text.toUpperCase());
-  else if (/^[\d.]/.test(text)) since = now - parseDuration(text);
-  else since = Number.NaN;
-  if (Number.isNaN(since)) {
+  const since = RFC3339.test(text) ? rfc3339(text) : durationBack(text, now);
+  if (since === undefined) {
     throw new InvalidArgumentError(
       `invalid since ${JSON.stringify(text)}: give an RFC 3339 time (2026-01-02T15:04:05Z) or a duration (72h)`,
     );
@@ -67,6 +64,31 @@ export function parseSince(text: string | null, now: number): number {
     );
   }
   return since;
+}
+
+/** The time, unless a field is out of range (Date.parse rolls 02-30 over into March). */
+function rfc3339(text: string): number | undefined {
+  const time = Date.parse(text.toUpperCase());
+  const [, y, mo, d, h, mi, s] =
+    /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})/i.exec(text) ?? [];
+  const fields = new Date(
+    Date.UTC(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s)),
+  );
+  const exact =
+    fields.getUTCDate() === Number(d) &&
+    fields.getUTCHours() === Number(h) &&
+    fields.getUTCMinutes() === Number(mi) &&
+    fields.getUTCSeconds() === Number(s);
+  return exact && !Number.isNaN(time) ? time : undefined;
+}
+
+function durationBack(text: string, now: number): number | undefined {
+  try {
+    return now - parseDuration(text);
+  } catch (error) {
+    if (error instanceof InvalidArgumentError) return undefined;
+    throw error;
+  }
 }
 
 /** The report from the hour `since` falls in to the current hour. */
