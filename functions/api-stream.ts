@@ -7,7 +7,7 @@ import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 import { saveRedirectUrl, toHttpRequest } from '../lib/lambda/http-api-adapter.ts';
 import { logRequest, requestEntry } from '../lib/lambda/request-log.ts';
 import { BINARY_BODY_ROOM } from '../lib/lambda/response-limits.ts';
-import { lambdaRuntime } from '../lib/lambda/runtime.ts';
+import { flushStats, lambdaRuntime } from '../lib/lambda/runtime.ts';
 import {
   lambdaStreaming,
   type StreamOptions,
@@ -40,6 +40,7 @@ export function createStreamHandler(options: Pick<StreamOptions, 'limit'> = {}):
       saveRedirect ? { ...options, saveRedirect } : options,
     );
     logRequest(requestEntry(event, 'function-url', answer, startedAt));
+    await flushStats();
   };
 }
 

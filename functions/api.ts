@@ -12,7 +12,7 @@ import {
 } from '../lib/lambda/http-api-adapter.ts';
 import { logRequest, requestEntry } from '../lib/lambda/request-log.ts';
 import { BINARY_BODY_ROOM } from '../lib/lambda/response-limits.ts';
-import { lambdaRuntime } from '../lib/lambda/runtime.ts';
+import { flushStats, lambdaRuntime } from '../lib/lambda/runtime.ts';
 
 export async function handler(
   event: APIGatewayProxyEventV2,
@@ -27,5 +27,6 @@ export async function handler(
   const result = await toHttpApiResult(response, saveRedirect ? { saveRedirect } : {});
   const answer = { status: result.statusCode ?? 200, caller: response.caller };
   logRequest(requestEntry(event, 'http-api', answer, startedAt));
+  await flushStats();
   return result;
 }

@@ -3,11 +3,12 @@
  * then a full GC with the grace window. The GC report is stored in the catalog (GET /cache/gc)
  * and logged whole; a run with errors then fails, so the function's Errors alarm goes off.
  */
-import { lambdaRuntime } from '../lib/lambda/runtime.ts';
+import { flushStats, lambdaRuntime } from '../lib/lambda/runtime.ts';
 
 export async function handler() {
   const { composition } = await lambdaRuntime();
   const report = await composition.operations.maintain();
+  await flushStats();
   console.log(JSON.stringify({ message: 'maintenance finished', report }));
   if (report.gc.errors.length > 0) {
     throw new Error(`GC ${report.gc.id} finished with ${report.gc.errors.length} errors`);

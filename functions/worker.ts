@@ -8,7 +8,7 @@
 import type { SQSBatchResponse } from 'aws-lambda';
 import type { RemainingTime } from '../lib/lambda/http-api-adapter.ts';
 import { handleJobQueueEvent, isJobQueueEvent, jobIdOf } from '../lib/lambda/job-queue-event.ts';
-import { lambdaRuntime } from '../lib/lambda/runtime.ts';
+import { flushStats, lambdaRuntime } from '../lib/lambda/runtime.ts';
 
 export async function handler(
   event: unknown,
@@ -18,15 +18,18 @@ export async function handler(
   const remainingMs = () => context?.getRemainingTimeInMillis() ?? 0;
   if (isJobQueueEvent(event)) {
     const { operations } = (await lambdaRuntime()).composition;
-    return handleJobQueueEvent(event, async (jobId) => {
+    const answer = await handleJobQueueEvent(event, async (jobId) => {
       const outcome = await operations.runQueuedJob(jobId, remainingMs);
       return outcome.acknowledge;
     });
+    await flushStats();
+    return answer;
   }
   const jobId = jobIdOf(event);
   if (!jobId) throw new Error('the worker expects {"jobId": "<id>"} or job queue messages');
   const { composition } = await lambdaRuntime();
   const job = await composition.operations.runJob(jobId, remainingMs);
+  await flushStats();
   // Not claimable: another invocation holds it or it ended; Lambda must not retry that.
   return { jobId, status: job?.status ?? 'not claimed' };
 }

@@ -21,6 +21,7 @@ import { startPullJob } from './jobs/pull-job.ts';
 import { type QueuedJobOutcome, runQueuedJob } from './jobs/queued-job.ts';
 import { runAfterLease } from './jobs/run-after-lease.ts';
 import { JobRunner } from './jobs/runner.ts';
+import { StatsRecorder, type TotalsSource } from './metrics/stats-recorder.ts';
 import { MirrorFills } from './mirror/fills.ts';
 import type { BlobStore } from './ports/blob-store.ts';
 import { type SweptStaging, stagingSweeperOf } from './ports/blob-store.ts';
@@ -45,6 +46,14 @@ const MIRROR_REDIRECT_SECONDS = 600;
 const STALLED_BELOW_BYTES = 256 * 1024;
 
 export type { GcSchedule };
+
+/** What tests (and, for `totals`, the metrics until they are composed here) put in. */
+export interface Overrides {
+  clock?: Clock;
+  upstream?: Upstream;
+  /** This process's counter totals, which the stats recorder turns into hourly history. */
+  totals?: TotalsSource;
+}
 
 export interface Composition {
   context: EngineContext;
@@ -72,6 +81,14 @@ export interface Operations {
    * at start (on Lambda, once per container) so the 429s that follow have an explanation.
    */
   warnOfAnonymousDockerHub(log?: (message: string) => void): Promise<void>;
+  /**
+   * Writes what the counters grew by since the last flush into the hourly history (nothing when
+   * they did not); answers the hours written. Serve runs it every minute and at shutdown,
+   * Lambda at the end of each invocation.
+   */
+  flushStats(): Promise<number>;
+  /** flushStats every `intervalMs` (serve; Lambda flushes per invocation instead). */
+  scheduleStatsFlush(intervalMs: number, onError: (error: unknown) => void): GcSchedule;
   /** Runs one background job to its end, waiting out a live lease within `remainingMs`. */
   runJob(jobId: string, remainingMs: () => number): Promise<JobRecord | undefined>;
   /** Runs a job the job queue delivered, as runJob does, and says whether its message may go. */
@@ -80,6 +97,7 @@ export interface Operations {
 
 function operations(context: EngineContext): Operations {
   const maintain = () => runMaintenance(context, context.maintenance, collectFreed(context));
+  const flushStats = async () => (await context.statsRecorder?.flush()) ?? 0;
   return {
     maintain,
     scheduleMaintenance: (intervalMs, onError) =>
@@ -92,6 +110,9 @@ function operations(context: EngineContext): Operations {
       const warning = await anonymousDockerHubWarning(context.registries, context.credentials);
       if (warning) log(`image-cache: warning: ${warning}`);
     },
+    flushStats,
+    scheduleStatsFlush: (intervalMs, onError) =>
+      startGcSchedule({ intervalMs, run: flushStats, onError }),
     runJob: async (jobId, remainingMs) => runAfterLease(leaseDeps(context), jobId, remainingMs),
     runQueuedJob: async (jobId, remainingMs) =>
       runQueuedJob(leaseDeps(context), jobId, remainingMs),
@@ -104,10 +125,7 @@ function leaseDeps(context: EngineContext): Parameters<typeof runAfterLease>[0] 
 }
 
 /** The one place that turns validated configuration into the core and its adapters. */
-export function composeEmbedded(
-  config: ServeConfig,
-  overrides: { clock?: Clock; upstream?: Upstream } = {},
-): Composition {
+export function composeEmbedded(config: ServeConfig, overrides: Overrides = {}): Composition {
   mkdirSync(config.dataDir, { recursive: true });
   const blobs = new FsBlobStore(config.dataDir);
   const catalog = new SqliteCatalog(join(config.dataDir, 'catalog.db'));
@@ -134,7 +152,7 @@ export function composeEmbedded(
  */
 export async function composeAws(
   config: ServeConfig,
-  overrides: { clock?: Clock; upstream?: Upstream } = {},
+  overrides: Overrides = {},
 ): Promise<Composition> {
   if (!config.aws) throw new Error('composeAws needs the aws settings of --backend aws');
   const { bucket, table, createResources, sdk, uploadPartSize } = config.aws;
@@ -201,7 +219,7 @@ function engineContext(
   config: ServeConfig,
   blobs: BlobStore,
   catalog: Catalog,
-  overrides: { clock?: Clock; upstream?: Upstream },
+  overrides: Overrides,
   /** Default: the auth file's credentials; on AWS, the registry secret when one is set. */
   credentials: CredentialSource & CredentialStatus = staticCredentials(config.credentials),
 ): EngineContext {
@@ -218,11 +236,15 @@ function engineContext(
     abandon: { windowMs: config.stallTimeoutMs, minBytes: STALLED_BELOW_BYTES },
   });
   return {
-    // One adapter serves all four ports; consumers each see only the one they need.
+    // One adapter serves all five ports; consumers each see only the one they need.
     catalog,
     jobStore: catalog,
     tokens: catalog,
     gcReports: catalog,
+    stats: catalog,
+    ...(overrides.totals && {
+      statsRecorder: new StatsRecorder({ totals: overrides.totals, log: catalog, clock }),
+    }),
     blobs,
     upstream,
     pulls,

@@ -13,8 +13,10 @@ import { collectGarbage, type GcDeps } from './gc.ts';
 import { type ImageView, scanImageViews } from './images.ts';
 import type { GcReport } from './ports/gc-report-log.ts';
 import type { ImageManifestEntry, ManifestRecord } from './ports/image-catalog.ts';
+import type { StatsLog } from './ports/stats-log.ts';
 import type { CollectFreed } from './prune.ts';
 import { type DeleteResponseItem, ImageRemoval } from './removal/remove-image.ts';
+import { recordStorageGauges } from './stats/storage-figures.ts';
 
 export interface RetentionSettings {
   /** Budget for the bytes of the blobs images need; undefined means no budget. */
@@ -170,10 +172,11 @@ export interface MaintenanceSettings extends RetentionSettings {
 
 /**
  * One scheduled pass: the image entries older records lack (a no-op once written), retention
- * (when configured), then a full collection with the grace window.
+ * (when configured), a full collection with the grace window, then the storage figures it
+ * leaves in the history (what `/cache/stats` answers on DynamoDB, where counting is a Scan).
  */
 export async function runMaintenance(
-  deps: GcDeps,
+  deps: GcDeps & { stats: StatsLog },
   settings: MaintenanceSettings,
   collect: CollectFreed,
 ): Promise<{ retention?: RetentionReport; gc: GcReport }> {
@@ -183,6 +186,7 @@ export async function runMaintenance(
       ? await applyRetention(deps, settings, collect)
       : undefined;
   const gc = await collectGarbage(deps, { graceMs: settings.gcGraceMs, trigger: 'schedule' });
+  await recordStorageGauges(deps, gc, settings.maxBytes, deps.clock.now());
   return { ...(retention && { retention }), gc };
 }
 

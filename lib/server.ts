@@ -2,12 +2,21 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { type Composition, composeAws, composeEmbedded, type GcSchedule } from './composition.ts';
+import {
+  type Composition,
+  composeAws,
+  composeEmbedded,
+  type GcSchedule,
+  type Overrides,
+} from './composition.ts';
 import type { RequestTimeLimits, ServeConfig } from './config.ts';
 import { errorResponse, type HttpRequest, type HttpResponse } from './engine/http.ts';
 import { createRouter, type Router } from './engine/router.ts';
 import { InvalidArgumentError } from './errors.ts';
 import { closeAfterUnreadBody, watchBody } from './request-limits.ts';
+
+/** How often the hourly history gets this process's counts: a crash loses at most this much. */
+const STATS_FLUSH_INTERVAL_MS = 60_000;
 
 export interface RunningServer {
   url: string;
@@ -19,8 +28,14 @@ export interface RunningServer {
  * Starts the server on Node's HTTP server: filesystem blobs and SQLite by default, S3 and
  * DynamoDB with `--backend aws`.
  */
-export async function startServer(config: ServeConfig): Promise<RunningServer> {
-  const composition = config.backend === 'aws' ? await composeAws(config) : composeEmbedded(config);
+export async function startServer(
+  config: ServeConfig,
+  overrides: Overrides = {},
+): Promise<RunningServer> {
+  const composition =
+    config.backend === 'aws'
+      ? await composeAws(config, overrides)
+      : composeEmbedded(config, overrides);
   const router = createRouter(composition.context);
   await composition.operations.warnOfAnonymousDockerHub();
   await sweepDeadWrites(composition);
@@ -44,6 +59,9 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
           console.error('scheduled garbage collection failed:', error),
         )
       : undefined;
+  const statsFlush = composition.operations.scheduleStatsFlush(STATS_FLUSH_INTERVAL_MS, (error) =>
+    console.error('image-cache: writing the stats history failed (kept for the next try):', error),
+  );
 
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   return {
@@ -55,6 +73,11 @@ export async function startServer(config: ServeConfig): Promise<RunningServer> {
         server.closeAllConnections();
       });
       await schedule?.stop();
+      await statsFlush.stop();
+      // The last minute's counts, after the last request was answered.
+      await composition.operations.flushStats().catch((error: unknown) => {
+        console.error('image-cache: writing the stats history at shutdown failed:', error);
+      });
       await composition.close();
     },
   };

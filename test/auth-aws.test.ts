@@ -3,7 +3,6 @@
  * IMAGE_CACHE_REQUIRE_AUTH is set, and `image-cache token create --backend aws` writes a token
  * it accepts. DynamoDB Local and fauxqs stand in for AWS.
  */
-import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   awsEmulators,
@@ -12,36 +11,9 @@ import {
   stopAwsEmulators,
 } from './support/aws-emulators.ts';
 import { captureCli } from './support/cli-capture.ts';
-import { lambdaContext } from './support/lambda-http-event.ts';
+import { apiEvent as event, lambdaContext } from './support/lambda-http-event.ts';
 
 afterAll(stopAwsEmulators);
-
-function event(
-  method: string,
-  path: string,
-  headers: Record<string, string> = {},
-): APIGatewayProxyEventV2 {
-  return {
-    version: '2.0',
-    routeKey: '$default',
-    rawPath: path,
-    rawQueryString: '',
-    headers: { host: 'abc123.execute-api.eu-west-1.amazonaws.com', ...headers },
-    requestContext: {
-      accountId: '123456789012',
-      apiId: 'abc123',
-      domainName: 'abc123.execute-api.eu-west-1.amazonaws.com',
-      domainPrefix: 'abc123',
-      http: { method, path, protocol: 'HTTP/1.1', sourceIp: '203.0.113.7', userAgent: 'curl/8' },
-      requestId: 'req',
-      routeKey: '$default',
-      stage: '$default',
-      time: '29/Nov/2026:15:30:00 +0000',
-      timeEpoch: 1_795_966_200_000,
-    },
-    isBase64Encoded: false,
-  };
-}
 
 describe('the api handler on AWS', () => {
   let env: NodeJS.ProcessEnv;

@@ -36,8 +36,18 @@ async function freshCatalog(): Promise<{ catalog: DynamoCatalog; table: string }
 }
 
 catalogConformance('DynamoCatalog (DynamoDB Local)', async () => {
-  const { catalog } = await freshCatalog();
-  return { store: catalog, cleanup: async () => catalog.close() };
+  const { catalog, table } = await freshCatalog();
+  const others: DynamoCatalog[] = [];
+  return {
+    store: catalog,
+    another: async () => {
+      others.push(new DynamoCatalog({ client: server.client(), tableName: table }));
+      return others.at(-1)!;
+    },
+    cleanup: async () => {
+      for (const other of [catalog, ...others]) other.close();
+    },
+  };
 });
 
 /** An image manifest naming `layers` made-up layers, raw padded to at least `rawBytes`. */

@@ -7,15 +7,19 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { digestHex } from '../lib/digest.ts';
+import { zeroTotals } from '../lib/metrics/stats-recorder.ts';
+import type { StatsReport } from '../lib/stats/stats-report.ts';
 import { type AwsBackend, startAwsBackend } from './support/aws-backend.ts';
 import { stopAwsEmulators } from './support/aws-emulators.ts';
 import { type SeededImage, seedImage } from './support/seed-images.ts';
 
 let backend: AwsBackend;
 let images: SeededImage[];
+/** What CacheMetrics would have counted in this process (the recorder reads only totals()). */
+const totals = zeroTotals();
 
 beforeAll(async () => {
-  backend = await startAwsBackend();
+  backend = await startAwsBackend({ totals: () => totals });
   const deps = backend.composition.context;
   images = [];
   for (const [i, name] of ['alpha', 'beta', 'gamma'].entries()) {
@@ -151,5 +155,42 @@ describe('image requests on DynamoDB send no Scan', () => {
 
   it('the registry tag list of a cached repository', async () => {
     expect(await operationsOf('GET', '/v2/library/alpha/tags/list')).not.toHaveProperty('Scan');
+  });
+});
+
+describe('/cache/stats on DynamoDB sends no Scan', () => {
+  it('answers from one Query of the STATS partition after maintenance recorded the storage', async () => {
+    const before = JSON.parse((await backend.call('GET', '/cache/stats')).body.toString());
+    expect(before.storage.measuredAt).toBeNull();
+
+    // The scheduled pass may Scan (the collector reads every blob record); it leaves the figures.
+    await backend.composition.operations.maintain();
+    const live = (await backend.catalog.listBlobs()).filter((blob) => blob.state === 'live');
+    const entries = await backend.catalog.listImageEntries();
+
+    totals.manifestHits += 3;
+    totals.bytesServed += 12_345;
+    backend.catalog.requests.reset();
+    expect(await backend.composition.operations.flushStats()).toBe(1);
+    expect(backend.catalog.requests.byOperation()).toEqual({ UpdateItem: 1 });
+    backend.catalog.requests.reset();
+    expect(await backend.composition.operations.flushStats()).toBe(0);
+    expect(backend.catalog.requests.byOperation()).toEqual({});
+
+    const operations = await operationsOf('GET', '/cache/stats', { since: '24h' });
+    expect(operations).toEqual({ Query: 1 });
+    const report = JSON.parse(
+      (await backend.call('GET', '/cache/stats', { since: '24h' })).body.toString(),
+    ) as StatsReport;
+    expect(report.storage).toMatchObject({
+      storedBytes: live.reduce((sum, blob) => sum + blob.size, 0),
+      storedBlobs: live.length,
+      images: entries.length,
+      budgetBytes: null,
+    });
+    expect(Date.parse(report.storage.measuredAt ?? '')).toBeGreaterThan(Date.now() - 60_000);
+    expect(report.totals.manifestHits).toBe(3);
+    expect(report.totals.bytesServed).toBe(12_345);
+    expect(report.pullsSaved).toBe(3);
   });
 });

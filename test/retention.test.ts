@@ -123,6 +123,14 @@ describe('retention', () => {
     const files = await engine.blobFiles();
     expect(files.has(digestHex(fresh.digest))).toBe(true);
     expect(files.has(digestHex(stale.digest))).toBe(false);
+    // What it leaves in the history: the storage after the run, measured now.
+    const [hour] = await engine.context.stats.listHours(0);
+    expect(hour?.gauges).toEqual({
+      storedBytes: [...files.values()].reduce((sum, bytes) => sum + bytes, 0),
+      storedBlobs: files.size,
+      images: 2,
+      storageMeasuredAt: now,
+    });
   });
 });
 

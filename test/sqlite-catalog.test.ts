@@ -23,10 +23,15 @@ catalogConformance('SqliteCatalog (:memory:)', async () => {
 catalogConformance('SqliteCatalog (file)', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'image-cache-sqlite-'));
   const catalog = new SqliteCatalog(join(dir, 'catalog.db'));
+  const others: SqliteCatalog[] = [];
   return {
     store: catalog,
+    another: async () => {
+      others.push(new SqliteCatalog(join(dir, 'catalog.db')));
+      return others.at(-1)!;
+    },
     cleanup: async () => {
-      catalog.close();
+      for (const other of [catalog, ...others]) other.close();
       await rm(dir, { recursive: true, force: true });
     },
   };
@@ -77,7 +82,7 @@ describe('SqliteCatalog specifics', () => {
       DROP INDEX digest_refs_manifest; DROP INDEX digest_refs_digest;
       ALTER TABLE blobs DROP COLUMN diff_id; ALTER TABLE manifests DROP COLUMN pulls;
       DROP TRIGGER manifest_blobs_insert; DROP TRIGGER manifest_blobs_delete;
-      DROP TABLE manifest_blobs;`);
+      DROP TABLE manifest_blobs; DROP TABLE stats_hours; DROP INDEX blobs_state_size;`);
     raw.pragma('user_version = 1');
     raw.close();
 
@@ -97,6 +102,9 @@ describe('SqliteCatalog specifics', () => {
     await upgraded.addBlob({ digest: image.config, size: 1, diffId: image.config }, 30);
     expect(await upgraded.getBlob(image.config)).toMatchObject({ diffId: image.config });
     await upgraded.putPin({ name: 'p', manifest: image.manifest.digest, note: '', createdAt: 1 });
+    await upgraded.addHour(3_600_000, { requests: 1 }, {});
+    expect(await upgraded.listHours(0)).toHaveLength(1);
+    expect(await upgraded.storageFigures()).toMatchObject({ images: 1 });
     expect(await upgraded.deleteManifestIfUnreferenced(image.manifest.digest)).toBe(false);
     await upgraded.putGcReport(gcReport('first', 1));
     expect(await upgraded.listGcReports(5)).toHaveLength(1);

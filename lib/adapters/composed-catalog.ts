@@ -4,18 +4,20 @@ import type { Catalog } from '../ports/catalog.ts';
 import type { GcReport, GcReportLog } from '../ports/gc-report-log.ts';
 import type { ImageCatalog, ImageCommit, ManifestUse, PinRecord } from '../ports/image-catalog.ts';
 import type { JobEnd, JobProgress, JobStore, LeaseTerms, NewJob } from '../ports/job-store.ts';
+import type { Figures, StatsLog } from '../ports/stats-log.ts';
 import type { TokenRecord, TokenStore } from '../ports/token-store.ts';
 
-/** The four stores one backend keeps, each a module of its own. */
+/** The five stores one backend keeps, each a module of its own. */
 export interface CatalogParts {
   images: ImageCatalog;
   jobs: JobStore;
   tokens: TokenStore;
   gcReports: GcReportLog;
+  stats: StatsLog;
 }
 
 /**
- * One object for all four ports, as the composition root passes it around: each method goes to
+ * One object for all five ports, as the composition root passes it around: each method goes to
  * the part that owns it. Both backends extend this, so the forwarding is written once.
  */
 export class ComposedCatalog implements Catalog {
@@ -23,12 +25,14 @@ export class ComposedCatalog implements Catalog {
   readonly #jobs: JobStore;
   readonly #tokens: TokenStore;
   readonly #gcReports: GcReportLog;
+  readonly #stats: StatsLog;
 
   constructor(parts: CatalogParts) {
     this.#images = parts.images;
     this.#jobs = parts.jobs;
     this.#tokens = parts.tokens;
     this.#gcReports = parts.gcReports;
+    this.#stats = parts.stats;
   }
 
   // --- ImageCatalog
@@ -135,6 +139,15 @@ export class ComposedCatalog implements Catalog {
   }
   listGcReports(limit: number) {
     return this.#gcReports.listGcReports(limit);
+  }
+
+  // --- StatsLog
+
+  addHour(hourStart: number, counters: Figures, gauges: Figures) {
+    return this.#stats.addHour(hourStart, counters, gauges);
+  }
+  listHours(sinceHour: number, untilHour?: number) {
+    return this.#stats.listHours(sinceHour, untilHour);
   }
 
   // --- TokenStore

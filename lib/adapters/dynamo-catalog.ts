@@ -6,6 +6,7 @@ import { DynamoImageCatalog } from './dynamo/image-catalog.ts';
 import { dynamoJobStore } from './dynamo/jobs.ts';
 import { RequestCounter } from './dynamo/request-counter.ts';
 import { createTable } from './dynamo/schema.ts';
+import { DynamoStatsLog } from './dynamo/stats-log.ts';
 import { Table } from './dynamo/table.ts';
 import { DynamoTokens } from './dynamo/tokens.ts';
 
@@ -45,6 +46,7 @@ export class DynamoCatalog extends ComposedCatalog {
       jobs: dynamoJobStore(table),
       tokens: new DynamoTokens(table),
       gcReports: new DynamoGcReports(table),
+      stats: new DynamoStatsLog(table),
     });
     this.#table = table;
     this.requests = RequestCounter.attach(options.client);

@@ -40,6 +40,7 @@ export const ROUTE_SCOPES = {
   'GET /cache/ui/': 'open',
   'GET /cache/pins': 'read',
   'GET /cache/gc': 'read',
+  'GET /cache/stats': 'read',
   'GET /cache/exports': 'read',
   'GET /cache/jobs': 'read',
   'GET /cache/jobs/{id}': 'read',

@@ -16,6 +16,7 @@ import { pull } from './commands/pull.ts';
 import { rmi } from './commands/rmi.ts';
 import { save } from './commands/save.ts';
 import { serve } from './commands/serve.ts';
+import { stats } from './commands/stats.ts';
 import { tag } from './commands/tag.ts';
 import { token } from './commands/token.ts';
 import type { CliContext, Command } from './context.ts';
@@ -38,6 +39,7 @@ Commands:
   unpin       Remove a pin
   pins        List pins
   gc          Delete blobs no image needs, and print the report
+  stats       Show hit ratio, pulls saved, traffic and storage against the budget
   save        Save one or more images to a tar archive
   load        Load an image from a tar archive or STDIN
   token       Create, list and revoke API tokens (on the server's storage)
@@ -67,6 +69,7 @@ const COMMANDS: Record<string, Command> = {
   unpin,
   pins,
   gc,
+  stats,
   token,
 };
 

@@ -2,6 +2,7 @@ import type { TokenAuthenticator } from '../auth/access.ts';
 import type { CollectorClaims } from '../gc.ts';
 import type { Jobs } from '../jobs/jobs.ts';
 import type { LoadLimits } from '../load/tar-reader.ts';
+import type { StatsRecorder } from '../metrics/stats-recorder.ts';
 import type { MirrorFills } from '../mirror/fills.ts';
 import type { RegistryDoorSettings } from '../mirror/registry-door.ts';
 import type { BlobStore } from '../ports/blob-store.ts';
@@ -9,6 +10,7 @@ import type { Clock } from '../ports/clock.ts';
 import type { GcReportLog } from '../ports/gc-report-log.ts';
 import type { ImageCatalog } from '../ports/image-catalog.ts';
 import type { JobStore } from '../ports/job-store.ts';
+import type { StatsLog } from '../ports/stats-log.ts';
 import type { TokenStore } from '../ports/token-store.ts';
 import type { Upstream } from '../ports/upstream.ts';
 import type { PullService } from '../pull.ts';
@@ -22,6 +24,13 @@ export interface EngineContext {
   jobStore: JobStore;
   tokens: TokenStore;
   gcReports: GcReportLog;
+  /** The hourly history (the same catalog), for /cache/stats and maintenance's gauges. */
+  stats: StatsLog;
+  /**
+   * Writes this process's counter deltas into `stats`; absent without a totals source (until
+   * the composition has CacheMetrics, only tests give one).
+   */
+  statsRecorder?: StatsRecorder;
   blobs: BlobStore;
   upstream: Upstream;
   pulls: PullService;

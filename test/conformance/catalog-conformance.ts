@@ -6,6 +6,7 @@ import { imageEntriesConformance } from './image-entries-suite.ts';
 import { imageUsageConformance } from './image-usage-suite.ts';
 import { jobListingConformance } from './job-listing-suite.ts';
 import { jobStoreConformance } from './job-store-suite.ts';
+import { statsLogConformance } from './stats-log-suite.ts';
 import { tokenStoreConformance } from './token-store-suite.ts';
 
 /** Runs the suite of each port over one adapter that implements them all. */
@@ -17,4 +18,5 @@ export const catalogConformance: Conformance<Catalog> = (name, make) => {
   jobListingConformance(name, make);
   tokenStoreConformance(name, make);
   gcReportLogConformance(name, make);
+  statsLogConformance(name, make);
 };

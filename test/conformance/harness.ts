@@ -4,6 +4,11 @@ import { afterEach, beforeEach } from 'vitest';
 export interface StoreHarness<T> {
   store: T;
   cleanup(): Promise<void>;
+  /**
+   * A second instance over the same storage, as another process or Lambda container would open
+   * it (closed by the harness's cleanup); absent where storage is private (SQLite :memory:).
+   */
+  another?(): Promise<T>;
 }
 
 /** A port's conformance suite, run by each adapter's test file over its own stores. */
@@ -14,6 +19,13 @@ export type Conformance<T> = (name: string, make: () => Promise<StoreHarness<T>>
  * for the current test's store (a forwarding proxy), so suites read like plain calls on a port.
  */
 export function freshStore<T extends object>(make: () => Promise<StoreHarness<T>>): T {
+  return freshHarness(make).store;
+}
+
+/** As freshStore, with the harness's other handles (`another`) for the current test. */
+export function freshHarness<T extends object>(
+  make: () => Promise<StoreHarness<T>>,
+): { store: T; another(): Promise<T> } {
   let harness: StoreHarness<T> | undefined;
   beforeEach(async () => {
     harness = await make();
@@ -22,12 +34,17 @@ export function freshStore<T extends object>(make: () => Promise<StoreHarness<T>
     await harness?.cleanup();
     harness = undefined;
   });
-  return new Proxy({} as T, {
+  const current = () => {
+    if (!harness) throw new Error('a conformance store is used outside a test');
+    return harness;
+  };
+  const store = new Proxy({} as T, {
     get(_target, prop) {
-      if (!harness) throw new Error('a conformance store is used outside a test');
-      const store = harness.store;
-      const value = Reflect.get(store, prop, store);
-      return typeof value === 'function' ? value.bind(store) : value;
+      const target = current().store;
+      const value = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? value.bind(target) : value;
     },
   });
+  // Without storage to share, the one store stands in for both writers.
+  return { store, another: async () => (await current().another?.()) ?? current().store };
 }

@@ -7,6 +7,7 @@ import type { DynamoCatalog } from '../../lib/adapters/dynamo-catalog.ts';
 import type { Composition } from '../../lib/composition.ts';
 import type { HttpResponse } from '../../lib/engine/http.ts';
 import { createRouter, type Router } from '../../lib/engine/router.ts';
+import type { TotalsSource } from '../../lib/metrics/stats-recorder.ts';
 import { composeOnEmulators } from './aws-emulators.ts';
 import { bodyBytes } from './aws-save-backend.ts';
 
@@ -25,8 +26,10 @@ export interface AwsBackend {
   close(): Promise<void>;
 }
 
-export async function startAwsBackend(): Promise<AwsBackend> {
-  const { composition, names } = await composeOnEmulators();
+export async function startAwsBackend(
+  options: { totals?: TotalsSource } = {},
+): Promise<AwsBackend> {
+  const { composition, names } = await composeOnEmulators(options);
   const router = createRouter(composition.context);
   return {
     composition,

@@ -8,6 +8,7 @@ import { DynamoCatalog } from '../../lib/adapters/dynamo-catalog.ts';
 import { S3BlobStore } from '../../lib/adapters/s3-blob-store.ts';
 import { type Composition, composeAws } from '../../lib/composition.ts';
 import { parseServeArgs } from '../../lib/config.ts';
+import type { TotalsSource } from '../../lib/metrics/stats-recorder.ts';
 import { type DynamoDbLocal, LOCAL_REGION, startDynamoDbLocal } from './dynamodb-local.ts';
 import { type S3TestServer, startS3Server } from './s3-server.ts';
 
@@ -97,7 +98,7 @@ export function openAwsAdapters(
  * `requireAuth` turns access control on.
  */
 export async function composeOnEmulators(
-  options: { requireAuth?: boolean } = {},
+  options: { requireAuth?: boolean; totals?: TotalsSource } = {},
 ): Promise<{ composition: Composition; names: { bucket: string; table: string } }> {
   const emulators = await awsEmulators();
   const names = freshResourceNames();
@@ -109,6 +110,9 @@ export async function composeOnEmulators(
     IMAGE_CACHE_TABLE: names.table,
     IMAGE_CACHE_REGISTRIES: '',
   });
-  const composition = await composeAws({ ...config, requireAuth: options.requireAuth ?? false });
+  const composition = await composeAws(
+    { ...config, requireAuth: options.requireAuth ?? false },
+    options.totals ? { totals: options.totals } : {},
+  );
   return { composition, names };
 }

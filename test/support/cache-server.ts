@@ -8,6 +8,7 @@ import type { Scope } from '../../lib/auth/scopes.ts';
 import { createToken } from '../../lib/auth/tokens.ts';
 import { parseServeArgs } from '../../lib/config.ts';
 import { type Digest, digestHex } from '../../lib/digest.ts';
+import type { TotalsSource } from '../../lib/metrics/stats-recorder.ts';
 import { type RunningServer, startServer } from '../../lib/server.ts';
 import {
   type AwsEmulators,
@@ -64,6 +65,8 @@ export async function startCacheServer(
     backend?: CacheBackend;
     /** More settings, as the server's environment would hold them. */
     env?: NodeJS.ProcessEnv;
+    /** The counters the stats history records (CacheMetrics' totals once composed). */
+    totals?: TotalsSource;
   } = { registries: '' },
 ): Promise<CacheServer> {
   const backend = options.backend ?? 'embedded';
@@ -84,7 +87,7 @@ export async function startCacheServer(
     aws = { emulators, names };
   }
   const config = parseServeArgs(flags, env);
-  const server = await startServer(config);
+  const server = await startServer(config, options.totals ? { totals: options.totals } : {});
   const adapters = () => {
     if (aws) return openAwsAdapters(aws.emulators, aws.names);
     const catalog = new SqliteCatalog(join(dataDir, 'catalog.db'));

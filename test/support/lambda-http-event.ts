@@ -266,3 +266,32 @@ export function lambdaContext(timeoutMs: number, functionName = 'image-cache-api
     succeed: fail,
   };
 }
+
+/** An HTTP API (payload 2.0) event for the `api` handler, as API Gateway sends a bodiless request. */
+export function apiEvent(
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+  rawQueryString = '',
+): APIGatewayProxyEventV2 {
+  return {
+    version: '2.0',
+    routeKey: '$default',
+    rawPath: path,
+    rawQueryString,
+    headers: { host: 'abc123.execute-api.eu-west-1.amazonaws.com', ...headers },
+    requestContext: {
+      accountId: '123456789012',
+      apiId: 'abc123',
+      domainName: 'abc123.execute-api.eu-west-1.amazonaws.com',
+      domainPrefix: 'abc123',
+      http: { method, path, protocol: 'HTTP/1.1', sourceIp: '203.0.113.7', userAgent: 'curl/8' },
+      requestId: 'req',
+      routeKey: '$default',
+      stage: '$default',
+      time: '29/Nov/2026:15:30:00 +0000',
+      timeEpoch: 1_795_966_200_000,
+    },
+    isBase64Encoded: false,
+  };
+}

@@ -31,6 +31,7 @@
  * | job key             | JOBKEY#<single-flight> | JOBKEY                      | names the key's active job; deleted at its end   |
  * | job listing         | JOBS                   | <createdAt, 15 digits>#<id> | Query newest first, Limit n, then BatchGetItem   |
  * |                     |                        |                             | the jobs (dashboard); put with the job, same TTL |
+ * | stats hour          | STATS                  | HOUR#<hour start ms, 16 d.> | UpdateItem ADD c_<counter>, SET g_<gauge>; Query a range; TTL 35 days |
  *
  * Image entries (image-entries.ts): what `image ls`, inspect, history, tag, rmi and save read, so
  * no request Scans the table (issue 13). Per image manifest a summary (config digest, image
@@ -61,6 +62,13 @@
  * The image lookup therefore lives in the base table as small items written in the same
  * transaction as the manifest and deleted in the same transaction as it, read with
  * ConsistentRead: `docker image inspect <id>` right after a pull finds it.
+ *
+ * Stats hours (stats-log.ts, issue 14): one item per UTC hour holding what each counter grew by
+ * (`c_<name>`, ADDed by every process that flushes, so two containers' deltas both land) and
+ * the last value of each gauge (`g_<name>`, SET). A flush is one UpdateItem; `/cache/stats`
+ * reads a window with one Query (840 items of well under 1 KB at most for 35 days, so one page).
+ * One partition takes every container's flushes: at one per invocation that is far below its
+ * 1,000 writes a second for a cache's request rates.
  *
  * Why the counter item: deleteManifestIfUnreferenced must be atomic without scanning every tag.
  * Each tag (slots `manifest` and `source`), digest ref (`manifest` and `digest`) and pin
@@ -117,7 +125,8 @@ export type ItemKind =
   | 'gc'
   | 'token'
   | 'job'
-  | 'job-key';
+  | 'job-key'
+  | 'stats';
 
 export interface Key {
   pk: string;
@@ -180,6 +189,11 @@ export const keys = {
     pk: JOBS_PK,
     sk: `${String(Math.trunc(createdAt)).padStart(15, '0')}#${id}`,
   }),
+  /** Zero-padded so the sort key orders hours by time. */
+  statsHour: (hourStart: number): Key => ({
+    pk: STATS_PK,
+    sk: `${STATS_HOUR_PREFIX}${String(hourStart).padStart(16, '0')}`,
+  }),
 };
 
 export const IMAGES_PK = 'IMAGES';
@@ -189,6 +203,11 @@ export const GC_REPORTS_PK = 'GC_REPORTS';
 export const GC_REPORT_PREFIX = 'REPORT#';
 export const TOKENS_PK = 'TOKENS';
 export const JOBS_PK = 'JOBS';
+export const STATS_PK = 'STATS';
+export const STATS_HOUR_PREFIX = 'HOUR#';
+/** Attribute prefixes of a stats hour's figures: counters (ADD) and gauges (SET). */
+export const STATS_COUNTER_PREFIX = 'c_';
+export const STATS_GAUGE_PREFIX = 'g_';
 
 export function rawChunkPrefix(incarnation: string): string {
   return `RAW#${incarnation}#`;

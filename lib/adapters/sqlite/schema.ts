@@ -110,6 +110,16 @@ const MIGRATIONS: readonly string[] = [
    END;`,
   // 7: pulls per manifest, for the dashboard's image listing (issue 14).
   `ALTER TABLE manifests ADD COLUMN pulls INTEGER NOT NULL DEFAULT 0;`,
+  // 8: the hourly history (issue 14), one row per hour and figure; `kind` is c(ounter) or
+  // g(auge). The blob index lets /cache/stats count and sum live blobs without reading the rows.
+  `CREATE TABLE stats_hours (
+     hour INTEGER NOT NULL,
+     kind TEXT NOT NULL CHECK (kind IN ('c', 'g')),
+     name TEXT NOT NULL,
+     value REAL NOT NULL,
+     PRIMARY KEY (hour, kind, name)
+   ) WITHOUT ROWID;
+   CREATE INDEX blobs_state_size ON blobs (state, size);`,
 ];
 
 /** The schema version this build writes (PRAGMA user_version). */
