@@ -5,6 +5,4 @@
  * reasons skipWhen gives there, in a change it does not commit.
  */
 export const ALLOWED_SKIPS: readonly string[] = [
-  // test/dashboard-browser.test.ts: its /cache/stats checks wait for the stats branch (issue 14).
-  'GET /cache/stats comes with the stats part of issue 14; remove this entry when it is merged',
 ];

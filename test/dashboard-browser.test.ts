@@ -10,24 +10,17 @@
 import type { Readable } from 'node:stream';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROUTE_SCOPES } from '../lib/auth/scopes.ts';
 import { composeEmbedded } from '../lib/composition.ts';
 import { parseServeArgs } from '../lib/config.ts';
 import { HANDOVER_MARGIN_MS } from '../lib/engine/job-deadline.ts';
 import { createRouter } from '../lib/engine/router.ts';
 import type { ImageUsage } from '../lib/image-usage.ts';
 import type { GcReport } from '../lib/ports/gc-report-log.ts';
-import { launchChromium, openPage, type PageProblem, screenshot } from './support/browser.ts';
+import { launchChromium, openPage, screenshot } from './support/browser.ts';
 import { type CacheServer, pullVia, startCacheServer } from './support/cache-server.ts';
 import { generateImage } from './support/image-factory.ts';
 import { pushImage } from './support/push.ts';
 import { type RegistryServer, startRegistry } from './support/registry-server.ts';
-import { skipWhen } from './support/skips.ts';
-
-/** Listed in test/allowed-skips.ts until the stats branch (GET /cache/stats) is merged. */
-const STATS_PENDING =
-  'GET /cache/stats comes with the stats part of issue 14; remove this entry when it is merged';
-const HAS_STATS = 'GET /cache/stats' in ROUTE_SCOPES;
 
 let registry: RegistryServer;
 let cache: CacheServer;
@@ -98,11 +91,6 @@ function imageRows(page: Page) {
       };
     }),
   );
-}
-
-/** Errors the page logged, but the 404 of /cache/stats while that endpoint does not exist. */
-function unexpected(problems: PageProblem[]): PageProblem[] {
-  return problems.filter((p) => HAS_STATS || !p.url.includes('/cache/stats'));
 }
 
 beforeAll(async () => {
@@ -200,7 +188,7 @@ describe('the dashboard in Chromium (embedded backend, access control off)', () 
     expect((await imageRows(page)).map((r) => r.names)).toEqual(['busybox:1']);
     await page.fill('#filter', '');
     await screenshot(page, 'dashboard-overview');
-    expect(unexpected(problems)).toEqual([]);
+    expect(problems).toEqual([]);
   });
 
   it('shows the collections /cache/gc reports, as a table and a plot', async () => {
@@ -231,7 +219,7 @@ describe('the dashboard in Chromium (embedded backend, access control off)', () 
     expect(bars.map((b) => b.value)).toEqual(reports.map((r) => r.deleted.bytes).reverse());
     expect(bars.some((b) => b.height > 0)).toBe(true);
     expect(await page.getAttribute('#gc-plot svg', 'role')).toBe('img');
-    expect(unexpected(problems)).toEqual([]);
+    expect(problems).toEqual([]);
   });
 
   it('shows the running and recent jobs /cache/jobs lists', async () => {
@@ -258,7 +246,7 @@ describe('the dashboard in Chromium (embedded backend, access control off)', () 
       jobs.map((j) => ({ id: j.id, kind: j.kind, subject: j.subject, status: j.status })),
     );
     expect(await page.textContent('#jobs-count')).toContain('0 running or queued, 1 ended');
-    expect(unexpected(problems)).toEqual([]);
+    expect(problems).toEqual([]);
   });
 
   it('lists the allow-listed registries, and says when there is no history yet', async () => {
@@ -273,10 +261,6 @@ describe('the dashboard in Chromium (embedded backend, access control off)', () 
       rows.map((row) => [row.children[0]?.textContent, row.children[2]?.textContent]),
     );
     expect(shown).toEqual(registries.map((r) => [r.Name, r.Credentials]));
-    if (!HAS_STATS) {
-      expect(await page.textContent('#storage-note')).toContain('No history yet');
-      expect(await page.textContent('#hit-plot')).toContain('No history yet');
-    }
   });
 
   it('sorts the images by a column from the keyboard (Enter, then Space)', async () => {
@@ -296,7 +280,7 @@ describe('the dashboard in Chromium (embedded backend, access control off)', () 
     // Only the sorted column claims an order.
     expect(await page.getAttribute('#images th[data-sort="name"]', 'aria-sort')).toBe('none');
     await screenshot(page, 'dashboard-sorted-by-size');
-    expect(unexpected(problems)).toEqual([]);
+    expect(problems).toEqual([]);
   });
 
   it('is served with a strict policy, cacheable assets and under 60 KB', async () => {
@@ -324,35 +308,31 @@ describe('the dashboard in Chromium (embedded backend, access control off)', () 
     expect((await fetch(new URL('/cache/ui/app.0000000000000000.js', cache.url))).status).toBe(404);
   });
 
-  it(
-    'plots storage against the budget, the hit ratio and the pulls saved from /cache/stats',
-    skipWhen(!HAS_STATS, STATS_PENDING),
-    async () => {
-      const stats = await get<{
-        hitRatio: number | null;
-        pullsSaved: number;
-        hours: unknown[];
-        storage: { storedBytes: number; images: number };
-      }>(cache, '/cache/stats?since=720h');
-      const { page, problems } = await openPage(browser);
-      await page.goto(new URL('/cache/ui/', cache.url).href);
-      await loaded(page);
-      expect(Number(await page.getAttribute('[data-figure="storedBytes"]', 'data-value'))).toBe(
-        stats.storage.storedBytes,
-      );
-      expect(Number(await page.getAttribute('[data-figure="images"]', 'data-value'))).toBe(
-        stats.storage.images,
-      );
-      expect(Number(await page.getAttribute('#traffic-totals', 'data-pulls-saved'))).toBe(
-        stats.pullsSaved,
-      );
-      expect(await page.locator('#storage-plot svg circle').count()).toBeGreaterThan(0);
-      expect(await page.locator('#saved-plot svg rect.bar').count()).toBeGreaterThan(0);
-      expect(await page.textContent('#storage-projection')).toContain('straight line');
-      await screenshot(page, 'dashboard-history');
-      expect(problems).toEqual([]);
-    },
-  );
+  it('plots storage against the budget, the hit ratio and the pulls saved from /cache/stats', async () => {
+    const stats = await get<{
+      hitRatio: number | null;
+      pullsSaved: number;
+      hours: unknown[];
+      storage: { storedBytes: number; images: number };
+    }>(cache, '/cache/stats?since=720h');
+    const { page, problems } = await openPage(browser);
+    await page.goto(new URL('/cache/ui/', cache.url).href);
+    await loaded(page);
+    expect(Number(await page.getAttribute('[data-figure="storedBytes"]', 'data-value'))).toBe(
+      stats.storage.storedBytes,
+    );
+    expect(Number(await page.getAttribute('[data-figure="images"]', 'data-value'))).toBe(
+      stats.storage.images,
+    );
+    expect(Number(await page.getAttribute('#traffic-totals', 'data-pulls-saved'))).toBe(
+      stats.pullsSaved,
+    );
+    expect(await page.locator('#storage-plot svg circle').count()).toBeGreaterThan(0);
+    expect(await page.locator('#saved-plot svg rect.bar').count()).toBeGreaterThan(0);
+    expect(await page.textContent('#storage-projection')).toContain('straight line');
+    await screenshot(page, 'dashboard-history');
+    expect(problems).toEqual([]);
+  });
 });
 
 describe('the dashboard with access control on', () => {
@@ -397,7 +377,7 @@ describe('the dashboard with access control on', () => {
     expect(await page.textContent('#images-body')).toContain('No images cached yet');
     await screenshot(page, 'dashboard-token-accepted');
     // Only the refused token's 401 was logged, nothing else.
-    const others = unexpected(problems).filter((p) => !p.text.includes('401'));
+    const others = problems.filter((p) => !p.text.includes('401'));
     expect(others).toEqual([]);
   });
 
