@@ -21,6 +21,7 @@ import { startPullJob } from './jobs/pull-job.ts';
 import { type QueuedJobOutcome, runQueuedJob } from './jobs/queued-job.ts';
 import { runAfterLease } from './jobs/run-after-lease.ts';
 import { JobRunner } from './jobs/runner.ts';
+import { CacheMetrics } from './metrics/cache-metrics.ts';
 import { MirrorFills } from './mirror/fills.ts';
 import type { BlobStore } from './ports/blob-store.ts';
 import { type SweptStaging, stagingSweeperOf } from './ports/blob-store.ts';
@@ -206,13 +207,16 @@ function engineContext(
   credentials: CredentialSource & CredentialStatus = staticCredentials(config.credentials),
 ): EngineContext {
   const clock = overrides.clock ?? systemClock;
+  const metrics = new CacheMetrics({ now: () => clock.now(), storage: budgetOnly(config) });
   const upstream =
-    overrides.upstream ?? new HttpUpstream({ registries: config.registries, credentials, clock });
+    overrides.upstream ??
+    new HttpUpstream({ registries: config.registries, credentials, clock, observer: metrics });
   const pulls = new PullService({
     catalog,
     blobs,
     upstream,
     clock,
+    metrics,
     tagTtlMs: config.tagTtlMs,
     concurrency: config.concurrency,
     abandon: { windowMs: config.stallTimeoutMs, minBytes: STALLED_BELOW_BYTES },
@@ -226,6 +230,7 @@ function engineContext(
     blobs,
     upstream,
     pulls,
+    metrics,
     fills: new MirrorFills({
       pull: (ref, platform) => pulls.pull(ref, platform ? { platform } : {}),
       downloading: (digest) => pulls.blobs.downloading(digest),
@@ -244,6 +249,16 @@ function engineContext(
     },
     ...(config.requireAuth && { auth: new TokenAuthenticator(catalog, clock) }),
   };
+}
+
+/**
+ * Until the catalog keeps a summary of what is stored (the stats history), /metrics reports the
+ * one stored figure that costs nothing: the retention budget from the settings. Counting bytes
+ * here would mean listing every blob record, a Scan on DynamoDB.
+ */
+function budgetOnly(config: ServeConfig) {
+  const values = config.maxBytes !== undefined ? { budgetBytes: config.maxBytes } : {};
+  return async () => values;
 }
 
 /** Jobs run by this process: the runner and a dispatcher that starts it in the background. */

@@ -39,6 +39,7 @@ export const ROUTE_SCOPES = {
   'GET /cache/gc': 'read',
   'GET /cache/exports': 'read',
   'GET /cache/jobs/{id}': 'read',
+  'GET /metrics': 'read',
 
   'POST /images/create': 'pull',
 
