@@ -74,7 +74,9 @@ describe('the api function writes one EMF line per invocation', () => {
     expect(directive!.Namespace).toBe('ImageCache');
     expect(directive!.Dimensions).toEqual([['service']]);
     expect(line!.service).toBe('image-cache');
-    expect(directive!.Metrics.map((m) => m.Name).sort()).toEqual([...COUNTER_NAMES].sort());
+    expect(directive!.Metrics.map((m) => m.Name).sort()).toEqual(
+      [...COUNTER_NAMES, 'jobsSucceeded', 'jobsFailed'].sort(),
+    );
     expect(directive!.Metrics.find((m) => m.Name === 'bytesFetched')).toMatchObject({
       Unit: 'Bytes',
     });
@@ -96,6 +98,8 @@ describe('the api function writes one EMF line per invocation', () => {
     expect(manifestGets).toBe(1);
     expect(sum('hubManifestGets')).toBe(manifestGets);
     expect(sum('pulls')).toBe(1);
+    // Behind API Gateway the pull ran as a job (in this process: no queue is configured).
+    expect(lines.reduce((total, line) => total + (line.jobsSucceeded as number), 0)).toBe(1);
   });
 
   it('a second pull is counted as hits, with no upstream request', async () => {

@@ -11,6 +11,8 @@ import { COUNTER_NAMES, type CounterName, type CounterTotals } from '../metrics/
 
 export const EMF_NAMESPACE = 'ImageCache';
 export const EMF_SERVICE = 'image-cache';
+/** Beside COUNTER_NAMES: the jobs that ended in the invocation, by outcome (the dashboard's). */
+export const EMF_JOB_METRICS = { succeeded: 'jobsSucceeded', failed: 'jobsFailed' } as const;
 
 const BYTE_COUNTERS: ReadonlySet<CounterName> = new Set([
   'bytesServed',
@@ -24,6 +26,7 @@ export class InvocationMetrics {
   readonly #emf = new Metrics({ namespace: EMF_NAMESPACE, serviceName: EMF_SERVICE });
   /** What the last line covered: each line carries the growth since, so none counts twice. */
   #published: CounterTotals | undefined;
+  #jobsPublished = { succeeded: 0, failed: 0 };
 
   constructor(metrics: CacheMetrics) {
     this.#metrics = metrics;
@@ -38,6 +41,15 @@ export class InvocationMetrics {
     const now = await this.#metrics.totals();
     const before = this.#published;
     this.#published = now;
+    const jobs = this.#metrics.jobCounts();
+    for (const state of ['succeeded', 'failed'] as const) {
+      this.#emf.addMetric(
+        EMF_JOB_METRICS[state],
+        MetricUnit.Count,
+        jobs[state] - this.#jobsPublished[state],
+      );
+    }
+    this.#jobsPublished = { succeeded: jobs.succeeded, failed: jobs.failed };
     this.#write(before, now);
   }
 

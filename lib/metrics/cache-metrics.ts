@@ -217,6 +217,11 @@ export class CacheMetrics implements UpstreamObserver, GcObserver {
     this.#jobs[state]++;
   }
 
+  /** Jobs this process runs now, and those it ran by how they ended. */
+  jobCounts(): Readonly<Record<JobGaugeState, number>> {
+    return { ...this.#jobs };
+  }
+
   /** What each upstream last said about its rate limit, for /cache/stats and the dashboard. */
   upstreamHeadroom(): UpstreamHeadroom[] {
     return [...this.#headroom.values()].map((entry) => ({ ...entry }));
