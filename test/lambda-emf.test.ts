@@ -111,4 +111,21 @@ describe('the api function writes one EMF line per invocation', () => {
     expect(sum('upstreamRequests')).toBe(before);
     expect(lines).toHaveLength(gateway.invocations.length);
   });
+
+  it('the prune and worker functions write theirs, from the same container', async () => {
+    const prune = (await import('../functions/prune.ts')).handler;
+    const worker = (await import('../functions/worker.ts')).handler;
+    const before = lines.length;
+    const report = await prune();
+    expect(lines).toHaveLength(before + 1);
+    expect(lines.at(-1)!.gcRuns).toBe(1);
+    expect(lines.at(-1)!.bytesReclaimed).toBe(report.gc.deleted.bytes);
+    // A job nobody created: nothing to run, and still one line (of zeros) for the invocation.
+    expect(await worker({ jobId: '0123456789abcdef0123456789abcdef' })).toEqual({
+      jobId: '0123456789abcdef0123456789abcdef',
+      status: 'not claimed',
+    });
+    expect(lines).toHaveLength(before + 2);
+    expect(lines.at(-1)!.requests).toBe(0);
+  });
 });
