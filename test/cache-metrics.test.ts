@@ -1,6 +1,6 @@
 import { register } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { CacheMetrics } from '../lib/metrics/cache-metrics.ts';
+import { CacheMetrics, SERIES } from '../lib/metrics/cache-metrics.ts';
 import { COUNTER_NAMES, type CounterName } from '../lib/metrics/names.ts';
 import type { GcReport } from '../lib/ports/gc-report-log.ts';
 import { parsePrometheusText } from './support/prometheus-text.ts';
@@ -67,7 +67,7 @@ describe('CacheMetrics.totals', () => {
   it.each(CASES)('%s', async (_name, act, moved) => {
     const metrics = new CacheMetrics();
     act(metrics);
-    const totals = await metrics.totals();
+    const totals = metrics.totals();
     expect(Object.keys(totals).sort()).toEqual([...COUNTER_NAMES].sort());
     for (const name of COUNTER_NAMES) expect(totals[name], name).toBe(moved[name] ?? 0);
   });
@@ -78,8 +78,8 @@ describe('CacheMetrics', () => {
     const one = new CacheMetrics();
     const two = new CacheMetrics();
     one.request('pull', 200);
-    expect((await one.totals()).requests).toBe(1);
-    expect((await two.totals()).requests).toBe(0);
+    expect(one.totals().requests).toBe(1);
+    expect(two.totals().requests).toBe(0);
     expect(await register.getMetricsAsJSON()).toEqual([]);
   });
 
@@ -115,5 +115,19 @@ describe('CacheMetrics', () => {
     expect(text.sum('image_cache_retention_budget_bytes')).toBe(50);
     expect(text.sum('image_cache_jobs', { state: 'running' })).toBe(1);
     expect(text.sum('image_cache_jobs', { state: 'failed' })).toBe(1);
+  });
+});
+
+describe('CacheMetrics.totals and /metrics', () => {
+  it('agree: each name is the sum of its series in the exposition, by the one table', async () => {
+    const metrics = new CacheMetrics();
+    for (const [, act] of CASES) act(metrics);
+    const text = parsePrometheusText(await metrics.prometheusText());
+    const totals = metrics.totals();
+    for (const name of COUNTER_NAMES) {
+      const { metric, filter } = SERIES[name];
+      expect(totals[name], name).toBe(text.sum(metric, filter));
+      expect(totals[name], name).toBeGreaterThan(0);
+    }
   });
 });

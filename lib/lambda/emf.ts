@@ -38,7 +38,7 @@ export class InvocationMetrics {
    * line, and the first line of a container includes what its start counted.
    */
   async publish(): Promise<void> {
-    const now = await this.#metrics.totals();
+    const now = this.#metrics.totals();
     const before = this.#published;
     this.#published = now;
     const jobs = this.#metrics.jobCounts();

@@ -40,7 +40,7 @@ export interface GcObserver {
  * The Prometheus series behind each COUNTER_NAMES entry: the one place that maps names the
  * history and dashboard use onto /metrics. A series with a `filter` counts only those samples.
  */
-const SERIES: Record<CounterName, { metric: string; filter?: Record<string, string> }> = {
+export const SERIES: Record<CounterName, { metric: string; filter?: Record<string, string> }> = {
   requests: { metric: 'image_cache_requests_total' },
   requestErrors: { metric: 'image_cache_requests_total', filter: { class: '5xx' } },
   manifestHits: {
@@ -70,6 +70,18 @@ const SERIES: Record<CounterName, { metric: string; filter?: Record<string, stri
   bytesReclaimed: { metric: 'image_cache_gc_reclaimed_bytes_total' },
 };
 
+/** SERIES turned around: for each Prometheus series, the names it adds to (and when). */
+const NAMES_OF: ReadonlyMap<string, { name: CounterName; filter: Record<string, string> }[]> =
+  new Map(
+    [...new Set(COUNTER_NAMES.map((name) => SERIES[name].metric))].map((metric) => [
+      metric,
+      COUNTER_NAMES.filter((name) => SERIES[name].metric === metric).map((name) => ({
+        name,
+        filter: SERIES[name].filter ?? {},
+      })),
+    ]),
+  );
+
 const DURATION_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900];
 
 /**
@@ -91,6 +103,10 @@ export class CacheMetrics implements UpstreamObserver, GcObserver {
   readonly #gcRuns: Counter<'trigger'>;
   readonly #reclaimed: Counter<'trigger'>;
   readonly #headroom = new Map<string, UpstreamHeadroom>();
+  /** The series name of each counter, for #tally (prom-client does not type it). */
+  readonly #seriesOf = new Map<Counter<string>, string>();
+  /** Kept beside the series (through SERIES), so totals() is a plain read. */
+  readonly #totals = Object.fromEntries(COUNTER_NAMES.map((name) => [name, 0])) as CounterTotals;
   readonly #jobs: Record<JobGaugeState, number> = { running: 0, succeeded: 0, failed: 0 };
   readonly #now: () => number;
   #storage: StorageSource | undefined;
@@ -99,8 +115,11 @@ export class CacheMetrics implements UpstreamObserver, GcObserver {
     this.#now = options.now ?? Date.now;
     this.#storage = options.storage;
     const registers = [this.registry];
-    const counter = <L extends string>(name: string, help: string, labelNames: L[] = []) =>
-      new Counter<L>({ name, help, labelNames, registers });
+    const counter = <L extends string>(name: string, help: string, labelNames: L[] = []) => {
+      const created = new Counter<L>({ name, help, labelNames, registers });
+      this.#seriesOf.set(created as Counter<string>, name);
+      return created;
+    };
     this.#requests = counter(
       'image_cache_requests_total',
       'HTTP requests answered, by route family and status',
@@ -161,25 +180,26 @@ export class CacheMetrics implements UpstreamObserver, GcObserver {
   }
 
   request(family: string, status: number): void {
-    this.#requests.inc({ family, status: String(status), class: `${Math.floor(status / 100)}xx` });
+    const labels = { family, status: String(status), class: `${Math.floor(status / 100)}xx` };
+    this.#inc(this.#requests, labels);
   }
 
   lookup(kind: 'manifest' | 'blob', hit: boolean, registry: string, door: Door, count = 1): void {
     if (count <= 0) return;
-    this.#lookups.inc({ kind, result: hit ? 'hit' : 'miss', registry, door }, count);
+    this.#inc(this.#lookups, { kind, result: hit ? 'hit' : 'miss', registry, door }, count);
   }
 
   bytesServed(door: Door, bytes: number): void {
-    if (bytes > 0) this.#served.inc({ door }, bytes);
+    if (bytes > 0) this.#inc(this.#served, { door }, bytes);
   }
 
   bytesFetched(registry: string, bytes: number): void {
-    if (bytes > 0) this.#fetched.inc({ registry }, bytes);
+    if (bytes > 0) this.#inc(this.#fetched, { registry }, bytes);
   }
 
   upstreamRequest(registry: string, outcome: UpstreamOutcome, hubManifestGet: boolean): void {
-    this.#upstream.inc({ registry, outcome });
-    if (hubManifestGet) this.#hubManifestGets.inc();
+    this.#inc(this.#upstream, { registry, outcome });
+    if (hubManifestGet) this.#inc(this.#hubManifestGets, {});
   }
 
   rateLimitSeen(registry: string, remaining: number | undefined, limit: number | undefined): void {
@@ -194,18 +214,20 @@ export class CacheMetrics implements UpstreamObserver, GcObserver {
 
   /** A request that shared a fetch under way (a blob download, a manifest GET). */
   joined(work: 'blob' | 'manifest'): void {
-    this.#joins.inc({ work });
+    this.#inc(this.#joins, { work });
   }
 
   duration(operation: DurationKind, seconds: number): void {
     this.#durations.observe({ operation }, seconds);
+    this.#tally('image_cache_operation_duration_seconds_count', { operation }, 1);
   }
 
   collected(report: GcReport): void {
     if (report.dryRun) return;
-    this.#gcRuns.inc({ trigger: report.trigger });
-    if (report.deleted.bytes > 0)
-      this.#reclaimed.inc({ trigger: report.trigger }, report.deleted.bytes);
+    this.#inc(this.#gcRuns, { trigger: report.trigger });
+    if (report.deleted.bytes > 0) {
+      this.#inc(this.#reclaimed, { trigger: report.trigger }, report.deleted.bytes);
+    }
   }
 
   jobStarted(): void {
@@ -228,24 +250,22 @@ export class CacheMetrics implements UpstreamObserver, GcObserver {
   }
 
   /** Process-lifetime sums of every counter, all labels summed. */
-  async totals(): Promise<CounterTotals> {
-    const samples = new Map<string, { labels: Record<string, unknown>; value: number }[]>();
-    for (const metric of await this.registry.getMetricsAsJSON()) {
-      for (const value of metric.values) {
-        const name = (value as { metricName?: string }).metricName ?? metric.name;
-        const list = samples.get(name) ?? [];
-        list.push({ labels: value.labels, value: value.value });
-        samples.set(name, list);
+  totals(): CounterTotals {
+    return { ...this.#totals };
+  }
+
+  #inc<L extends string>(counter: Counter<L>, labels: Partial<Record<L, string>>, by = 1): void {
+    counter.inc(labels, by);
+    this.#tally(this.#seriesOf.get(counter as Counter<string>) ?? '', labels, by);
+  }
+
+  /** Adds a sample of `metric` to the totals it belongs to, by the one table (SERIES). */
+  #tally(metric: string, labels: Record<string, string | undefined>, by: number): void {
+    for (const { name, filter } of NAMES_OF.get(metric) ?? []) {
+      if (Object.entries(filter).every(([key, value]) => labels[key] === value)) {
+        this.#totals[name] += by;
       }
     }
-    const totals = {} as CounterTotals;
-    for (const name of COUNTER_NAMES) {
-      const { metric, filter = {} } = SERIES[name];
-      totals[name] = (samples.get(metric) ?? [])
-        .filter((sample) => Object.entries(filter).every(([k, v]) => sample.labels[k] === v))
-        .reduce((sum, sample) => sum + sample.value, 0);
-    }
-    return totals;
   }
 
   /** The exposition format, v0.0.4. */
