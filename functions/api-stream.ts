@@ -7,7 +7,7 @@ import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 import { saveRedirectUrl, toHttpRequest } from '../lib/lambda/http-api-adapter.ts';
 import { logRequest, requestEntry } from '../lib/lambda/request-log.ts';
 import { BINARY_BODY_ROOM } from '../lib/lambda/response-limits.ts';
-import { flushStats, lambdaRuntime } from '../lib/lambda/runtime.ts';
+import { flushStats, type LambdaRuntime, lambdaRuntime } from '../lib/lambda/runtime.ts';
 import {
   lambdaStreaming,
   type StreamOptions,
@@ -31,15 +31,20 @@ export function createStreamHandler(options: Pick<StreamOptions, 'limit'> = {}):
     // Taken before the runtime is built: a cold start spends the same function time.
     const deadline = streamDeadline(context);
     const saveRedirect = saveRedirectUrl(event);
+    // Known once built; a runtime that failed to build counted nothing to write.
+    let runtime: LambdaRuntime | undefined;
     const answer = await sendStreamed(
       responseStream,
-      async () =>
-        (await lambdaRuntime()).router(
+      async () => {
+        runtime = await lambdaRuntime();
+        return runtime.router(
           toHttpRequest(event, deadline, options.limit ?? BINARY_BODY_ROOM.streamed),
-        ),
+        );
+      },
       saveRedirect ? { ...options, saveRedirect } : options,
     );
     logRequest(requestEntry(event, 'function-url', answer, startedAt));
+    await runtime?.invocation.publish();
     await flushStats();
   };
 }

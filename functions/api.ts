@@ -21,12 +21,17 @@ export async function handler(
   const startedAt = Date.now();
   // Taken before the runtime is built: a cold start spends the same 30 s.
   const deadline = httpApiDeadline(context);
-  const { router } = await lambdaRuntime();
-  const saveRedirect = saveRedirectUrl(event);
-  const response = await router(toHttpRequest(event, deadline, BINARY_BODY_ROOM.buffered));
-  const result = await toHttpApiResult(response, saveRedirect ? { saveRedirect } : {});
-  const answer = { status: result.statusCode ?? 200, caller: response.caller };
-  logRequest(requestEntry(event, 'http-api', answer, startedAt));
-  await flushStats();
-  return result;
+  const { router, invocation } = await lambdaRuntime();
+  try {
+    const saveRedirect = saveRedirectUrl(event);
+    const response = await router(toHttpRequest(event, deadline, BINARY_BODY_ROOM.buffered));
+    const result = await toHttpApiResult(response, saveRedirect ? { saveRedirect } : {});
+    const answer = { status: result.statusCode ?? 200, caller: response.caller };
+    logRequest(requestEntry(event, 'http-api', answer, startedAt));
+    return result;
+  } finally {
+    // After the body was buffered: a save's bytes are counted once its last byte was read.
+    await invocation.publish();
+    await flushStats();
+  }
 }

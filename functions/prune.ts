@@ -6,8 +6,8 @@
 import { flushStats, lambdaRuntime } from '../lib/lambda/runtime.ts';
 
 export async function handler() {
-  const { composition } = await lambdaRuntime();
-  const report = await composition.operations.maintain();
+  const { composition, invocation } = await lambdaRuntime();
+  const report = await composition.operations.maintain().finally(() => invocation.publish());
   await flushStats();
   console.log(JSON.stringify({ message: 'maintenance finished', report }));
   if (report.gc.errors.length > 0) {

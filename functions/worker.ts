@@ -14,6 +14,18 @@ export async function handler(
   event: unknown,
   context?: RemainingTime,
 ): Promise<{ jobId: string; status: string } | SQSBatchResponse> {
+  try {
+    return await runJobs(event, context);
+  } finally {
+    // The runtime runJobs built (a build that failed fails here again, with the same error).
+    await (await lambdaRuntime()).invocation.publish();
+  }
+}
+
+async function runJobs(
+  event: unknown,
+  context?: RemainingTime,
+): Promise<{ jobId: string; status: string } | SQSBatchResponse> {
   // Without Lambda's context (a local invoke) there is no time known to wait for a lease in.
   const remainingMs = () => context?.getRemainingTimeInMillis() ?? 0;
   if (isJobQueueEvent(event)) {

@@ -38,6 +38,7 @@ import { TTL_ATTRIBUTE } from '../lib/adapters/dynamo/schema.ts';
 import { EXPORT_LIFECYCLE_DAYS, s3Keys } from '../lib/adapters/s3/keys.ts';
 import { parseRegistries } from '../lib/config/registries.ts';
 import { reachesDockerHub } from '../lib/registry/anonymous-registries.ts';
+import { CacheDashboard } from './dashboard.ts';
 import { type EdgeSettings, publicFronts } from './fronts.ts';
 import { JobQueue } from './job-queue.ts';
 
@@ -387,6 +388,12 @@ export class ImageCacheStack extends Stack {
     }
     if (props.monthlyBudgetUsd !== undefined) this.#budget(props.monthlyBudgetUsd, alarms);
 
+    const { dashboard } = new CacheDashboard(this, 'Figures', {
+      functions: { Api: api, StreamApi: streamApi, Worker: worker, Prune: prune },
+      httpApi,
+      jobs: jobQueue,
+    });
+
     new CfnOutput(this, 'Endpoint', {
       description: 'The cache API (curl, the image-cache CLI)',
       value: `https://${fronts.apiHost}`,
@@ -415,6 +422,10 @@ export class ImageCacheStack extends Stack {
     new CfnOutput(this, 'BucketName', { value: bucket.bucketName });
     new CfnOutput(this, 'TableName', { value: table.tableName });
     new CfnOutput(this, 'AlarmTopicArn', { value: alarms.topicArn });
+    new CfnOutput(this, 'Dashboard', {
+      description: 'The CloudWatch dashboard: requests, hit ratio, bytes, upstream, jobs, GC',
+      value: `https://console.aws.amazon.com/cloudwatch/home?region=${this.region}#dashboards:name=${dashboard.dashboardName}`,
+    });
   }
 
   /**

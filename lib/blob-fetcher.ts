@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import type { Digest } from './digest.ts';
 import { ImageCacheError, InvalidImageError, NotFoundError, UpstreamError } from './errors.ts';
 import { countLayerFiles, type LayerStats } from './layer-stats.ts';
+import type { CacheMetrics } from './metrics/cache-metrics.ts';
 import type { BlobStore, ByteRange } from './ports/blob-store.ts';
 import type { Clock } from './ports/clock.ts';
 import type { ImageCatalog } from './ports/image-catalog.ts';
@@ -38,6 +39,8 @@ export interface BlobFetcherDeps {
   deletionWaitMs?: number;
   /** When a download nobody waits for anymore is given up; see AbandonPolicy. */
   abandon?: AbandonPolicy;
+  /** Hears of downloads joined and bytes fetched. */
+  metrics?: Pick<CacheMetrics, 'joined' | 'bytesFetched'>;
 }
 
 /** What a pull passes along with a blob it needs. */
@@ -84,12 +87,13 @@ const MAX_ATTEMPTS = 5;
  */
 export class BlobFetcher {
   readonly #deps: BlobFetcherDeps;
-  readonly #flights = new SingleFlight<Fetched>();
+  readonly #flights: SingleFlight<Fetched>;
   readonly #progress = new Map<string, Broadcast<BlobProgress>>();
   readonly #waiters = new Map<string, Set<Waiter>>();
 
   constructor(deps: BlobFetcherDeps) {
     this.#deps = deps;
+    this.#flights = new SingleFlight(() => deps.metrics?.joined('blob'));
   }
 
   async ensure(
@@ -335,6 +339,7 @@ export class BlobFetcher {
       await waitForDeletion(this.#deps.catalog, blob.digest, this.#deps.deletionWaitMs);
       return 'retry';
     }
+    this.#deps.metrics?.bytesFetched(repo.registry, blob.size);
     progress.emit({ phase: 'stored' });
     if (!stats) return { facts, unread: true };
     return refusal ? { facts, notALayer: refusal } : { facts };

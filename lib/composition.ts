@@ -21,6 +21,8 @@ import { startPullJob } from './jobs/pull-job.ts';
 import { type QueuedJobOutcome, runQueuedJob } from './jobs/queued-job.ts';
 import { runAfterLease } from './jobs/run-after-lease.ts';
 import { JobRunner } from './jobs/runner.ts';
+import { CacheMetrics } from './metrics/cache-metrics.ts';
+import type { GaugeValues } from './metrics/names.ts';
 import { StatsRecorder, type TotalsSource } from './metrics/stats-recorder.ts';
 import { MirrorFills } from './mirror/fills.ts';
 import type { BlobStore } from './ports/blob-store.ts';
@@ -38,20 +40,23 @@ import {
 } from './registry/credential-source.ts';
 import { HttpUpstream } from './registry/http-upstream.ts';
 import { runMaintenance } from './retention.ts';
+import { storageFigures } from './stats/storage-figures.ts';
 
 /** How long a registry client's redirect to a stored blob lives (it is fetched at once). */
 const MIRROR_REDIRECT_SECONDS = 600;
 
 /** What a download must bring per stall window once nobody waits for it (`--stall-timeout`). */
 const STALLED_BELOW_BYTES = 256 * 1024;
+/** How long /metrics reuses the stored figures it read. */
+const STORED_FIGURES_TTL_MS = 60_000;
 
 export type { GcSchedule };
 
-/** What tests (and, for `totals`, the metrics until they are composed here) put in. */
+/** What tests put in. */
 export interface Overrides {
   clock?: Clock;
   upstream?: Upstream;
-  /** This process's counter totals, which the stats recorder turns into hourly history. */
+  /** Counter totals for the stats recorder instead of this process's metrics (tests). */
   totals?: TotalsSource;
 }
 
@@ -224,13 +229,19 @@ function engineContext(
   credentials: CredentialSource & CredentialStatus = staticCredentials(config.credentials),
 ): EngineContext {
   const clock = overrides.clock ?? systemClock;
+  const metrics = new CacheMetrics({
+    now: () => clock.now(),
+    storage: storedFigures(catalog, config.maxBytes, clock),
+  });
   const upstream =
-    overrides.upstream ?? new HttpUpstream({ registries: config.registries, credentials, clock });
+    overrides.upstream ??
+    new HttpUpstream({ registries: config.registries, credentials, clock, observer: metrics });
   const pulls = new PullService({
     catalog,
     blobs,
     upstream,
     clock,
+    metrics,
     tagTtlMs: config.tagTtlMs,
     concurrency: config.concurrency,
     abandon: { windowMs: config.stallTimeoutMs, minBytes: STALLED_BELOW_BYTES },
@@ -242,12 +253,15 @@ function engineContext(
     tokens: catalog,
     gcReports: catalog,
     stats: catalog,
-    ...(overrides.totals && {
-      statsRecorder: new StatsRecorder({ totals: overrides.totals, log: catalog, clock }),
+    statsRecorder: new StatsRecorder({
+      totals: overrides.totals ?? (() => metrics.totals()),
+      log: catalog,
+      clock,
     }),
     blobs,
     upstream,
     pulls,
+    metrics,
     fills: new MirrorFills({
       pull: (ref, platform) => pulls.pull(ref, platform ? { platform } : {}),
       downloading: (digest) => pulls.blobs.downloading(digest),
@@ -265,6 +279,28 @@ function engineContext(
       ...(config.maxAgeMs !== undefined && { maxAgeMs: config.maxAgeMs }),
     },
     ...(config.requireAuth && { auth: new TokenAuthenticator(catalog, clock) }),
+  };
+}
+
+/**
+ * The stored figures /metrics shows: the same answer as /cache/stats's `storage` (live on
+ * SQLite, the last maintenance pass's on DynamoDB, never a Scan), remembered for a minute so a
+ * scrape every few seconds does not read the history each time.
+ */
+function storedFigures(catalog: Catalog, maxBytes: number | undefined, clock: Clock) {
+  let cached: { at: number; values: GaugeValues } | undefined;
+  return async (): Promise<GaugeValues> => {
+    const now = clock.now();
+    if (cached && now - cached.at < STORED_FIGURES_TTL_MS) return cached.values;
+    const figures = await storageFigures({ catalog, stats: catalog }, [], maxBytes, now);
+    const values: GaugeValues = {
+      storedBytes: figures.storedBytes,
+      storedBlobs: figures.storedBlobs,
+      images: figures.images,
+      ...(figures.budgetBytes !== null && { budgetBytes: figures.budgetBytes }),
+    };
+    cached = { at: now, values };
+    return values;
   };
 }
 

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Digest } from './digest.ts';
+import type { GcObserver } from './metrics/cache-metrics.ts';
 import { type BlobStore, type SweptStaging, stagingSweeperOf } from './ports/blob-store.ts';
 import type { Clock } from './ports/clock.ts';
 import type { GcReport, GcReportLog } from './ports/gc-report-log.ts';
@@ -31,6 +32,8 @@ export interface GcDeps {
   clock: Clock;
   /** Shared by every collection of this process over `blobs`. */
   gcClaims: CollectorClaims;
+  /** Hears of every collection that ran (/metrics). */
+  metrics?: GcObserver;
 }
 
 export interface GcOptions {
@@ -425,6 +428,7 @@ class Run {
       errors,
     };
     if (!this.#dryRun) await this.#deps.gcReports.putGcReport(report);
+    this.#deps.metrics?.collected(report);
     return report;
   }
 }

@@ -1,6 +1,7 @@
 import type { Digest } from './digest.ts';
 import { UpstreamError } from './errors.ts';
 import { parseManifest } from './manifest.ts';
+import type { CacheMetrics } from './metrics/cache-metrics.ts';
 import type { Reference } from './model.ts';
 import type { Clock } from './ports/clock.ts';
 import type { ImageCatalog, ManifestRecord, TagRecord } from './ports/image-catalog.ts';
@@ -22,6 +23,8 @@ export interface ManifestSourceDeps {
   clock: Clock;
   /** A cached tag younger than this is served without asking the upstream. */
   tagTtlMs: number;
+  /** Hears of manifest fetches joined. */
+  metrics?: Pick<CacheMetrics, 'joined'>;
 }
 
 /** Where a tag points, as far as the caller needs to know. */
@@ -55,13 +58,14 @@ const RECENT_ENTRIES = 512;
 
 export class ManifestSource {
   readonly #deps: ManifestSourceDeps;
-  readonly #flights = new SingleFlight<ManifestRecord>();
+  readonly #flights: SingleFlight<ManifestRecord>;
   readonly #recent = new Map<string, { record: ManifestRecord; until: number }>();
   /** Tag -> the digest a recent HEAD named, for the pull that follows a registry client. */
   readonly #pointers = new Map<string, { digest: Digest; until: number }>();
 
   constructor(deps: ManifestSourceDeps) {
     this.#deps = deps;
+    this.#flights = new SingleFlight(() => deps.metrics?.joined('manifest'));
   }
 
   /** A tag checked against the upstream less than the TTL ago is served without asking again. */

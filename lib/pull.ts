@@ -13,6 +13,7 @@ import {
   selectPlatform,
 } from './manifest.ts';
 import { ManifestSource } from './manifest-source.ts';
+import type { CacheMetrics, Door } from './metrics/cache-metrics.ts';
 import type { Descriptor, Platform, Reference } from './model.ts';
 import type { BlobStore } from './ports/blob-store.ts';
 import type { Clock } from './ports/clock.ts';
@@ -36,6 +37,11 @@ export interface PullOptions {
    * stored), but a download of it that stalls is then given up (BlobFetcher's AbandonPolicy).
    */
   signal?: AbortSignal;
+  /**
+   * The front door whose client asked, for the hit and miss counts; none for the registry
+   * door's fills, whose client requests were counted as they came.
+   */
+  door?: Door;
 }
 
 export interface PullResult {
@@ -56,6 +62,13 @@ export interface PullServiceDeps {
   concurrency: number;
   /** When a download nobody waits for is given up; the default suits production. */
   abandon?: AbandonPolicy;
+  metrics?: CacheMetrics;
+}
+
+/** Manifests a pull found stored or had to fetch (the index and the platform's manifest). */
+interface ManifestTally {
+  hits: number;
+  misses: number;
 }
 
 interface Resolved {
@@ -109,16 +122,42 @@ export class PullService {
   }
 
   async pull(ref: Reference, options: PullOptions = {}): Promise<PullResult> {
+    const started = performance.now();
+    const manifests: ManifestTally = { hits: 0, misses: 0 };
+    const result = await this.#pull(ref, options, manifests);
+    const { metrics } = this.#deps;
+    metrics?.duration('pull', (performance.now() - started) / 1000);
+    if (metrics && options.door) {
+      const { registry } = ref;
+      metrics.lookup('manifest', true, registry, options.door, manifests.hits);
+      metrics.lookup('manifest', false, registry, options.door, manifests.misses);
+      metrics.lookup('blob', true, registry, options.door, result.blobs.present);
+      metrics.lookup('blob', false, registry, options.door, result.blobs.stored);
+    }
+    return { manifest: result.manifest, source: result.source, upToDate: result.upToDate };
+  }
+
+  async #pull(
+    ref: Reference,
+    options: PullOptions,
+    manifests: ManifestTally,
+  ): Promise<PullResult & { blobs: { stored: number; present: number } }> {
     const emit = options.onProgress ?? (() => {});
     const repo = { registry: ref.registry, repository: ref.repository };
     const tagOrDigest = ref.digest ?? ref.tag ?? 'latest';
-    const resolved = await this.#resolve(ref, options.platform, emit);
+    const resolved = await this.#resolve(ref, options.platform, emit, manifests);
     emit({ status: `Pulling from ${familiarPath(ref)}`, id: tagOrDigest });
     if (resolved.unchanged && resolved.upToDate) {
       // Re-committing would reset the tag's revalidation time without asking the upstream.
       await this.#deps.catalog.touchManifest(resolved.image.digest, this.#deps.clock.now(), 'pull');
       this.#finish(ref, resolved, emit);
-      return { manifest: resolved.image, source: resolved.source, upToDate: true };
+      const present = resolved.image.blobs.length;
+      return {
+        manifest: resolved.image,
+        source: resolved.source,
+        upToDate: true,
+        blobs: { stored: 0, present },
+      };
     }
 
     const shortIds = new Map(resolved.parsed.layers.map((l) => [l.digest, shortId(l.digest)]));
@@ -161,7 +200,12 @@ export class PullService {
     );
     const committed = (await this.#deps.catalog.getManifest(imported.manifest)) ?? imported.image;
     this.#finish(ref, resolved, emit);
-    return { manifest: committed, source: resolved.source, upToDate: resolved.upToDate };
+    return {
+      manifest: committed,
+      source: resolved.source,
+      upToDate: resolved.upToDate,
+      blobs: { stored: imported.blobs.stored.length, present: imported.blobs.present.length },
+    };
   }
 
   #finish(ref: Reference, resolved: Resolved, emit: (m: ProgressMessage) => void): void {
@@ -177,11 +221,12 @@ export class PullService {
     ref: Reference,
     platform: Platform | undefined,
     emit: (m: ProgressMessage) => void,
+    tally: ManifestTally,
   ): Promise<Resolved> {
     const repo = { registry: ref.registry, repository: ref.repository };
     const wanted = platform ? normalizePlatform(platform) : undefined;
     if (ref.digest) {
-      return this.#fromSource(repo, ref.digest, wanted, true);
+      return this.#fromSource(repo, ref.digest, wanted, true, tally);
     }
     const state = await this.manifests.tagState(ref, {
       fetch: true,
@@ -192,11 +237,12 @@ export class PullService {
     });
     switch (state.kind) {
       case 'cached':
-        return this.#fromCachedTag(repo, state.cached, wanted);
+        return this.#fromCachedTag(repo, state.cached, wanted, tally);
       case 'moved':
-        return this.#fromSource(repo, state.head.digest, wanted, false);
+        return this.#fromSource(repo, state.head.digest, wanted, false, tally);
       case 'fetched':
-        return this.#fromSource(repo, state.record.digest, wanted, false, state.record);
+        tally.misses++;
+        return this.#fromSource(repo, state.record.digest, wanted, false, tally, state.record);
       case 'head':
         throw new Error('a pull asks for the manifest itself, not a HEAD');
     }
@@ -207,10 +253,12 @@ export class PullService {
     repo: UpstreamRepository,
     cached: TagRecord,
     wanted: Platform | undefined,
+    tally: ManifestTally,
   ): Promise<Resolved> {
     if (servesPlatform(cached, wanted)) {
       const image = await this.#deps.catalog.getManifest(cached.manifest);
       if (image) {
+        tally.hits++;
         const resolved = await this.#resolvedFromImage(
           cached.source,
           [],
@@ -221,7 +269,7 @@ export class PullService {
         return { ...resolved, unchanged: true };
       }
     }
-    return this.#fromSource(repo, cached.source, wanted, true);
+    return this.#fromSource(repo, cached.source, wanted, true, tally);
   }
 
   /**
@@ -234,9 +282,10 @@ export class PullService {
     digest: Digest,
     wanted: Platform | undefined,
     known: boolean,
+    tally: ManifestTally,
     fetched?: ManifestRecord,
   ): Promise<Resolved> {
-    const top = fetched ?? (await this.#manifestRecord(repo, digest));
+    const top = fetched ?? (await this.#manifestRecord(repo, digest, tally));
     const parsed = parseManifest(top.raw, top.mediaType);
     if (parsed.kind === 'image') {
       return this.#resolvedFromImage(digest, [], top, undefined, known);
@@ -248,7 +297,7 @@ export class PullService {
         `no matching manifest for ${formatPlatform(target)} in the manifest list entries`,
       );
     }
-    const image = await this.#manifestRecord(repo, child.digest);
+    const image = await this.#manifestRecord(repo, child.digest, tally);
     return this.#resolvedFromImage(digest, [top], image, formatPlatform(target), known);
   }
 
@@ -283,7 +332,18 @@ export class PullService {
   }
 
   /** A manifest from the catalog if stored (no upstream request), else fetched and verified. */
-  #manifestRecord(repo: UpstreamRepository, digest: Digest): Promise<ManifestRecord> {
+  async #manifestRecord(
+    repo: UpstreamRepository,
+    digest: Digest,
+    tally: ManifestTally,
+  ): Promise<ManifestRecord> {
+    const stored = await this.#deps.catalog.getManifest(digest);
+    if (stored) {
+      tally.hits++;
+      return stored;
+    }
+    // Fetched now, or by a registry client a moment ago: a miss either way.
+    tally.misses++;
     return this.manifests.record(repo, digest);
   }
 }

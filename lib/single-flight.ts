@@ -5,10 +5,19 @@
  */
 export class SingleFlight<V> {
   #inFlight = new Map<string, Promise<V>>();
+  readonly #onJoin: (() => void) | undefined;
+
+  /** `onJoin` hears of every caller that shared work under way (the joins /metrics counts). */
+  constructor(onJoin?: () => void) {
+    this.#onJoin = onJoin;
+  }
 
   run(key: string, work: () => Promise<V>): Promise<V> {
     const existing = this.#inFlight.get(key);
-    if (existing) return existing;
+    if (existing) {
+      this.#onJoin?.();
+      return existing;
+    }
     const promise = work().finally(() => {
       this.#inFlight.delete(key);
     });

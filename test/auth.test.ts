@@ -52,6 +52,7 @@ const CASES: Array<[method: string, path: string, query: string, needed: Needed,
   ['GET', '/cache/exports', 'names=app:1', 'read', 404],
   // Job ids are random; an unknown one is a 404 once the token passed.
   ['GET', '/cache/jobs/0123456789abcdef0123456789abcdef', '', 'read', 404],
+  ['GET', '/metrics', '', 'read', 200],
   ['GET', '/containers/json', '', 'read', 404],
   ['POST', '/images/create', '', 'pull', 400],
   ['POST', '/images/load', '', 'write', 400],

@@ -239,6 +239,68 @@ describe('table', () => {
   });
 });
 
+describe('dashboard', () => {
+  type Widget = { properties: { metrics?: unknown[][] } };
+  /** The dashboard's widgets, with CloudFormation's tokens (names, region) as `TOKEN`. */
+  const widgets = (): Widget[] => {
+    const joined = only('AWS::CloudWatch::Dashboard')[1].Properties.DashboardBody as {
+      'Fn::Join': [string, unknown[]];
+    };
+    const text = joined['Fn::Join'][1].map((part) => (typeof part === 'string' ? part : 'TOKEN'));
+    return (JSON.parse(text.join('')) as { widgets: Widget[] }).widgets;
+  };
+  /** `[namespace, metric name, ...dimensions]` of every graphed metric. */
+  const graphed = () =>
+    widgets().flatMap((w) =>
+      (w.properties.metrics ?? []).map((m) => m.filter((x) => typeof x === 'string')),
+    );
+
+  it('graphs the EMF figures the functions write, under their namespace and dimension', () => {
+    const emf = graphed().filter((m) => m[0] === 'ImageCache');
+    for (const name of [
+      'requests',
+      'requestErrors',
+      'bytesServed',
+      'bytesFetched',
+      'upstreamRequests',
+      'upstreamThrottled',
+      'hubManifestGets',
+      'jobsSucceeded',
+      'jobsFailed',
+      'gcRuns',
+      'bytesReclaimed',
+    ]) {
+      expect(emf, name).toContainEqual(['ImageCache', name, 'service', 'image-cache']);
+    }
+    const expressions = widgets()
+      .flatMap((w) => w.properties.metrics ?? [])
+      .flat();
+    expect(expressions).toContainEqual(
+      expect.objectContaining({ expression: '100 * (mh + bh) / (mh + bh + mm + bm)' }),
+    );
+  });
+
+  it("graphs the HTTP API's 5xx, the job queues, and every function's errors and duration", () => {
+    const all = graphed();
+    expect(all.some((m) => m[0] === 'AWS/ApiGateway' && m[1] === '5xx')).toBe(true);
+    expect(all.filter((m) => m[1] === 'ApproximateNumberOfMessagesVisible')).toHaveLength(2);
+    for (const metric of ['Errors', 'Duration']) {
+      expect(
+        all.filter((m) => m[0] === 'AWS/Lambda' && m[1] === metric),
+        metric,
+      ).toHaveLength(FUNCTIONS.length);
+    }
+  });
+
+  it('puts no metric through the API: no function may call PutMetricData', () => {
+    expect(JSON.stringify(resources)).not.toContain('cloudwatch:PutMetricData');
+  });
+
+  it('names the dashboard in the outputs', () => {
+    expect(Object.keys(template.toJSON().Outputs)).toContain('Dashboard');
+  });
+});
+
 describe('functions', () => {
   it.each(FUNCTIONS)('%s runs Node 24 on arm64 with the aws backend', (prefix) => {
     const [, lambda] = fn(prefix);
@@ -782,6 +844,7 @@ describe('alarms and outputs', () => {
     expect(Object.keys(outputs).sort()).toEqual(
       [
         'AlarmTopicArn',
+        'Dashboard',
         'BucketName',
         'DockerHost',
         'Endpoint',

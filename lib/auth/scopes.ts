@@ -44,6 +44,7 @@ export const ROUTE_SCOPES = {
   'GET /cache/exports': 'read',
   'GET /cache/jobs': 'read',
   'GET /cache/jobs/{id}': 'read',
+  'GET /metrics': 'read',
 
   'POST /images/create': 'pull',
 

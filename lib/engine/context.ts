@@ -2,6 +2,7 @@ import type { TokenAuthenticator } from '../auth/access.ts';
 import type { CollectorClaims } from '../gc.ts';
 import type { Jobs } from '../jobs/jobs.ts';
 import type { LoadLimits } from '../load/tar-reader.ts';
+import type { CacheMetrics } from '../metrics/cache-metrics.ts';
 import type { StatsRecorder } from '../metrics/stats-recorder.ts';
 import type { MirrorFills } from '../mirror/fills.ts';
 import type { RegistryDoorSettings } from '../mirror/registry-door.ts';
@@ -35,6 +36,8 @@ export interface EngineContext {
   upstream: Upstream;
   pulls: PullService;
   clock: Clock;
+  /** This process's figures for /metrics, the history and the Lambda EMF line. */
+  metrics: CacheMetrics;
   /** Registries on the allow-list, for /cache/registries. */
   registries: ReadonlyMap<string, URL>;
   /** Which registries have upstream credentials (never the credentials), for the same. */

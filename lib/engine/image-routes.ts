@@ -38,7 +38,7 @@ export const imageRoutes: Route[] = [
         return pullThroughJob({ ...request, deadline }, ref, platform, context, context.jobs);
       }
       return streamPull((onProgress, closed) =>
-        context.pulls.pull(ref, { platform, onProgress, signal: closed }),
+        context.pulls.pull(ref, { platform, onProgress, signal: closed, door: 'engine' }),
       );
     },
   },

@@ -31,11 +31,13 @@ export const loadRoutes: Route[] = [
         };
       }
       try {
+        const started = performance.now();
         const result = await loadArchive(
           body,
           { catalog: context.catalog, blobs: context.blobs, clock: context.clock },
           { limits },
         );
+        context.metrics.duration('load', (performance.now() - started) / 1000);
         return loadedResponse(result.messages);
       } catch (error) {
         if (error instanceof PayloadTooLargeError) {

@@ -17,6 +17,7 @@ import { imageRoutes } from './image-routes.ts';
 import { imageUsageRoutes } from './image-usage-routes.ts';
 import { jobRoutes } from './job-routes.ts';
 import { loadRoutes } from './load-routes.ts';
+import { metricsRoutes, routeFamily } from './metrics-routes.ts';
 import { refusalResponse } from './refusal.ts';
 import { removalRoutes } from './removal-routes.ts';
 import { saveRoutes } from './save-routes.ts';
@@ -57,10 +58,16 @@ export function createRouter(context: EngineContext) {
     ...gcRoutes,
     ...jobRoutes,
     ...uiRoutes,
+    ...metricsRoutes,
   ];
   // The OCI registry API lives under /v2/, with its own errors and challenge.
   const registryDoor = createRegistryDoor(context);
   async function handle(request: HttpRequest): Promise<HttpResponse> {
+    const response = await answer(request);
+    context.metrics.request(routeFamily(request.method, request.path), response.status);
+    return response;
+  }
+  async function answer(request: HttpRequest): Promise<HttpResponse> {
     if (isRegistryPath(request.path)) return registryDoor(request);
     // Known once the token is checked; the answer carries it, failures included, for the log.
     let caller: Caller | undefined;

@@ -19,14 +19,21 @@ async function save(
       headers: { Location: ready.url, 'Cache-Control': 'no-store' },
     }));
   }
+  const started = performance.now();
   const tarball = await prepareSave(context, names);
+  const body = tarball.open();
+  // Counted once the last byte left: a save cut short served less and did not finish.
+  body.once('end', () => {
+    context.metrics.bytesServed('engine', tarball.contentLength);
+    context.metrics.duration('save', (performance.now() - started) / 1000);
+  });
   return {
     status: 200,
     headers: {
       'Content-Type': 'application/x-tar',
       'Content-Length': String(tarball.contentLength),
     },
-    body: tarball.open(),
+    body,
   };
 }
 

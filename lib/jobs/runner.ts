@@ -5,11 +5,13 @@
  * record, so the in-process and the Lambda dispatchers run exactly the same code. What a job
  * stores is bounded here, once for every catalog (a DynamoDB item holds 400 KB).
  */
+
 import { randomBytes } from 'node:crypto';
 import { errorBody, ImageCacheError, NotFoundError } from '../errors.ts';
 import { discardUpload, loadOpenedUpload } from '../load/from-upload.ts';
 import type { LoadLimits } from '../load/tar-reader.ts';
 import { parsePlatform } from '../manifest.ts';
+import type { CacheMetrics } from '../metrics/cache-metrics.ts';
 import type { BlobStore } from '../ports/blob-store.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { ImageCatalog } from '../ports/image-catalog.ts';
@@ -61,6 +63,8 @@ export interface JobRunnerDeps {
   exports?: SaveExports;
   /** Wakes followers in this process after each write. */
   signals?: JobSignals;
+  /** Counts the jobs this process runs, by state, for /metrics. */
+  metrics?: Pick<CacheMetrics, 'jobStarted' | 'jobEnded'>;
 }
 
 export class JobRunner {
@@ -88,6 +92,7 @@ export class JobRunner {
       onChange: () => signals?.notify(jobId),
     });
     signals?.started(jobId, () => writer.progress());
+    this.#deps.metrics?.jobStarted();
     // Work held back until the end is recorded: a load's upload, so a re-run still finds it.
     const afterEnd: (() => Promise<void>)[] = [];
     let outcome: JobOutcome;
@@ -99,6 +104,7 @@ export class JobRunner {
       outcome = { status: 'failed', error: jobError(error) };
     }
     await writer.stop();
+    this.#deps.metrics?.jobEnded(outcome.status);
     let recorded: boolean;
     try {
       recorded = await this.#finish(jobId, outcome, writer.progress());

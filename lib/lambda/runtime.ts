@@ -7,10 +7,13 @@
 import { type Composition, composeAws, type Overrides } from '../composition.ts';
 import { ConfigError, parseServeArgs } from '../config.ts';
 import { createRouter, type Router } from '../engine/router.ts';
+import { InvocationMetrics } from './emf.ts';
 
 export interface LambdaRuntime {
   composition: Composition;
   router: Router;
+  /** Writes each invocation's counts as one EMF line (handlers wrap their work in it). */
+  invocation: InvocationMetrics;
 }
 
 let pending: Promise<LambdaRuntime> | undefined;
@@ -38,7 +41,11 @@ async function build(env: NodeJS.ProcessEnv, overrides: Overrides): Promise<Lamb
   // Behind a public endpoint there is no loopback to trust: tokens always, whatever the env says.
   const composition = await composeAws({ ...config, requireAuth: true }, overrides);
   await composition.operations.warnOfAnonymousDockerHub();
-  return { composition, router: createRouter(composition.context) };
+  return {
+    composition,
+    router: createRouter(composition.context),
+    invocation: new InvocationMetrics(composition.context.metrics),
+  };
 }
 
 /**

@@ -19,6 +19,7 @@ export async function serveBlob(door: DoorRequest, context: MirrorContext): Prom
   const head = request.method === 'HEAD';
   if (!head) context.fills.blobRequested(digest);
   const stored = await context.blobs.stat(digest);
+  if (!head) context.metrics.lookup('blob', stored !== undefined, repo.registry, 'registry');
   let size = stored?.size;
   if (size === undefined) {
     if (!door.mayPull) {
@@ -47,7 +48,11 @@ export async function serveBlob(door: DoorRequest, context: MirrorContext): Prom
   if (head) return { status: 200, headers: { ...headers, 'Content-Length': String(size) } };
   if (stored) {
     const redirect = await redirectToStorage(context, digest);
-    if (redirect) return redirect;
+    if (redirect) {
+      // Storage sends the bytes, but they are the cache's: the upstream never sees them.
+      context.metrics.bytesServed('registry', size);
+      return redirect;
+    }
   } else if (!fitsTheFrontDoor(request, range ? range.end! - range.start + 1 : size)) {
     return await elsewhere(context, repo, digest);
   }
@@ -56,6 +61,8 @@ export async function serveBlob(door: DoorRequest, context: MirrorContext): Prom
     { digest, size },
     { ...(range && { range }), ...(request.signal && { signal: request.signal }) },
   );
+  const length = range ? (range.end ?? size - 1) - range.start + 1 : size;
+  if (opened.cached) context.metrics.bytesServed('registry', length);
   if (!range) {
     return {
       status: 200,

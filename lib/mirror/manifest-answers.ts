@@ -24,6 +24,7 @@ export async function serveManifest(
   if (!get) {
     if (ref.tag) context.fills.tagResolved(ref, served.digest);
   } else if (served.raw) {
+    context.metrics.lookup('manifest', served.stored !== undefined, ref.registry, 'registry');
     if (served.stored) {
       await context.catalog.touchManifest(served.digest, context.clock.now(), 'pull');
     }

@@ -7,6 +7,7 @@ import {
   UpstreamError,
 } from '../errors.ts';
 import { MAX_JSON_BYTES, MediaType } from '../media-types.ts';
+import type { UpstreamObserver } from '../metrics/cache-metrics.ts';
 import { type Clock, systemClock } from '../ports/clock.ts';
 import type {
   BlobFetchOptions,
@@ -49,6 +50,8 @@ export interface HttpUpstreamOptions {
   connectionsPerOrigin?: number;
   /** For tests only: see AddressRuleOverrides. */
   addressRule?: AddressRuleOverrides;
+  /** Told of every request sent and every rate-limit header seen (/metrics). */
+  observer?: UpstreamObserver;
 }
 
 // distribution/reference's path component and tag grammars. Checking them here keeps
@@ -88,6 +91,7 @@ export class HttpUpstream implements Upstream, UpstreamListing {
       timeouts: this.#timeouts,
       connectionsPerOrigin: options.connectionsPerOrigin ?? 8,
       ...(options.addressRule && { addressRule: options.addressRule }),
+      ...(options.observer && { observer: options.observer }),
     });
   }
 

@@ -1,4 +1,5 @@
 import { UpstreamError } from '../errors.ts';
+import type { UpstreamObserver } from '../metrics/cache-metrics.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { RateLimitInfo } from '../ports/upstream.ts';
 import { readCapped } from './accept.ts';
@@ -51,6 +52,7 @@ export interface RegistryClientOptions {
   timeouts: Timeouts;
   connectionsPerOrigin: number;
   addressRule?: AddressRuleOverrides;
+  observer?: UpstreamObserver;
 }
 
 /**
@@ -148,15 +150,19 @@ export class RegistryClient {
     let sent: string | undefined;
     const send = async () => {
       sent = await this.#auth.authorization(target.registry, scope, registry);
-      return this.#transport.send(url, {
-        method: request.method,
-        headers: request.headers,
-        authorization: sent,
-        authorizedOrigin: target.base.origin,
-        maxRedirects: request.maxRedirects,
-        registry,
-        purpose: `URL of registry ${target.registry}`,
-      });
+      return this.#counted(
+        target.registry,
+        hubManifestGet(target, request),
+        this.#transport.send(url, {
+          method: request.method,
+          headers: request.headers,
+          authorization: sent,
+          authorizedOrigin: target.base.origin,
+          maxRedirects: request.maxRedirects,
+          registry,
+          purpose: `URL of registry ${target.registry}`,
+        }),
+      );
     };
     const challenged = (response: RegistryResponse) =>
       response.status === 401 && response.url.origin === target.base.origin;
@@ -182,9 +188,30 @@ export class RegistryClient {
     return send();
   }
 
+  /** Every request sent upstream, counted once by how it ended (a proxy would count the same). */
+  async #counted(
+    registry: string,
+    hubManifestGet: boolean,
+    sent: Promise<RegistryResponse>,
+  ): Promise<RegistryResponse> {
+    const observer = this.#options.observer;
+    if (!observer) return sent;
+    try {
+      const response = await sent;
+      const outcome =
+        response.status === 429 ? 'throttled' : response.status >= 500 ? 'error' : 'ok';
+      observer.upstreamRequest(registry, outcome, hubManifestGet);
+      return response;
+    } catch (error) {
+      observer.upstreamRequest(registry, 'error', hubManifestGet);
+      throw error;
+    }
+  }
+
   #observe(registry: string, response: RegistryResponse): void {
     const info = parseRateLimit(response.headers, this.#options.clock.now());
     if (!info) return;
+    this.#options.observer?.rateLimitSeen(registry, info.remaining, info.limit);
     // Keep the source from an earlier response when this one carried only the counts.
     const previous = this.#rateLimits.get(registry);
     this.#rateLimits.set(registry, {
@@ -232,15 +259,19 @@ export class RegistryClient {
     origin: RegistryOrigin,
   ): Promise<unknown> {
     const subject: Subject = { kind: 'token', registry };
-    const response = await this.#transport.send(realm, {
-      method: 'GET',
-      headers: { accept: 'application/json' },
-      authorization,
-      authorizedOrigin: realm.origin,
-      maxRedirects: 0,
-      registry: origin,
-      purpose: `token realm of ${registry}`,
-    });
+    const response = await this.#counted(
+      registry,
+      false,
+      this.#transport.send(realm, {
+        method: 'GET',
+        headers: { accept: 'application/json' },
+        authorization,
+        authorizedOrigin: realm.origin,
+        maxRedirects: 0,
+        registry: origin,
+        purpose: `token realm of ${registry}`,
+      }),
+    );
     if (response.status !== 200) {
       throw statusError(response.status, subject, await readRegistryErrors(response.body));
     }
@@ -265,6 +296,15 @@ export class RegistryClient {
       );
     }
   }
+}
+
+/** What Docker Hub's pull rate limit counts: a manifest GET (HEADs and blobs are free). */
+function hubManifestGet(target: Target, request: RegistryRequest): boolean {
+  return (
+    target.registry === 'docker.io' &&
+    request.method === 'GET' &&
+    request.path.includes('/manifests/')
+  );
 }
 
 function retryIfTransient(err: unknown): never {
