@@ -40,7 +40,7 @@ import {
 } from './registry/credential-source.ts';
 import { HttpUpstream } from './registry/http-upstream.ts';
 import { runMaintenance } from './retention.ts';
-import { storageFigures } from './stats/storage-figures.ts';
+import { liveStorageGauges, storageFigures } from './stats/storage-figures.ts';
 
 /** How long a registry client's redirect to a stored blob lives (it is fetched at once). */
 const MIRROR_REDIRECT_SECONDS = 600;
@@ -257,6 +257,7 @@ function engineContext(
       totals: overrides.totals ?? (() => metrics.totals()),
       log: catalog,
       clock,
+      gauges: liveStorageGauges(catalog, config.maxBytes, () => clock.now()),
     }),
     blobs,
     upstream,

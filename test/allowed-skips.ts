@@ -4,5 +4,4 @@
  * so every test runs. A machine that cannot run some (not root, no docker.io) lists the
  * reasons skipWhen gives there, in a change it does not commit.
  */
-export const ALLOWED_SKIPS: readonly string[] = [
-];
+export const ALLOWED_SKIPS: readonly string[] = [];

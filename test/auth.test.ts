@@ -42,6 +42,7 @@ const CASES: Array<[method: string, path: string, query: string, needed: Needed,
   ['GET', '/cache/gc', '', 'read', 200],
   ['GET', '/cache/images', '', 'read', 200],
   ['GET', '/cache/jobs', '', 'read', 200],
+  ['GET', '/cache/stats', '', 'read', 200],
   // The dashboard's files hold no data: open, so the page can ask for a token.
   ['GET', '/cache/ui', '', 'open', 308],
   ['GET', '/cache/ui/', '', 'open', 200],

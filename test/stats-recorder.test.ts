@@ -52,6 +52,31 @@ describe('StatsRecorder over the SQLite catalog', () => {
     ]);
   });
 
+  it("writes the live storage gauges with the current hour's counts, never on their own", async () => {
+    let reads = 0;
+    const gauged = new StatsRecorder({
+      totals: () => totals,
+      log: catalog,
+      clock: { now: () => now },
+      gauges: async () => {
+        reads++;
+        return { ...(await catalog.storageFigures()) };
+      },
+    });
+    await catalog.addBlob({ digest: `sha256:${'a'.repeat(64)}`, size: 1234 }, now);
+    expect(await gauged.flush()).toBe(0);
+    expect(reads).toBe(0);
+    totals.requests = 1;
+    expect(await gauged.flush()).toBe(1);
+    expect(await catalog.listHours(0)).toEqual([
+      {
+        hour: H0,
+        counters: { requests: 1 },
+        gauges: { storedBytes: 1234, storedBlobs: 1, images: 0 },
+      },
+    ]);
+  });
+
   it('books counts before the first flush too (the baseline is zero)', async () => {
     totals.pulls = 2;
     now = H0 + HOUR_MS + 1;

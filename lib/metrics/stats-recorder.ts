@@ -22,6 +22,9 @@ export function zeroTotals(): CounterTotals {
  * The baseline starts at zero, not at the first sample: the totals count from the process's
  * start, so whatever happened before the recorder was built is still booked, once.
  */
+/** Levels that are cheap to read at every flush (SQLite's live storage figures). */
+export type GaugeSource = () => Promise<Record<string, number>>;
+
 export class StatsRecorder {
   readonly #totals: TotalsSource;
   readonly #log: StatsLog;
@@ -31,10 +34,13 @@ export class StatsRecorder {
   readonly #unwritten = new Map<number, Deltas>();
   #running: Promise<number> = Promise.resolve(0);
 
-  constructor(deps: { totals: TotalsSource; log: StatsLog; clock: Clock }) {
+  readonly #gauges: GaugeSource | undefined;
+
+  constructor(deps: { totals: TotalsSource; log: StatsLog; clock: Clock; gauges?: GaugeSource }) {
     this.#totals = deps.totals;
     this.#log = deps.log;
     this.#clock = deps.clock;
+    this.#gauges = deps.gauges;
   }
 
   /**
@@ -60,9 +66,13 @@ export class StatsRecorder {
     this.#sample();
     let written = 0;
     let failure: unknown;
+    // Levels ride along with the current hour's counts: no write of their own.
+    const current = hourOf(this.#clock.now());
+    const gauges =
+      this.#gauges && this.#unwritten.has(current) ? await this.#gauges().catch(() => ({})) : {};
     for (const [hour, deltas] of [...this.#unwritten].sort(([a], [b]) => a - b)) {
       try {
-        await this.#log.addHour(hour, deltas, {});
+        await this.#log.addHour(hour, deltas, hour === current ? gauges : {});
         this.#unwritten.delete(hour);
         written++;
       } catch (error) {

@@ -83,3 +83,22 @@ export async function recordStorageGauges(
   );
   return figures;
 }
+
+/**
+ * The storage gauges a flush of the stats recorder may write beside its counts, where counting
+ * them is cheap (SQLite): a finer trend than the maintenance passes give. Undefined elsewhere,
+ * where the last maintenance pass's figures stand.
+ */
+export function liveStorageGauges(
+  catalog: object,
+  budgetBytes: number | undefined,
+  now: () => number,
+): (() => Promise<Record<string, number>>) | undefined {
+  const live = liveStorageFiguresOf(catalog);
+  if (!live) return undefined;
+  return async () => ({
+    ...(await live.storageFigures()),
+    ...(budgetBytes !== undefined && { budgetBytes }),
+    [STORAGE_MEASURED_AT]: now(),
+  });
+}
