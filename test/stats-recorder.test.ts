@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SqliteCatalog } from '../lib/adapters/sqlite-catalog.ts';
+import { sha256 } from '../lib/digest.ts';
 import type { CounterTotals } from '../lib/metrics/names.ts';
 import { StatsRecorder, zeroTotals } from '../lib/metrics/stats-recorder.ts';
 import { HOUR_MS } from '../lib/ports/stats-log.ts';
@@ -63,7 +64,7 @@ describe('StatsRecorder over the SQLite catalog', () => {
         return { ...(await catalog.storageFigures()) };
       },
     });
-    await catalog.addBlob({ digest: `sha256:${'a'.repeat(64)}`, size: 1234 }, now);
+    await catalog.addBlob({ digest: sha256('stored'), size: 1234 }, now);
     expect(await gauged.flush()).toBe(0);
     expect(reads).toBe(0);
     totals.requests = 1;
