@@ -179,6 +179,48 @@ describe('GET /cache/stats on the embedded server', () => {
   });
 });
 
+describe('the history of what CacheMetrics counted (no hand-kept totals)', () => {
+  it('records the real counts of real pulls, and they survive a restart', async () => {
+    const folder = await mkdtemp(join(tmpdir(), 'image-cache-stats-real-'));
+    const open = () =>
+      startCacheServer({ registries: `docker.io=${registry.url}`, dataDir: folder });
+    const expected = {
+      manifestMisses: 1,
+      blobMisses: nginx.blobs.length,
+      bytesFetched: sizeOf(nginx),
+      manifestHits: 1,
+      blobHits: nginx.blobs.length,
+      pulls: 2,
+    };
+    const counted = (body: StatsReport) =>
+      Object.fromEntries(Object.keys(expected).map((name) => [name, body.totals[name as never]]));
+    try {
+      let cache = await open();
+      try {
+        for (let i = 0; i < 2; i++) {
+          const pull = await pullVia(cache.url, { fromImage: 'nginx', tag: '1.27' });
+          expect(pull.status, pull.body).toBe(200);
+        }
+        const { body } = await stats(cache);
+        expect(counted(body)).toEqual(expected);
+        expect(body.totals.upstreamRequests).toBeGreaterThan(0);
+        expect(body.pullsSaved).toBe(1);
+      } finally {
+        await cache.close();
+      }
+      cache = await open();
+      try {
+        const { body } = await stats(cache);
+        expect(counted(body)).toEqual(expected);
+      } finally {
+        await cache.close();
+      }
+    } finally {
+      await rm(folder, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('image-cache stats against the server', () => {
   it('prints the summary with the figures /cache/stats answers, and its JSON with --json', async () => {
     const totals = zeroTotals();
