@@ -1,8 +1,8 @@
 /**
  * GET /cache/stats through the project's own server (embedded backend) filled by real pulls from
- * a real registry. The storage figures come from what the pulls stored; the counters come from a
- * totals source the test counts by hand, as CacheMetrics will once composed (the recorder only
- * reads `totals()`). The point is the history: what one server process counted is still there
+ * a real registry. The storage figures come from what the pulls stored; the counters of the first
+ * suites come from a totals source the test counts by hand (to check the report's arithmetic
+ * exactly), the last suite's from the server's own CacheMetrics. The point is the history: what one server process counted is still there
  * after a restart on the same data folder, including the counts of its last minute.
  */
 import { mkdtemp, rm } from 'node:fs/promises';

@@ -65,7 +65,7 @@ export async function startCacheServer(
     backend?: CacheBackend;
     /** More settings, as the server's environment would hold them. */
     env?: NodeJS.ProcessEnv;
-    /** The counters the stats history records (CacheMetrics' totals once composed). */
+    /** Counters the stats history records instead of the server's own CacheMetrics. */
     totals?: TotalsSource;
   } = { registries: '' },
 ): Promise<CacheServer> {
