@@ -19,6 +19,7 @@ import type { GcReport } from '../lib/ports/gc-report-log.ts';
 import { launchChromium, openPage, screenshot } from './support/browser.ts';
 import { type CacheServer, pullVia, startCacheServer } from './support/cache-server.ts';
 import { generateImage } from './support/image-factory.ts';
+import { parsePrometheusText } from './support/prometheus-text.ts';
 import { pushImage } from './support/push.ts';
 import { type RegistryServer, startRegistry } from './support/registry-server.ts';
 
@@ -326,6 +327,24 @@ describe('the dashboard in Chromium (embedded backend, access control off)', () 
     );
     expect(Number(await page.getAttribute('#traffic-totals', 'data-pulls-saved'))).toBe(
       stats.pullsSaved,
+    );
+    // The same figures as /metrics: this server's whole life is inside the window.
+    const metrics = parsePrometheusText(await (await fetch(new URL('/metrics', cache.url))).text());
+    const sum = (name: string, labels: Record<string, string> = {}) =>
+      metrics.samples
+        .filter(
+          (m) => m.name === name && Object.entries(labels).every(([k, v]) => m.labels[k] === v),
+        )
+        .reduce((total, m) => total + m.value, 0);
+    expect(stats.pullsSaved).toBeGreaterThan(0);
+    expect(sum('image_cache_lookups_total', { kind: 'manifest', result: 'hit' })).toBe(
+      stats.pullsSaved,
+    );
+    expect(sum('image_cache_stored_bytes')).toBe(
+      Number(await page.getAttribute('[data-figure="storedBytes"]', 'data-value')),
+    );
+    expect(sum('image_cache_images')).toBe(
+      Number(await page.getAttribute('[data-figure="images"]', 'data-value')),
     );
     expect(await page.locator('#storage-plot svg circle').count()).toBeGreaterThan(0);
     expect(await page.locator('#saved-plot svg rect.bar').count()).toBeGreaterThan(0);
