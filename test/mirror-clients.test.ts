@@ -32,6 +32,7 @@ import {
   generateImage,
   generateIndex,
 } from './support/image-factory.ts';
+import { parsePrometheusText } from './support/prometheus-text.ts';
 import { type RecordingProxy, startRecordingProxy } from './support/recording-proxy.ts';
 import { skipWhen } from './support/skips.ts';
 import { tempDirs } from './support/tmp.ts';
@@ -39,6 +40,22 @@ import { tempDirs } from './support/tmp.ts';
 const temps = tempDirs('mirror-clients');
 afterAll(temps.cleanupAll);
 afterAll(stopAwsEmulators);
+
+/** The registry door's lookups and bytes served, from /metrics. */
+async function doorCounts(cache: CacheServer) {
+  const { samples } = parsePrometheusText(await (await fetch(`${cache.url}/metrics`)).text());
+  const sum = (name: string, labels: Record<string, string>) =>
+    samples
+      .filter((m) => m.name === name && Object.entries(labels).every(([k, v]) => m.labels[k] === v))
+      .reduce((total, m) => total + m.value, 0);
+  const lookups = 'image_cache_lookups_total';
+  return {
+    manifestHits: sum(lookups, { door: 'registry', kind: 'manifest', result: 'hit' }),
+    blobHits: sum(lookups, { door: 'registry', kind: 'blob', result: 'hit' }),
+    misses: sum(lookups, { door: 'registry', result: 'miss' }),
+    served: sum('image_cache_served_bytes_total', { door: 'registry' }),
+  };
+}
 
 /** The platform dockerd and skopeo pick from an index on this machine. */
 const HOST_ARCH = process.arch === 'x64' ? 'amd64' : process.arch;
@@ -289,6 +306,7 @@ describe(
     it('serves a second daemon pulling the same images without a GET upstream', async () => {
       second = await mirrorDaemon();
       const before = upstreamGets(hub);
+      const counted = await doorCounts(cache);
       for (const ref of ['multi:1', 'web:2', 'team/sub/app:3', `pinned@${pinned.digest}`]) {
         expect(outcome(await second.docker(['pull', ref])), ref).toEqual(OK);
       }
@@ -299,6 +317,12 @@ describe(
       // Tags were revalidated (1 s TTL) with HEADs, which cost Docker Hub nothing; no manifest
       // and no blob was fetched again.
       expect(upstreamGets(hub)).toEqual(before);
+      // /metrics saw the same: hits on the registry door, no new miss, bytes served.
+      const after = await doorCounts(cache);
+      expect(after.manifestHits - counted.manifestHits).toBeGreaterThanOrEqual(4);
+      expect(after.blobHits - counted.blobHits).toBeGreaterThanOrEqual(4);
+      expect(after.misses).toBe(counted.misses);
+      expect(after.served).toBeGreaterThan(counted.served);
     }, 120_000);
 
     it('sees a tag moved upstream once its TTL passed', async () => {
