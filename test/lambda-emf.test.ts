@@ -101,8 +101,12 @@ describe('the api function writes one EMF line per invocation', () => {
     expect(manifestGets).toBe(1);
     expect(sum('hubManifestGets')).toBe(manifestGets);
     expect(sum('pulls')).toBe(1);
-    // Behind API Gateway the pull ran as a job (in this process: no queue is configured).
+    // Behind API Gateway the pull ran as a job (in this process: no queue is configured), which
+    // counts the lookups of the Engine API pull that started it.
     expect(lines.reduce((total, line) => total + (line.jobsSucceeded as number), 0)).toBe(1);
+    expect(sum('manifestMisses')).toBe(1);
+    expect(sum('blobMisses')).toBe(image.blobs.length);
+    expect(sum('manifestHits') + sum('blobHits')).toBe(0);
   });
 
   it('a second pull is counted as hits, with no upstream request', async () => {
@@ -111,6 +115,7 @@ describe('the api function writes one EMF line per invocation', () => {
     expect(upstream.exchanges.length).toBe(before);
     expect(sum('manifestHits')).toBe(1);
     expect(sum('blobHits')).toBe(image.blobs.length);
+    expect(sum('manifestMisses')).toBe(1);
     expect(sum('upstreamRequests')).toBe(before);
     expect(lines).toHaveLength(gateway.invocations.length);
   });

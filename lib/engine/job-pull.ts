@@ -22,7 +22,7 @@ export async function pullThroughJob(
   context: EngineContext,
   jobs: Jobs,
 ): Promise<HttpResponse> {
-  const job = await startPullJob(context, jobs, ref, platform);
+  const job = await startPullJob(context, jobs, ref, platform, 'engine');
   return streamPull(async (onProgress, closed) => {
     const last = await followJob(context.jobStore, job.id, {
       until: answerBy(request.deadline),

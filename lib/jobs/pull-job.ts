@@ -14,6 +14,8 @@ export function startPullJob(
   jobs: Jobs,
   ref: Reference,
   platform: Platform | undefined,
+  /** Whose lookups the pull counts (see JobRequest); none for the registry door's fills. */
+  door?: 'engine',
 ) {
   const reference = formatReference(ref);
   const platformText = platform ? formatPlatform(normalizePlatform(platform)) : undefined;
@@ -22,7 +24,12 @@ export function startPullJob(
     {
       kind: 'pull',
       key: `pull|${reference}|${platformText ?? 'default'}`,
-      request: { kind: 'pull', reference, ...(platformText && { platform: platformText }) },
+      request: {
+        kind: 'pull',
+        reference,
+        ...(platformText && { platform: platformText }),
+        ...(door && { door }),
+      },
     },
   );
 }

@@ -153,7 +153,11 @@ export class JobRunner {
     if (request.kind === 'pull') {
       const ref = parseReference(request.reference);
       const platform = request.platform ? parsePlatform(request.platform) : undefined;
-      const pulled = await this.#deps.pulls.pull(ref, { platform, onProgress: onMessage });
+      const pulled = await this.#deps.pulls.pull(ref, {
+        platform,
+        onProgress: onMessage,
+        ...(request.door && { door: request.door }),
+      });
       return {
         kind: 'pull',
         imageId: pulled.manifest.image?.configDigest ?? pulled.manifest.digest,

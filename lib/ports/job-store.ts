@@ -25,7 +25,17 @@ export interface JobProgress {
 export const MAX_JOB_PROGRESS_BYTES = 64 * 1024;
 
 export type JobRequest =
-  | { kind: 'pull'; reference: string; platform?: string }
+  | {
+      kind: 'pull';
+      reference: string;
+      platform?: string;
+      /**
+       * The front door whose client started it, for the hit and miss counts (the job key is
+       * shared, so a job joined from the other door keeps the first one's); absent for the
+       * registry door's fills, whose client requests were counted as they came.
+       */
+      door?: 'engine' | 'registry';
+    }
   /** The upload is complete (PresignedUploads.completeUpload): its id opens it without parts. */
   | { kind: 'load'; uploadId: string }
   /** A save's export to storage; the names as the client gave them, resolved by the runner. */
