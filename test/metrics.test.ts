@@ -130,6 +130,24 @@ describe.each(CACHE_BACKENDS)(
       expect(m.sum('image_cache_requests_total', { family: 'save', status: '200' })).toBe(1);
     });
 
+    // Only the AWS backend has exports to redirect to.
+    if (backend === 'aws') {
+      it('a save answered by a redirect to its export counts the tarball it hands out', async () => {
+        const before = (await scrape()).sum('image_cache_served_bytes_total', { door: 'engine' });
+        const answer = await fetch(`${cache.url}/images/get?names=app:1&redirect=1`, {
+          redirect: 'manual',
+        });
+        expect(answer.status).toBe(307);
+        const tarball = await fetch(answer.headers.get('location')!);
+        const bytes = (await tarball.arrayBuffer()).byteLength;
+        const m = await scrape();
+        expect(m.sum('image_cache_served_bytes_total', { door: 'engine' }) - before).toBe(bytes);
+        expect(m.sum('image_cache_operation_duration_seconds_count', { operation: 'save' })).toBe(
+          2,
+        );
+      });
+    }
+
     it("a 429 is counted, with the upstream's RateLimit-Remaining and RateLimit-Limit", async () => {
       const throttled = await generateImage({ seed: 'metrics-429', format: 'docker', layers: 1 });
       limited.serveImage('team/app', throttled, '1');

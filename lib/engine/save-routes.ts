@@ -13,13 +13,15 @@ async function save(
   context: EngineContext,
 ): Promise<HttpResponse> {
   // A redirect only for clients that asked (the docker CLI refuses them) and backends that can.
-  if (context.exports && wantsRedirect(request.query, request.headers)) {
-    return exported(names, request, context, context.exports, (ready) => ({
-      status: 307,
-      headers: { Location: ready.url, 'Cache-Control': 'no-store' },
-    }));
-  }
   const started = performance.now();
+  if (context.exports && wantsRedirect(request.query, request.headers)) {
+    return exported(names, request, context, context.exports, (ready) => {
+      // Served from storage, as the registry door's redirects to blobs are counted.
+      context.metrics.bytesServed('engine', ready.size);
+      context.metrics.duration('save', (performance.now() - started) / 1000);
+      return { status: 307, headers: { Location: ready.url, 'Cache-Control': 'no-store' } };
+    });
+  }
   const tarball = await prepareSave(context, names);
   const body = tarball.open();
   // Counted once the last byte left: a save cut short served less and did not finish.
