@@ -6,6 +6,7 @@ import type { EngineContext } from '../lib/engine/context.ts';
 import { type HttpRequest, json } from '../lib/engine/http.ts';
 import { createRouter, type Router } from '../lib/engine/router.ts';
 import { LEASE_MS } from '../lib/jobs/runner.ts';
+import { CacheMetrics } from '../lib/metrics/cache-metrics.ts';
 import { type DeadlineDoor, startDeadlineDoor } from './support/deadline-door.ts';
 import { ManualClock } from './support/upstream-harness.ts';
 
@@ -42,7 +43,11 @@ describe('waitForJob', () => {
 
   /** The jobs route alone; `through` sees every request first. */
   async function serve(through: (request: HttpRequest, route: Router) => ReturnType<Router>) {
-    const route = createRouter({ jobStore: catalog, clock } as unknown as EngineContext);
+    const route = createRouter({
+      jobStore: catalog,
+      clock,
+      metrics: new CacheMetrics(),
+    } as unknown as EngineContext);
     // No time to wait on the server: every poll answers at once.
     const front = Object.assign((request: HttpRequest) => through(request, route), {
       routes: route.routes,
