@@ -64,6 +64,8 @@ const CASES: Array<[method: string, path: string, query: string, needed: Needed,
   ['DELETE', '/images/missing', '', 'write', 404],
   ['PUT', '/cache/pins/missing', '', 'write', 404],
   ['DELETE', '/cache/pins/missing', '', 'write', 404],
+  // No body: a 400 once the token passed, and nothing starts.
+  ['POST', '/cache/warm', '', 'write', 400],
   ['POST', '/images/prune', 'filters={"dangling":["true"]}', 'admin', 200],
   ['POST', '/cache/gc', 'dryRun=1', 'admin', 200],
   ['POST', '/cache/retention', '', 'admin', 200],

@@ -60,6 +60,7 @@ export const ROUTE_SCOPES = {
   'DELETE /images/{name}': 'write',
   'PUT /cache/pins/{name}': 'write',
   'DELETE /cache/pins/{name}': 'write',
+  'POST /cache/warm': 'write',
 
   'POST /images/prune': 'admin',
   'POST /cache/gc': 'admin',

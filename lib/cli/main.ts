@@ -19,6 +19,7 @@ import { serve } from './commands/serve.ts';
 import { stats } from './commands/stats.ts';
 import { tag } from './commands/tag.ts';
 import { token } from './commands/token.ts';
+import { warm } from './commands/warm.ts';
 import type { CliContext, Command } from './context.ts';
 import { ApiClient, ApiError, ConnectionError, clientOptionsFromEnv, DEFAULT_URL } from './http.ts';
 
@@ -29,6 +30,7 @@ A team-wide cache of container images with a Docker Engine compatible API
 Commands:
   serve       Run the server
   pull        Download an image into the cache
+  warm        Pull a list of images into the cache ahead of time (-f images.txt)
   images      List images (aliases: ls, image ls)
   history     Show the history of an image
   inspect     Display detailed information on one or more images
@@ -54,6 +56,7 @@ Run 'image-cache COMMAND --help' for more information on a command.
 const COMMANDS: Record<string, Command> = {
   serve,
   pull,
+  warm,
   images,
   ls: images,
   list: images,

@@ -90,3 +90,19 @@ export function limitQuery(query: URLSearchParams, fallback: number, max: number
   }
   return limit;
 }
+
+/** A small request body (JSON of a few KB) read whole; a 400 past `maxBytes`. */
+export async function readSmallBody(body: Readable | undefined, maxBytes: number): Promise<string> {
+  if (!body) return '';
+  const chunks: Buffer[] = [];
+  let total = 0;
+  for await (const chunk of body) {
+    const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array);
+    total += bytes.length;
+    if (total > maxBytes) {
+      throw new InvalidArgumentError(`the request body is larger than ${maxBytes} bytes`);
+    }
+    chunks.push(bytes);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}

@@ -24,6 +24,7 @@ import { saveRoutes } from './save-routes.ts';
 import { systemRoutes } from './system-routes.ts';
 import { uiRoutes } from './ui-routes.ts';
 import { uploadRoutes } from './upload-routes.ts';
+import { warmRoutes } from './warm-routes.ts';
 
 export type RouteHandler = (
   request: HttpRequest,
@@ -57,6 +58,7 @@ export function createRouter(context: EngineContext) {
     ...imageUsageRoutes,
     ...gcRoutes,
     ...jobRoutes,
+    ...warmRoutes,
     ...uiRoutes,
     ...metricsRoutes,
   ];

@@ -6,7 +6,6 @@
  * `POST /images/load`, reading the object, and answers as it does. The object is removed after
  * the load, whatever its outcome. Only backends with presigned uploads (S3) offer it.
  */
-import type { Readable } from 'node:stream';
 import { ROUTE_SCOPES } from '../auth/scopes.ts';
 import { InvalidArgumentError, NotFoundError } from '../errors.ts';
 import { loadUploadedArchive } from '../load/from-upload.ts';
@@ -17,7 +16,7 @@ import {
   type UploadedPart,
 } from '../ports/presigned-uploads.ts';
 import type { EngineContext } from './context.ts';
-import { json } from './http.ts';
+import { json, readSmallBody } from './http.ts';
 import { loadThroughJob } from './job-load.ts';
 import { loadedResponse } from './load-answers.ts';
 import type { Route } from './router.ts';
@@ -68,7 +67,7 @@ export const uploadRoutes: Route[] = [
     scope: ROUTE_SCOPES['POST /cache/loads/{id}/commit'],
     handler: async (request, [id], context) => {
       const uploads = uploadsOf(context);
-      const parts = parseParts(await readSmallBody(request.body));
+      const parts = parseParts(await readSmallBody(request.body, MAX_COMMIT_BODY));
       const { deadline } = request;
       if (deadline !== undefined && context.jobs) {
         // Completed here, so a wrong part list is still this request's 400, and the job carries
@@ -87,21 +86,6 @@ export const uploadRoutes: Route[] = [
     },
   },
 ];
-
-async function readSmallBody(body: Readable | undefined): Promise<string> {
-  if (!body) return '';
-  const chunks: Buffer[] = [];
-  let total = 0;
-  for await (const chunk of body) {
-    const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array);
-    total += bytes.length;
-    if (total > MAX_COMMIT_BODY) {
-      throw new InvalidArgumentError(`the commit body is larger than ${MAX_COMMIT_BODY} bytes`);
-    }
-    chunks.push(bytes);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
 
 /** `{"parts":[{"number":1,"etag":"\"...\""}]}`; an empty body for a single-PUT upload. */
 function parseParts(text: string): UploadedPart[] | undefined {
