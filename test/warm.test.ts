@@ -8,6 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseWarmFile } from '../lib/cli/commands/warm.ts';
 import { stopAwsEmulators } from './support/aws-emulators.ts';
 import { CACHE_BACKENDS, type CacheServer, startCacheServer } from './support/cache-server.ts';
 import { runCliAgainst } from './support/cli-capture.ts';
@@ -165,5 +166,23 @@ describe.each(CACHE_BACKENDS)('pre-warm a list of images (%s backend)', (backend
     expect(run.code).toBe(1);
     expect(run.stdout).toContain('Pulled: docker.io/library/busybox:1');
     expect(run.stderr).toContain('Failed: docker.io/library/nosuch:1');
+  });
+});
+
+describe('parseWarmFile', () => {
+  it.each([
+    ['# comment\n\n  nginx:1.27  \n', [{ reference: 'nginx:1.27' }]],
+    ['redis:7 --platform linux/arm64\r\n', [{ reference: 'redis:7', platform: 'linux/arm64' }]],
+    ['redis:7\t--platform=linux/arm/v7', [{ reference: 'redis:7', platform: 'linux/arm/v7' }]],
+  ])('reads %j', (text, expected) => {
+    expect(parseWarmFile(text)).toEqual(expected);
+  });
+
+  it.each([
+    'nginx:1.27 linux/arm64',
+    'nginx:1.27 --platform',
+    'nginx:1.27 --platform linux/arm64 extra',
+  ])('refuses %j, naming the line', (line) => {
+    expect(() => parseWarmFile(`# list\n${line}\n`)).toThrow(/^line 2: /);
   });
 });
