@@ -27,7 +27,7 @@ describe.each(CACHE_BACKENDS)('pre-warm a list of images (%s backend)', (backend
   let registry: RegistryServer;
   let upstream: RecordingProxy;
   let cache: CacheServer;
-  let images: Record<'nginx' | 'redis' | 'busybox', GeneratedImage>;
+  let images: Record<'nginx' | 'redis' | 'busybox' | 'alpine', GeneratedImage>;
   let dir: string;
 
   beforeAll(async () => {
@@ -36,6 +36,7 @@ describe.each(CACHE_BACKENDS)('pre-warm a list of images (%s backend)', (backend
       nginx: await generateImage({ seed: `warm-nginx-${backend}`, format: 'docker', layers: 2 }),
       redis: await generateImage({ seed: `warm-redis-${backend}`, layers: 1 }),
       busybox: await generateImage({ seed: `warm-busybox-${backend}`, layers: 1 }),
+      alpine: await generateImage({ seed: `warm-alpine-${backend}`, layers: 1 }),
     };
     for (const [name, image] of Object.entries(images)) {
       await pushImage({ url: registry.url, repository: `library/${name}` }, image, {
@@ -107,6 +108,18 @@ describe.each(CACHE_BACKENDS)('pre-warm a list of images (%s backend)', (backend
     const again = (await (await post(list)).json()) as WarmAnswer;
     await Promise.all(again.jobs.map((job) => waitFor(job.url)));
     expect(upstream.exchanges.filter((e) => e.method === 'GET')).toEqual([]);
+  });
+
+  it('gives one job to an image a long list names many times over', async () => {
+    upstream.clear();
+    const names = ['alpine:1', 'docker.io/library/alpine:1', 'library/alpine:1'];
+    const list = Array.from({ length: 40 }, (_, i) => names[i % names.length]);
+    const answer = (await (await post(JSON.stringify({ images: list }))).json()) as WarmAnswer;
+    expect(answer.jobs).toHaveLength(40);
+    const ids = new Set(answer.jobs.map((j) => j.id));
+    expect(ids.size).toBe(1);
+    expect((await waitFor(answer.jobs[0]!.url)).status).toBe('succeeded');
+    expect(gets('alpine', 'manifests')).toHaveLength(1);
   });
 
   it('serves what it warmed to an Engine API pull with no upstream GET', async () => {

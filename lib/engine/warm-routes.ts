@@ -7,6 +7,7 @@
 import { ROUTE_SCOPES } from '../auth/scopes.ts';
 import { ImageCacheError, InvalidArgumentError, NotFoundError } from '../errors.ts';
 import { jobPath } from '../jobs/job-view.ts';
+import type { Jobs } from '../jobs/jobs.ts';
 import { startPullJob } from '../jobs/pull-job.ts';
 import { formatPlatform, parsePlatform } from '../manifest.ts';
 import type { Platform, Reference } from '../model.ts';
@@ -18,6 +19,7 @@ import type { Route } from './router.ts';
 /** More than a build's base images: larger lists are split by the client. */
 export const MAX_WARM_IMAGES = 500;
 const MAX_WARM_BODY = 256 * 1024;
+const STARTS_AT_ONCE = 16;
 const SHAPE =
   'send {"images": ["nginx:1.27", {"reference": "redis:7", "platform": "linux/arm64"}]}';
 
@@ -35,22 +37,27 @@ export const warmRoutes: Route[] = [
       const entries = parseWarmList(await readSmallBody(request.body, MAX_WARM_BODY), context);
       const { jobs } = context;
       if (!jobs) throw new NotFoundError('this server runs no background jobs to warm with');
-      // One job per image and platform; the same entry twice in a list joins one job anyway.
-      const started = await Promise.all(
-        entries.map(async ({ ref, platform }) => {
-          const job = await startPullJob(context, jobs, ref, platform);
-          return {
-            reference: formatReference(ref),
-            ...(platform && { platform: formatPlatform(platform) }),
-            id: job.id,
-            url: jobPath(job.id),
-          };
-        }),
-      );
+      // One job per image and platform; the same entry twice in a list joins one job anyway. A
+      // few at a time, so a list of hundreds does not burst the job table (DynamoDB's capacity).
+      const started = [];
+      for (let i = 0; i < entries.length; i += STARTS_AT_ONCE) {
+        const batch = entries.slice(i, i + STARTS_AT_ONCE);
+        started.push(...(await Promise.all(batch.map((entry) => start(context, jobs, entry)))));
+      }
       return json(202, { jobs: started });
     },
   },
 ];
+
+async function start(context: EngineContext, jobs: Jobs, { ref, platform }: WarmEntry) {
+  const job = await startPullJob(context, jobs, ref, platform);
+  return {
+    reference: formatReference(ref),
+    ...(platform && { platform: formatPlatform(platform) }),
+    id: job.id,
+    url: jobPath(job.id),
+  };
+}
 
 function parseWarmList(text: string, context: EngineContext): WarmEntry[] {
   let value: unknown;
