@@ -119,9 +119,14 @@ describe.each(CACHE_BACKENDS)('save with pull=missing on the %s backend', (backe
   });
 
   it('answers 404 before any byte for an image the upstream does not have', async () => {
+    up.proxy.clear();
     const missing = await fetchSave(up.cache.url, pullPath(['kept:1', 'nothere:1']));
     expect(missing.status).toBe(404);
     expect(missing.headers.get('content-type')).toBe('application/json');
+    // Asked upstream, which did not know it: not a 404 from the cache alone.
+    expect(manifestRequests(up.proxy).map((e) => e.path)).toContain(
+      '/v2/library/nothere/manifests/1',
+    );
   });
 
   it('never pulls an image ID: an uncached one stays a 404 with no upstream request', async () => {
