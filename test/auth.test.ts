@@ -37,6 +37,9 @@ const CASES: Array<[method: string, path: string, query: string, needed: Needed,
   ['GET', '/images/missing/history', '', 'read', 404],
   ['GET', '/images/get', 'names=missing', 'read', 404],
   ['GET', '/images/missing/get', '', 'read', 404],
+  // A save that pulls what is missing writes; an image ID is never pulled, so 404 once allowed.
+  ['GET', '/images/get', `names=${'ab'.repeat(32)}&pull=missing`, 'write', 404],
+  ['GET', `/images/${'ab'.repeat(32)}/get`, 'pull=missing', 'write', 404],
   ['GET', '/cache/registries', '', 'read', 200],
   ['GET', '/cache/pins', '', 'read', 200],
   ['GET', '/cache/gc', '', 'read', 200],
@@ -115,14 +118,16 @@ describe('router: every route behind its scope', () => {
         ([method, path]) => methods.includes(method) && route.pattern.test(path),
       );
       expect(cases.length, `a case for ${methods} ${route.pattern}`).toBeGreaterThan(0);
-      for (const [method, path, , needed] of cases) {
+      for (const [method, path, query, needed] of cases) {
         // The first route that matches serves the request; only check cases it owns.
         const owner = routes.find(
           (r) =>
             (Array.isArray(r.method) ? r.method : [r.method]).includes(method) &&
             r.pattern.test(path),
         );
-        if (owner === route) expect(route.scope, `${method} ${path}`).toBe(needed);
+        if (owner !== route) continue;
+        const scope = route.scopeFor?.(new URLSearchParams(query)) ?? route.scope;
+        expect(scope, `${method} ${path}?${query}`).toBe(needed);
       }
     }
   });

@@ -54,6 +54,9 @@ export const ROUTE_SCOPES = {
   'GET|HEAD /v2/* (from upstream)': 'pull',
 
   'POST /images/load': 'write',
+  // A save that pulls what is not cached first (lib/engine/save-pull.ts) writes.
+  'GET /images/get?pull=missing': 'write',
+  'GET /images/{name}/get?pull=missing': 'write',
   'POST /cache/loads': 'write',
   'POST /cache/loads/{id}/commit': 'write',
   'POST /images/{name}/tag': 'write',

@@ -10,12 +10,30 @@ import { type ApiClient, ApiError, ConnectionError } from './http.ts';
 import { type JobJson, waitForJob } from './job-wait.ts';
 import { ProgressBar } from './progress-bar.ts';
 
-export async function requestSave(ctx: CliContext, names: string[]): Promise<Response> {
+export async function requestSave(
+  ctx: CliContext,
+  names: string[],
+  options: { pull?: boolean } = {},
+): Promise<Response> {
   const client = ctx.client();
-  const response = await client.request('/images/get', { query: { names, redirect: '1' } });
-  if (response.status !== 202) return response;
-  const pending = (await response.json()) as JobJson;
-  return download(await waitForExport(ctx, client, pending));
+  const query = { names, redirect: '1', ...(options.pull && { pull: 'missing' }) };
+  // With pull=missing a server with a deadline hands over one pull job at a time: wait for
+  // each, then ask again (the pulled images are cached now), at most once per name.
+  for (let asked = 0; ; asked++) {
+    const response = await client.request('/images/get', { query });
+    if (response.status !== 202) return response;
+    const pending = (await response.json()) as JobJson & { kind?: string };
+    if (pending.kind !== 'pull') return download(await waitForExport(ctx, client, pending));
+    if (asked > names.length) throw new ApiError(503, 'the server keeps handing over pulls');
+    await waitForPull(client, pending);
+  }
+}
+
+async function waitForPull(client: ApiClient, pending: JobJson): Promise<void> {
+  const job = await waitForJob(client, pending.url, () => {});
+  if (job.status === 'failed') {
+    throw new ApiError(job.error?.status ?? 500, job.error?.message ?? 'the pull failed');
+  }
 }
 
 /** The export job's download URL once it succeeded, with the upload's progress on the way. */

@@ -7,13 +7,13 @@
  */
 
 import { ImageCacheError } from '../errors.ts';
-import { jobPath, jobView } from '../jobs/job-view.ts';
-import { followJob, type Jobs, startJob } from '../jobs/jobs.ts';
+import { jobView } from '../jobs/job-view.ts';
+import { type Jobs, startJob } from '../jobs/jobs.ts';
 import type { JobRecord } from '../ports/job-store.ts';
 import { planExport, type SaveExport, type SaveExports } from '../save/export.ts';
 import type { EngineContext } from './context.ts';
-import { type HttpRequest, type HttpResponse, json } from './http.ts';
-import { answerBy, errorOfJob } from './job-deadline.ts';
+import type { HttpRequest, HttpResponse } from './http.ts';
+import { errorOfJob, followUntilDeadline, handedOver } from './job-deadline.ts';
 
 /** Seconds a client is told to wait before asking again: a few parts' upload time. */
 const RETRY_AFTER_S = 5;
@@ -36,13 +36,7 @@ export async function exportThroughJob(
     { jobStore, redispatcher: jobs.redispatcher },
     { kind: 'export', key: `export|${planned.key}`, request: { kind: 'export', names } },
   );
-  const last =
-    (await followJob(jobStore, job.id, {
-      until: answerBy(request.deadline),
-      signals: jobs.signals,
-      redispatcher: jobs.redispatcher,
-      ...(request.signal && { signal: request.signal }),
-    })) ?? job;
+  const last = await followUntilDeadline(request, jobStore, jobs, job);
   if (last.status === 'failed') throw errorOfJob(last.error);
   if (last.status === 'succeeded') {
     const exported = await exportOfJob(last, exports);
@@ -51,11 +45,7 @@ export async function exportThroughJob(
     }
     return answer(exported);
   }
-  return json(202, jobView(last), {
-    Location: jobPath(last.id),
-    'Retry-After': String(RETRY_AFTER_S),
-    'Cache-Control': 'no-store',
-  });
+  return handedOver(last, RETRY_AFTER_S);
 }
 
 /**

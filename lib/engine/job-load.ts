@@ -5,10 +5,10 @@
  */
 
 import { jobPath, jobView } from '../jobs/job-view.ts';
-import { followJob, type Jobs, startJob } from '../jobs/jobs.ts';
+import { type Jobs, startJob } from '../jobs/jobs.ts';
 import type { EngineContext } from './context.ts';
 import { type HttpRequest, type HttpResponse, json } from './http.ts';
-import { answerBy, errorOfJob } from './job-deadline.ts';
+import { errorOfJob, followUntilDeadline } from './job-deadline.ts';
 import { loadedResponse } from './load-answers.ts';
 
 export async function loadThroughJob(
@@ -26,13 +26,7 @@ export async function loadThroughJob(
       request: { kind: 'load', uploadId },
     },
   );
-  const last =
-    (await followJob(context.jobStore, job.id, {
-      until: answerBy(request.deadline),
-      signals: jobs.signals,
-      redispatcher: jobs.redispatcher,
-      ...(request.signal && { signal: request.signal }),
-    })) ?? job;
+  const last = await followUntilDeadline(request, context.jobStore, jobs, job);
   if (last.status === 'succeeded' && last.result?.kind === 'load') {
     return loadedResponse(last.result.messages);
   }

@@ -38,6 +38,11 @@ export interface Route {
   pattern: RegExp;
   /** What a token needs to call this route (lib/auth/scopes.ts); checked before the handler. */
   scope: RouteScope;
+  /**
+   * The scope instead, when the query asks for more than the route's plain form does (a save
+   * that pulls what is missing writes); checked before the handler like `scope`.
+   */
+  scopeFor?: (query: URLSearchParams) => RouteScope | undefined;
   handler: RouteHandler;
 }
 
@@ -92,7 +97,7 @@ export function createRouter(context: EngineContext) {
         if (!methods.includes(request.method)) continue;
         const match = route.pattern.exec(decoded);
         if (!match) continue;
-        await authorize(route.scope);
+        await authorize(route.scopeFor?.(request.query) ?? route.scope);
         return answeredFor(await route.handler(routed, match.slice(1), context), caller);
       }
       await authorize(UNMATCHED_SCOPE);

@@ -6,14 +6,19 @@ import type { EngineContext } from './context.ts';
 import { type HttpRequest, type HttpResponse, json } from './http.ts';
 import { exportBody, exportThroughJob } from './job-export.ts';
 import type { Route } from './router.ts';
+import { pullMissing, pullsMissing } from './save-pull.ts';
 
 async function save(
   names: string[],
   request: HttpRequest,
   context: EngineContext,
 ): Promise<HttpResponse> {
-  // A redirect only for clients that asked (the docker CLI refuses them) and backends that can.
   const started = performance.now();
+  if (pullsMissing(request.query)) {
+    const handedOver = await pullMissing(request, names, context);
+    if (handedOver) return handedOver;
+  }
+  // A redirect only for clients that asked (the docker CLI refuses them) and backends that can.
   if (context.exports && wantsRedirect(request.query, request.headers)) {
     return exported(names, request, context, context.exports, (ready) => {
       // Served from storage, as the registry door's redirects to blobs are counted.
@@ -62,19 +67,24 @@ async function exported(
 /**
  * `docker save`: one image by path, or several as repeated `names` query parameters; with
  * `redirect=1` (or `X-Image-Cache-Redirect: 1`) a 307 to the tarball exported to storage.
- * `GET /cache/exports?names=...` answers that export's URL as JSON instead.
+ * `GET /cache/exports?names=...` answers that export's URL as JSON instead. With `pull=missing`
+ * (scope write) what is not cached, or whose tag is stale, is pulled first (save-pull.ts).
  */
 export const saveRoutes: Route[] = [
   {
     method: 'GET',
     pattern: /^\/images\/get$/,
     scope: ROUTE_SCOPES['GET /images/get'],
+    scopeFor: (query) =>
+      query.has('pull') ? ROUTE_SCOPES['GET /images/get?pull=missing'] : undefined,
     handler: (request, _params, context) => save(request.query.getAll('names'), request, context),
   },
   {
     method: 'GET',
     pattern: /^\/images\/(.+)\/get$/,
     scope: ROUTE_SCOPES['GET /images/{name}/get'],
+    scopeFor: (query) =>
+      query.has('pull') ? ROUTE_SCOPES['GET /images/{name}/get?pull=missing'] : undefined,
     handler: (request, [name], context) => save([name!], request, context),
   },
   {

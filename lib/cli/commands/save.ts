@@ -1,7 +1,7 @@
 /**
  * `image-cache save`: `docker save` over GET /images/get, streamed to a file or stdout, through
  * the presigned S3 download where the backend has one (after waiting for the export's job when
- * the server handed it over).
+ * the server handed it over). `--pull` sends `pull=missing`: the server pulls what it lacks first.
  */
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
@@ -24,8 +24,14 @@ export const save: Command = defineCommand({
   arguments: 'IMAGE [IMAGE...]',
   description: 'Save one or more images to a tar archive (streamed to STDOUT by default)',
   arity: { atLeast: 1 },
-  flags: { output: { type: 'string', short: 'o', help: 'Write to a file, instead of STDOUT' } },
-  async run({ flags: { output }, args }, ctx) {
+  flags: {
+    output: { type: 'string', short: 'o', help: 'Write to a file, instead of STDOUT' },
+    pull: {
+      type: 'boolean',
+      help: 'Pull images that are not cached (or whose tag is stale) first',
+    },
+  },
+  async run({ flags: { output, pull }, args }, ctx) {
     if (output === '') throw new UsageError('the -o flag needs a file name');
     if (output === undefined && ctx.stdout.isTTY) {
       ctx.stderr.write(`${TTY_REFUSAL}\n`);
@@ -38,7 +44,7 @@ export const save: Command = defineCommand({
     // redirect=1: a backend with save exports (AWS) answers 307 to a presigned S3 GET, which
     // fetch follows; it drops the Authorization header on that cross-origin hop, as the
     // presigned URL needs. Other backends ignore it and stream the tarball.
-    const response = await requestSave(ctx, args);
+    const response = await requestSave(ctx, args, { pull: pull === true });
     const length = Number.parseInt(response.headers.get('content-length') ?? '', 10);
     const total = Number.isSafeInteger(length) && length >= 0 ? length : undefined;
     const bar = new ProgressBar(ctx.stderr, { label: 'Saving', total, now: ctx.now });
