@@ -33,6 +33,7 @@ const concurrency = Object.fromEntries(
       ['streamApi', 'streamConcurrency'],
       ['worker', 'workerConcurrency'],
       ['prune', 'pruneConcurrency'],
+      ['watch', 'watchConcurrency'],
     ] as const
   ).flatMap(([fn, key]) => {
     const value = count(key, 1);
@@ -67,6 +68,8 @@ new ImageCacheStack(app, setting('stackName') ?? 'ImageCache', {
   ...optional('registries'),
   ...optional('maxBytes'),
   ...optional('maxAge'),
+  ...optional('backgroundBudget'),
+  ...optional('watchMinEvery'),
   ...optional('alarmEmail'),
   ...optional('registrySecretArn'),
   concurrency,

@@ -66,6 +66,12 @@ const CATALOG_ACTIONS = [
 export interface ImageCacheStackProps extends StackProps {
   /** IMAGE_CACHE_REGISTRIES for the functions: `name=url,...`; the public defaults when unset. */
   registries?: string;
+  /**
+   * What background work (watched tags) may spend per registry, IMAGE_CACHE_BACKGROUND_BUDGET
+   * (`docker.io=10/h:50%,*=30/h:25%`), and the shortest interval a watch may ask for.
+   */
+  backgroundBudget?: string;
+  watchMinEvery?: string;
   /** Retention budget and age for the scheduled prune (IMAGE_CACHE_MAX_BYTES / _MAX_AGE). */
   maxBytes?: string;
   maxAge?: string;
@@ -99,18 +105,20 @@ export interface FunctionConcurrency {
   streamApi: number;
   worker: number;
   prune: number;
+  watch: number;
 }
 
 /**
  * Enough for a 200-engineer organisation's CI bursts (the API answers in milliseconds, the
  * stream function holds one invocation per streamed save or followed pull, the worker one per
- * job); prune runs alone, so two collections never overlap.
+ * job); prune runs alone, so two collections never overlap, and so does the watch pass.
  */
 export const DEFAULT_CONCURRENCY: FunctionConcurrency = {
   api: 50,
   streamApi: 20,
   worker: 20,
   prune: 1,
+  watch: 1,
 };
 
 /** Lambda gives a function one full vCPU at 1,769 MB; below that, a share of one. */
@@ -175,6 +183,8 @@ export class ImageCacheStack extends Stack {
       ...(props.registries && { IMAGE_CACHE_REGISTRIES: props.registries }),
       ...(props.maxBytes && { IMAGE_CACHE_MAX_BYTES: props.maxBytes }),
       ...(props.maxAge && { IMAGE_CACHE_MAX_AGE: props.maxAge }),
+      ...(props.backgroundBudget && { IMAGE_CACHE_BACKGROUND_BUDGET: props.backgroundBudget }),
+      ...(props.watchMinEvery && { IMAGE_CACHE_WATCH_MIN_EVERY: props.watchMinEvery }),
     };
     const pulling = { ...environment, IMAGE_CACHE_REGISTRY_SECRET: registrySecret.secretArn };
 
@@ -216,6 +226,15 @@ export class ImageCacheStack extends Stack {
       // A failed run is retried by the next one, 6 hours later; GC is safe to run again anyway.
       retryAttempts: 0,
     });
+    // The watch pass: HEADs upstream (credentials) and hands moved tags to the job queue.
+    const watch = this.#function('Watch', 'functions/watch.ts', {
+      timeout: Duration.minutes(5),
+      concurrency: concurrency.watch,
+      environment: fronting,
+      // The next pass is a minute away; claims make a repeated pass harmless anyway.
+      retryAttempts: 0,
+    });
+    registrySecret.grantRead(watch);
     // Object actions by prefix. ListBucket is on the whole bucket without a prefix condition:
     // without it a HEAD of a missing blob answers 403 instead of 404 (stat must see "absent").
     const objects = (...prefixes: string[]) => prefixes.map((p) => bucket.arnForObjects(`${p}*`));
@@ -243,7 +262,7 @@ export class ImageCacheStack extends Stack {
     }
     // The fronts hand jobs over through the queue: SendMessage on it, and no way to the worker.
     // Only SendMessage (grantSendMessages adds GetQueueAttributes and GetQueueUrl, unused).
-    for (const fn of [api, streamApi]) {
+    for (const fn of [api, streamApi, watch]) {
       fn.addToRolePolicy(
         new PolicyStatement({
           sid: 'SendJobs',
@@ -260,7 +279,7 @@ export class ImageCacheStack extends Stack {
         resources: objects(BLOBS_PREFIX),
       }),
     );
-    for (const fn of [api, streamApi, worker, prune]) {
+    for (const fn of [api, streamApi, worker, prune, watch]) {
       fn.addToRolePolicy(
         new PolicyStatement({
           sid: 'ListBlobs',
@@ -332,12 +351,18 @@ export class ImageCacheStack extends Stack {
       schedule: Schedule.rate(Duration.hours(6)),
       targets: [new LambdaFunction(prune, { retryAttempts: 1 })],
     });
+    new Rule(this, 'WatchSchedule', {
+      description: 'image-cache: revalidate watched tags, pull the ones that moved',
+      schedule: Schedule.rate(Duration.minutes(1)),
+      targets: [new LambdaFunction(watch, { retryAttempts: 0 })],
+    });
 
     for (const [name, fn] of [
       ['Api', api],
       ['StreamApi', streamApi],
       ['Worker', worker],
       ['Prune', prune],
+      ['Watch', watch],
     ] as const) {
       for (const [kind, metric] of [
         ['Errors', fn.metricErrors({ period: Duration.minutes(5) })],

@@ -41,6 +41,7 @@ import {
 import { HttpUpstream } from './registry/http-upstream.ts';
 import { runMaintenance } from './retention.ts';
 import { liveStorageGauges, storageFigures } from './stats/storage-figures.ts';
+import { Watcher, type WatchPassReport } from './watch/watcher.ts';
 
 /** How long a registry client's redirect to a stored blob lives (it is fetched at once). */
 const MIRROR_REDIRECT_SECONDS = 600;
@@ -94,6 +95,14 @@ export interface Operations {
   flushStats(): Promise<number>;
   /** flushStats every `intervalMs` (serve; Lambda flushes per invocation instead). */
   scheduleStatsFlush(intervalMs: number, onError: (error: unknown) => void): GcSchedule;
+  /**
+   * One pass of the watch schedule: checks every due watched tag and starts pulls of the ones
+   * that moved. Serve runs it every tick; on AWS the scheduled function runs it each minute.
+   * `remainingMs` stops starting checks near a deadline.
+   */
+  checkWatches(remainingMs?: () => number): Promise<WatchPassReport>;
+  /** checkWatches every `intervalMs` (serve's own schedule). */
+  scheduleWatches(intervalMs: number, onError: (error: unknown) => void): GcSchedule;
   /** Runs one background job to its end, waiting out a live lease within `remainingMs`. */
   runJob(jobId: string, remainingMs: () => number): Promise<JobRecord | undefined>;
   /** Runs a job the job queue delivered, as runJob does, and says whether its message may go. */
@@ -103,6 +112,7 @@ export interface Operations {
 function operations(context: EngineContext): Operations {
   const maintain = () => runMaintenance(context, context.maintenance, collectFreed(context));
   const flushStats = async () => (await context.statsRecorder?.flush()) ?? 0;
+  const checkWatches = (remainingMs?: () => number) => watcherOf(context).checkDue(remainingMs);
   return {
     maintain,
     scheduleMaintenance: (intervalMs, onError) =>
@@ -118,10 +128,26 @@ function operations(context: EngineContext): Operations {
     flushStats,
     scheduleStatsFlush: (intervalMs, onError) =>
       startGcSchedule({ intervalMs, run: flushStats, onError }),
+    checkWatches,
+    scheduleWatches: (intervalMs, onError) =>
+      startGcSchedule({ intervalMs, run: () => checkWatches(), onError }),
     runJob: async (jobId, remainingMs) => runAfterLease(leaseDeps(context), jobId, remainingMs),
     runQueuedJob: async (jobId, remainingMs) =>
       runQueuedJob(leaseDeps(context), jobId, remainingMs),
   };
+}
+
+function watcherOf(context: EngineContext): Watcher {
+  if (!context.jobs || !context.watch) throw new Error('this composition keeps no watches');
+  return new Watcher({
+    watches: context.watches,
+    catalog: context.catalog,
+    jobStore: context.jobStore,
+    upstream: context.upstream,
+    clock: context.clock,
+    jobs: context.jobs,
+    budgets: context.watch.budgets,
+  });
 }
 
 function leaseDeps(context: EngineContext): Parameters<typeof runAfterLease>[0] {
@@ -247,12 +273,14 @@ function engineContext(
     abandon: { windowMs: config.stallTimeoutMs, minBytes: STALLED_BELOW_BYTES },
   });
   return {
-    // One adapter serves all five ports; consumers each see only the one they need.
+    // One adapter serves all six ports; consumers each see only the one they need.
     catalog,
     jobStore: catalog,
     tokens: catalog,
     gcReports: catalog,
     stats: catalog,
+    watches: catalog,
+    watch: { limits: config.watch.limits, budgets: config.watch.budgets },
     statsRecorder: new StatsRecorder({
       totals: overrides.totals ?? (() => metrics.totals()),
       log: catalog,

@@ -27,6 +27,12 @@ import {
   type Setting,
 } from './config/values.ts';
 import type { LoadLimits } from './load/tar-reader.ts';
+import {
+  type BackgroundBudgets,
+  DEFAULT_BACKGROUND_BUDGETS,
+  parseBackgroundBudgets,
+} from './watch/background-budget.ts';
+import type { WatchLimits } from './watch/watch-settings.ts';
 
 export type { AwsBackendConfig } from './config/aws.ts';
 export { REGISTRY_SECRET_VAR } from './config/aws.ts';
@@ -77,6 +83,16 @@ export interface ServeConfig {
   loadLimits: LoadLimits;
   /** AWS_LAMBDA_FUNCTION_NAME: set when this process is a Lambda function. */
   lambdaFunction?: string;
+  /** Watched references: how often serve looks for due checks, and their limits. */
+  watch: WatchConfig;
+}
+
+export interface WatchConfig {
+  /** How often `serve` looks for due checks (`--watch-tick`); 0 turns the schedule off. */
+  tickMs: number;
+  limits: WatchLimits;
+  /** What background work may spend per registry (IMAGE_CACHE_BACKGROUND_BUDGET). */
+  budgets: BackgroundBudgets;
 }
 
 /**
@@ -105,6 +121,8 @@ const SERVE_DEFAULTS = {
   bodyTimeout: '60s',
   minBodyRate: '1KiB',
   stallTimeout: '30s',
+  watchTick: '10s',
+  watchMinEvery: '5m',
 } as const;
 const MAX_CONCURRENCY = 64;
 
@@ -133,6 +151,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
         'body-timeout': { type: 'string' },
         'min-body-rate': { type: 'string' },
         'stall-timeout': { type: 'string' },
+        'watch-tick': { type: 'string' },
         backend: { type: 'string' },
         'create-resources': { type: 'boolean' },
         'require-auth': { type: 'boolean' },
@@ -210,6 +229,11 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
   );
   const concurrency = setting('concurrency', 'IMAGE_CACHE_CONCURRENCY');
   const lambdaFunction = nonEmpty(env.AWS_LAMBDA_FUNCTION_NAME);
+  const watch = parseWatchConfig(
+    setting('watch-tick', 'IMAGE_CACHE_WATCH_TICK'),
+    setting('watch-min-every', 'IMAGE_CACHE_WATCH_MIN_EVERY'),
+    setting('background-budget', 'IMAGE_CACHE_BACKGROUND_BUDGET'),
+  );
 
   return {
     host,
@@ -234,6 +258,28 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
     mirrorRedirect: envFlag(env, MIRROR_REDIRECT_VAR, true),
     loadLimits: parseLoadLimits(env),
     ...(lambdaFunction !== undefined && { lambdaFunction }),
+    watch,
+  };
+}
+
+function parseWatchConfig(
+  tick: Setting | undefined,
+  minEvery: Setting | undefined,
+  budget: Setting | undefined,
+): WatchConfig {
+  const minEveryMs = durationMs(
+    minEvery ?? { name: 'default', text: SERVE_DEFAULTS.watchMinEvery },
+  );
+  if (minEveryMs < 1000) throw new ConfigError(`${minEvery?.name}: must be at least 1s`);
+  return {
+    tickMs: durationMs(tick ?? { name: 'default', text: SERVE_DEFAULTS.watchTick }),
+    limits: { minEveryMs },
+    budgets: budget
+      ? parseBackgroundBudgets(
+          budget.text,
+          (message) => new ConfigError(`${budget.name}: ${message}`),
+        )
+      : DEFAULT_BACKGROUND_BUDGETS,
   };
 }
 

@@ -114,6 +114,18 @@ export class UpstreamError extends ImageCacheError {
 }
 
 /**
+ * A 429 not waited out. `retryAt` is when the registry said to try again (Retry-After), absent
+ * when it did not say; background work pauses the registry until then.
+ */
+export class UpstreamRateLimitedError extends UpstreamError {
+  readonly retryAt: number | undefined;
+  constructor(message: string, retryAt: number | undefined) {
+    super('UPSTREAM_RATE_LIMITED', message, { retryable: true });
+    this.retryAt = retryAt;
+  }
+}
+
+/**
  * A writer found a blob it relies on in state `deleting` (or gone) at commit time: the garbage
  * collector won the race. The writer stores the blob again and retries the commit.
  */

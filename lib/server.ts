@@ -59,6 +59,13 @@ export async function startServer(
           console.error('scheduled garbage collection failed:', error),
         )
       : undefined;
+  // Watched tags (the AWS stack runs the same pass from EventBridge); 0 turns it off.
+  const watches: GcSchedule | undefined =
+    config.watch.tickMs > 0
+      ? composition.operations.scheduleWatches(config.watch.tickMs, (error) =>
+          console.error('image-cache: a pass over the watched tags failed:', error),
+        )
+      : undefined;
   const statsFlush = composition.operations.scheduleStatsFlush(STATS_FLUSH_INTERVAL_MS, (error) =>
     console.error('image-cache: writing the stats history failed (kept for the next try):', error),
   );
@@ -73,6 +80,7 @@ export async function startServer(
         server.closeAllConnections();
       });
       await schedule?.stop();
+      await watches?.stop();
       await statsFlush.stop();
       // The last minute's counts, after the last request was answered.
       await composition.operations.flushStats().catch((error: unknown) => {

@@ -44,6 +44,7 @@ export const ROUTE_SCOPES = {
   'GET /cache/exports': 'read',
   'GET /cache/jobs': 'read',
   'GET /cache/jobs/{id}': 'read',
+  'GET /cache/watch': 'read',
   'GET /metrics': 'read',
 
   'POST /images/create': 'pull',
@@ -64,6 +65,8 @@ export const ROUTE_SCOPES = {
   'PUT /cache/pins/{name}': 'write',
   'DELETE /cache/pins/{name}': 'write',
   'POST /cache/warm': 'write',
+  'PUT /cache/watch/{name}': 'write',
+  'DELETE /cache/watch/{name}': 'write',
 
   'POST /images/prune': 'admin',
   'POST /cache/gc': 'admin',

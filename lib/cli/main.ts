@@ -20,6 +20,7 @@ import { stats } from './commands/stats.ts';
 import { tag } from './commands/tag.ts';
 import { token } from './commands/token.ts';
 import { warm } from './commands/warm.ts';
+import { watch } from './commands/watch.ts';
 import type { CliContext, Command } from './context.ts';
 import { ApiClient, ApiError, ConnectionError, clientOptionsFromEnv, DEFAULT_URL } from './http.ts';
 
@@ -31,6 +32,7 @@ Commands:
   serve       Run the server
   pull        Download an image into the cache
   warm        Pull a list of images into the cache ahead of time (-f images.txt)
+  watch       Keep tags fresh: check them on a schedule, pull when they move
   images      List images (aliases: ls, image ls)
   history     Show the history of an image
   inspect     Display detailed information on one or more images
@@ -57,6 +59,7 @@ const COMMANDS: Record<string, Command> = {
   serve,
   pull,
   warm,
+  watch,
   images,
   ls: images,
   list: images,

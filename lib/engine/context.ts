@@ -14,10 +14,13 @@ import type { JobStore } from '../ports/job-store.ts';
 import type { StatsLog } from '../ports/stats-log.ts';
 import type { TokenStore } from '../ports/token-store.ts';
 import type { Upstream } from '../ports/upstream.ts';
+import type { WatchStore } from '../ports/watch-store.ts';
 import type { PullService } from '../pull.ts';
 import type { CredentialStatus } from '../registry/credential-source.ts';
 import type { MaintenanceSettings } from '../retention.ts';
 import type { SaveExports } from '../save/export.ts';
+import type { BackgroundBudgets } from '../watch/background-budget.ts';
+import type { WatchLimits } from '../watch/watch-settings.ts';
 
 /** Everything a route may use; built once by the composition root. */
 export interface EngineContext {
@@ -25,6 +28,10 @@ export interface EngineContext {
   jobStore: JobStore;
   tokens: TokenStore;
   gcReports: GcReportLog;
+  /** Watched references, registry pauses and background budgets (the same catalog). */
+  watches: WatchStore;
+  /** What watches may ask for and what background work may spend; absent: no watches. */
+  watch?: { limits: WatchLimits; budgets: BackgroundBudgets };
   /** The hourly history (the same catalog), for /cache/stats and maintenance's gauges. */
   stats: StatsLog;
   /**

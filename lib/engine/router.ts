@@ -25,6 +25,7 @@ import { systemRoutes } from './system-routes.ts';
 import { uiRoutes } from './ui-routes.ts';
 import { uploadRoutes } from './upload-routes.ts';
 import { warmRoutes } from './warm-routes.ts';
+import { watchRoutes } from './watch-routes.ts';
 
 export type RouteHandler = (
   request: HttpRequest,
@@ -64,6 +65,7 @@ export function createRouter(context: EngineContext) {
     ...gcRoutes,
     ...jobRoutes,
     ...warmRoutes,
+    ...watchRoutes,
     ...uiRoutes,
     ...metricsRoutes,
   ];

@@ -27,6 +27,8 @@ export interface RateLimitInfo {
   windowSeconds?: number;
   /** Docker-RateLimit-Source, the address or account the limit applies to. */
   source?: string;
+  /** When the quota is whole again, from `RateLimit-Reset` (ms since the epoch), if sent. */
+  resetAt?: number;
   observedAt: number;
 }
 
@@ -46,8 +48,16 @@ export interface BlobFetchOptions {
  */
 export interface Upstream {
   getManifest(repo: UpstreamRepository, tagOrDigest: string): Promise<UpstreamManifest>;
-  /** Resolves a tag without fetching it; does not count against Docker Hub's pull limit. */
-  headManifest(repo: UpstreamRepository, tagOrDigest: string): Promise<ManifestHead>;
+  /**
+   * Resolves a tag without fetching it; does not count against Docker Hub's pull limit.
+   * `waitOnRateLimit: false` (background checks) fails a 429 at once with
+   * UpstreamRateLimitedError instead of waiting out a short Retry-After.
+   */
+  headManifest(
+    repo: UpstreamRepository,
+    tagOrDigest: string,
+    options?: { waitOnRateLimit?: boolean },
+  ): Promise<ManifestHead>;
   /**
    * Streams a blob. The stream errors with DigestMismatchError at its end when size or sha256
    * differ; interrupted transfers resume with Range where the registry allows it.

@@ -133,7 +133,11 @@ export class HttpUpstream implements Upstream, UpstreamListing {
     });
   }
 
-  async headManifest(repo: UpstreamRepository, tagOrDigest: string): Promise<ManifestHead> {
+  async headManifest(
+    repo: UpstreamRepository,
+    tagOrDigest: string,
+    options: { waitOnRateLimit?: boolean } = {},
+  ): Promise<ManifestHead> {
     const target = this.#target(repo);
     const reference = checkReference(tagOrDigest);
     const subject: Subject = { kind: 'manifest', name: target.name, reference };
@@ -143,6 +147,7 @@ export class HttpUpstream implements Upstream, UpstreamListing {
       path: `/v2/${target.repository}/manifests/${reference}`,
       headers: { accept: MANIFEST_ACCEPT },
       maxRedirects: 0,
+      ...(options.waitOnRateLimit === false && { waitOnRateLimit: false }),
     };
     const head = await this.#client.exchange(target, subject, request, async (res) => {
       await discard(res.body);

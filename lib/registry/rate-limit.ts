@@ -34,13 +34,17 @@ export function parseRateLimit(headers: Headers, now: number): RateLimitInfo | u
   const limit = parseQuota(header(headers, 'ratelimit-limit'));
   const remaining = parseQuota(header(headers, 'ratelimit-remaining'));
   const source = header(headers, 'docker-ratelimit-source')?.trim();
-  if (!limit && !remaining && !source) return undefined;
+  // Delta seconds, as the IETF draft and GitHub-style registries send it.
+  const resetSeconds = Number(header(headers, 'ratelimit-reset')?.trim() || Number.NaN);
+  const reset = Number.isFinite(resetSeconds) && resetSeconds >= 0 ? resetSeconds : undefined;
+  if (!limit && !remaining && !source && reset === undefined) return undefined;
   const info: RateLimitInfo = { observedAt: now };
   if (limit) info.limit = limit.quota;
   if (remaining) info.remaining = remaining.quota;
   const window = limit?.window ?? remaining?.window;
   if (window !== undefined) info.windowSeconds = window;
   if (source) info.source = source;
+  if (reset !== undefined) info.resetAt = now + reset * 1000;
   return info;
 }
 

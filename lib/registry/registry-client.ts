@@ -1,4 +1,4 @@
-import { UpstreamError } from '../errors.ts';
+import { UpstreamError, UpstreamRateLimitedError } from '../errors.ts';
 import type { UpstreamObserver } from '../metrics/cache-metrics.ts';
 import type { Clock } from '../ports/clock.ts';
 import type { RateLimitInfo } from '../ports/upstream.ts';
@@ -40,6 +40,11 @@ export interface RegistryRequest {
   path: string;
   headers: Record<string, string>;
   maxRedirects: number;
+  /**
+   * A 429 with a short Retry-After is waited out (a client is waiting for the pull); `false`
+   * fails at once instead, for background work that pauses the registry rather than wait.
+   */
+  waitOnRateLimit?: boolean;
 }
 
 export interface RegistryClientOptions {
@@ -119,7 +124,7 @@ export class RegistryClient {
       async () => {
         const response = await this.#authorized(target, url, request).catch(retryIfTransient);
         this.#observe(target.registry, response);
-        if (response.status === 429) throw await this.#tooManyRequests(target, response);
+        if (response.status === 429) throw await this.#tooManyRequests(target, response, request);
         if (response.status >= 500) {
           const errors = await readRegistryErrors(response.body);
           throw new RetryableFailure(statusError(response.status, subject, errors));
@@ -224,7 +229,11 @@ export class RegistryClient {
    * A 429 is waited out when Retry-After is short enough; otherwise the pull fails now with a
    * message saying which limit was hit and when it resets, instead of hanging for hours.
    */
-  async #tooManyRequests(target: Target, response: RegistryResponse): Promise<Error> {
+  async #tooManyRequests(
+    target: Target,
+    response: RegistryResponse,
+    request: RegistryRequest,
+  ): Promise<Error> {
     const errors = await readRegistryErrors(response.body);
     const now = this.#options.clock.now();
     const header = response.headers['retry-after'];
@@ -233,8 +242,7 @@ export class RegistryClient {
       .map((entry) => entry.message)
       .filter(Boolean)
       .join('; ');
-    const error = new UpstreamError(
-      'UPSTREAM_RATE_LIMITED',
+    const error = new UpstreamRateLimitedError(
       describeRateLimit(
         target.registry,
         this.#rateLimits.get(target.registry),
@@ -242,8 +250,9 @@ export class RegistryClient {
         now,
         upstreamMessage,
       ),
-      { retryable: true },
+      waitMs === undefined ? undefined : now + waitMs,
     );
+    if (request.waitOnRateLimit === false) return error;
     if (waitMs !== undefined && waitMs > this.#options.maxRetryAfterMs) return error;
     return new RetryableFailure(error, waitMs);
   }

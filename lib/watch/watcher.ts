@@ -1,0 +1,252 @@
+/**
+ * The watch schedule's one pass (issue 15): every due watch is claimed (so overlapping passes,
+ * two processes or two scheduled invocations never check it twice), its tag revalidated with a
+ * manifest HEAD (which Docker Hub does not count), and, when the tag moved or a platform is
+ * not stored, a pull job started where jobs run (in process, or the job queue on AWS). The next
+ * client then finds the image stored and the tag just confirmed, and asks the upstream nothing.
+ *
+ * Background work never competes with CI's own pulls: a 429 or a RateLimit-Remaining down to
+ * the share kept for clients pauses the registry's checks until its reset, and each registry
+ * has a number of background pulls per hour (background-budget.ts). Pauses and counts live in
+ * the WatchStore, so every process and invocation sees them.
+ */
+import { UpstreamRateLimitedError } from '../errors.ts';
+import type { Jobs } from '../jobs/jobs.ts';
+import { startPullJob } from '../jobs/pull-job.ts';
+import { parsePlatform } from '../manifest.ts';
+import type { Reference } from '../model.ts';
+import type { Clock } from '../ports/clock.ts';
+import type { ImageCatalog } from '../ports/image-catalog.ts';
+import type { JobStore } from '../ports/job-store.ts';
+import { hourOf } from '../ports/stats-log.ts';
+import type { Upstream } from '../ports/upstream.ts';
+import type {
+  RegistryPause,
+  WatchCheckOutcome,
+  WatchRecord,
+  WatchStore,
+} from '../ports/watch-store.ts';
+import { repositoryName } from '../reference.ts';
+import {
+  type BackgroundBudgets,
+  budgetFor,
+  nextHour,
+  pauseUntil,
+  reserveReached,
+} from './background-budget.ts';
+import { nextSlot } from './schedule.ts';
+import { storedImages } from './stored-images.ts';
+import { keepWatchPins } from './watch-pins.ts';
+import { watchedReference } from './watch-settings.ts';
+
+export interface WatcherDeps {
+  watches: WatchStore;
+  catalog: ImageCatalog;
+  jobStore: JobStore;
+  upstream: Upstream;
+  clock: Clock;
+  jobs: Jobs;
+  budgets: BackgroundBudgets;
+}
+
+/** What one pass did, for logs and the scheduled function's result. */
+export interface WatchPassReport {
+  due: number;
+  checked: number;
+  /** Checks that started pulls. */
+  changed: number;
+  /** Checks that ended with an error, a pause or a spent budget. */
+  failed: number;
+  /** Due checks left for the next pass (out of time, or claimed by another pass). */
+  skipped: number;
+}
+
+/** Checks at once: enough to keep up with a thousand watches, few enough to stay unnoticed. */
+const CHECKS_AT_ONCE = 4;
+/** A claimed check that never reports (its process died) is due again after this. */
+const CLAIM_LEASE_MS = 5 * 60_000;
+/** After a change, the next check comes this soon (or at the next slot): it pins what was pulled and retries a failed pull. */
+const FOLLOW_UP_MS = 60_000;
+/** A pass with a deadline stops starting checks this long before it. */
+const DEADLINE_MARGIN_MS = 10_000;
+
+export class Watcher {
+  readonly #deps: WatcherDeps;
+
+  constructor(deps: WatcherDeps) {
+    this.#deps = deps;
+  }
+
+  /** Checks every due watch; `remainingMs` (Lambda) stops starting checks near the deadline. */
+  async checkDue(remainingMs?: () => number): Promise<WatchPassReport> {
+    const { watches, clock } = this.#deps;
+    const now = clock.now();
+    const [all, pauses] = await Promise.all([watches.listWatches(), watches.listRegistryPauses()]);
+    const paused = new Map(pauses.filter((p) => p.until > now).map((p) => [p.registry, p]));
+    const due = all
+      .filter((w) => w.nextCheckAt <= now)
+      .sort((a, b) => a.nextCheckAt - b.nextCheckAt || a.name.localeCompare(b.name));
+    const report: WatchPassReport = {
+      due: due.length,
+      checked: 0,
+      changed: 0,
+      failed: 0,
+      skipped: 0,
+    };
+    let next = 0;
+    const worker = async () => {
+      while (next < due.length) {
+        const watch = due[next++]!;
+        if (remainingMs && remainingMs() < DEADLINE_MARGIN_MS) {
+          report.skipped++;
+          continue;
+        }
+        const claimed = await watches.claimWatchCheck(
+          watch.name,
+          watch.nextCheckAt,
+          clock.now() + CLAIM_LEASE_MS,
+        );
+        if (!claimed) {
+          report.skipped++;
+          continue;
+        }
+        const outcome = await this.#check(watch, paused);
+        await watches.recordWatchCheck(watch.name, outcome);
+        report.checked++;
+        if (outcome.change) report.changed++;
+        if (outcome.error) report.failed++;
+      }
+    };
+    await Promise.all(Array.from({ length: CHECKS_AT_ONCE }, worker));
+    return report;
+  }
+
+  async #check(watch: WatchRecord, paused: Map<string, RegistryPause>): Promise<WatchCheckOutcome> {
+    const { catalog, upstream, clock } = this.#deps;
+    const now = clock.now();
+    const nextCheckAt = nextSlot(watch.name, watch.everyMs, now);
+    const pause = paused.get(watch.registry);
+    if (pause) return this.#pausedOutcome(watch, pause, now);
+    let ref: Reference;
+    let digest: WatchCheckOutcome['digest'];
+    try {
+      ref = watchedReference(watch.name);
+      const head = await upstream.headManifest(
+        { registry: ref.registry, repository: ref.repository },
+        ref.tag!,
+        { waitOnRateLimit: false },
+      );
+      digest = head.digest;
+    } catch (error) {
+      if (!(error instanceof UpstreamRateLimitedError)) {
+        return { checkedAt: now, nextCheckAt, error: messageOf(error) };
+      }
+      const until = pauseUntil(now, upstream.rateLimit(watch.registry), error.retryAt);
+      return this.#pausedOutcome(
+        watch,
+        await this.#pause(paused, {
+          registry: watch.registry,
+          until,
+          reason: 'the registry answered 429 Too Many Requests',
+        }),
+        now,
+      );
+    }
+
+    const repository = repositoryName(ref);
+    const tag = await catalog.getTag(repository, ref.tag!);
+    const stored = await storedImages(catalog, tag, digest, watch.platforms);
+    const wanted = watch.platforms.length > 0 ? watch.platforms : [''];
+    const missing = wanted.filter((p) => !stored.has(p));
+    if (missing.length === 0) {
+      // Confirmed: clients within the tag TTL are now answered without asking the upstream.
+      await catalog.markTagChecked(repository, ref.tag!, now);
+      if (watch.pin) await keepWatchPins(catalog, watch, stored, now);
+      return { checkedAt: now, nextCheckAt, digest };
+    }
+    if (await this.#pullRunning(watch)) {
+      return { checkedAt: now, nextCheckAt: Math.min(nextCheckAt, now + FOLLOW_UP_MS), digest };
+    }
+
+    const budget = budgetFor(this.#deps.budgets, watch.registry);
+    const quota = upstream.rateLimit(watch.registry);
+    if (reserveReached(quota, budget)) {
+      const kept = Math.round(budget.reserve * 100);
+      const pause = await this.#pause(paused, {
+        registry: watch.registry,
+        until: pauseUntil(now, quota),
+        reason: `RateLimit-Remaining ${quota?.remaining} of ${quota?.limit ?? '?'} is within the ${kept}% kept for clients`,
+      });
+      return { ...this.#pausedOutcome(watch, pause, now), digest };
+    }
+    const granted: string[] = [];
+    for (const platform of missing) {
+      const taken = await this.#deps.watches.takeBackgroundPull(
+        watch.registry,
+        hourOf(now),
+        budget.pullsPerHour,
+      );
+      if (!taken) break;
+      granted.push(platform);
+    }
+    if (granted.length === 0) {
+      const at = nextHour(now);
+      return {
+        checkedAt: now,
+        nextCheckAt: nextSlot(watch.name, watch.everyMs, at - 1),
+        digest,
+        error: `the background budget of ${budget.pullsPerHour} pulls an hour from ${watch.registry} is spent until ${new Date(at).toISOString()}`,
+      };
+    }
+    // A tag confirmed less than the TTL ago would be served as stored by the pull; the
+    // upstream just said otherwise, so the pull must ask again.
+    if (tag && tag.source !== digest) await catalog.markTagChecked(repository, ref.tag!, 0);
+    const jobs = await Promise.all(
+      granted.map((platform) =>
+        startPullJob(
+          this.#deps,
+          this.#deps.jobs,
+          ref,
+          platform ? parsePlatform(platform) : undefined,
+        ),
+      ),
+    );
+    return {
+      checkedAt: now,
+      nextCheckAt: Math.min(nextCheckAt, now + Math.min(watch.everyMs, FOLLOW_UP_MS)),
+      digest,
+      change: { at: now, jobs: jobs.map((job) => job.id) },
+      ...(granted.length < missing.length && {
+        error: `the background budget of ${budget.pullsPerHour} pulls an hour from ${watch.registry} is spent: ${missing.length - granted.length} platforms wait`,
+      }),
+    };
+  }
+
+  async #pause(paused: Map<string, RegistryPause>, pause: RegistryPause): Promise<RegistryPause> {
+    paused.set(pause.registry, pause);
+    await this.#deps.watches.pauseRegistry(pause);
+    return pause;
+  }
+
+  #pausedOutcome(watch: WatchRecord, pause: RegistryPause, now: number): WatchCheckOutcome {
+    return {
+      checkedAt: now,
+      // The first slot at or after the reset: the paused checks stay spread out afterwards.
+      nextCheckAt: nextSlot(watch.name, watch.everyMs, pause.until - 1),
+      error: `checks of ${pause.registry} are paused until ${new Date(pause.until).toISOString()}: ${pause.reason}`,
+    };
+  }
+
+  /** Whether a pull the last change started is still queued or running. */
+  async #pullRunning(watch: WatchRecord): Promise<boolean> {
+    for (const id of watch.lastJobs ?? []) {
+      const job = await this.#deps.jobStore.getJob(id);
+      if (job && (job.status === 'queued' || job.status === 'running')) return true;
+    }
+    return false;
+  }
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
