@@ -82,7 +82,8 @@ describe('SqliteCatalog specifics', () => {
       DROP INDEX digest_refs_manifest; DROP INDEX digest_refs_digest;
       ALTER TABLE blobs DROP COLUMN diff_id; ALTER TABLE manifests DROP COLUMN pulls;
       DROP TRIGGER manifest_blobs_insert; DROP TRIGGER manifest_blobs_delete;
-      DROP TABLE manifest_blobs; DROP TABLE stats_hours; DROP INDEX blobs_state_size;`);
+      DROP TABLE manifest_blobs; DROP TABLE stats_hours; DROP INDEX blobs_state_size;
+      DROP TABLE watches; DROP TABLE registry_pauses; DROP TABLE background_pulls;`);
     raw.pragma('user_version = 1');
     raw.close();
 
@@ -111,6 +112,12 @@ describe('SqliteCatalog specifics', () => {
     const hash = 'f'.repeat(64);
     await upgraded.putToken({ id: 'f'.repeat(12), hash, name: 't', scope: 'read', createdAt: 1 });
     expect(await upgraded.getTokenByHash(hash)).toMatchObject({ name: 't' });
+    const watch = { name: 'docker.io/library/alpine:3', registry: 'docker.io', everyMs: 60_000 };
+    await upgraded.putWatch({ ...watch, platforms: [], pin: true }, 1, 2);
+    expect(await upgraded.listWatches()).toMatchObject([{ ...watch, nextCheckAt: 2 }]);
+    expect(await upgraded.takeBackgroundPull('docker.io', 3_600_000, 1)).toBe(true);
+    await upgraded.pauseRegistry({ registry: 'docker.io', until: 5, reason: '429' });
+    expect(await upgraded.listRegistryPauses()).toHaveLength(1);
     const check = new Database(file, { readonly: true });
     try {
       expect(check.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);

@@ -6,18 +6,25 @@ import type { ImageCatalog, ImageCommit, ManifestUse, PinRecord } from '../ports
 import type { JobEnd, JobProgress, JobStore, LeaseTerms, NewJob } from '../ports/job-store.ts';
 import type { Figures, StatsLog } from '../ports/stats-log.ts';
 import type { TokenRecord, TokenStore } from '../ports/token-store.ts';
+import type {
+  RegistryPause,
+  WatchCheckOutcome,
+  WatchSettings,
+  WatchStore,
+} from '../ports/watch-store.ts';
 
-/** The five stores one backend keeps, each a module of its own. */
+/** The six stores one backend keeps, each a module of its own. */
 export interface CatalogParts {
   images: ImageCatalog;
   jobs: JobStore;
   tokens: TokenStore;
   gcReports: GcReportLog;
   stats: StatsLog;
+  watches: WatchStore;
 }
 
 /**
- * One object for all five ports, as the composition root passes it around: each method goes to
+ * One object for all six ports, as the composition root passes it around: each method goes to
  * the part that owns it. Both backends extend this, so the forwarding is written once.
  */
 export class ComposedCatalog implements Catalog {
@@ -26,6 +33,7 @@ export class ComposedCatalog implements Catalog {
   readonly #tokens: TokenStore;
   readonly #gcReports: GcReportLog;
   readonly #stats: StatsLog;
+  readonly #watches: WatchStore;
 
   constructor(parts: CatalogParts) {
     this.#images = parts.images;
@@ -33,6 +41,7 @@ export class ComposedCatalog implements Catalog {
     this.#tokens = parts.tokens;
     this.#gcReports = parts.gcReports;
     this.#stats = parts.stats;
+    this.#watches = parts.watches;
   }
 
   // --- ImageCatalog
@@ -148,6 +157,39 @@ export class ComposedCatalog implements Catalog {
   }
   listHours(sinceHour: number, untilHour?: number) {
     return this.#stats.listHours(sinceHour, untilHour);
+  }
+
+  // --- WatchStore
+
+  putWatch(settings: WatchSettings, now: number, nextCheckAt: number) {
+    return this.#watches.putWatch(settings, now, nextCheckAt);
+  }
+  getWatch(name: string) {
+    return this.#watches.getWatch(name);
+  }
+  deleteWatch(name: string) {
+    return this.#watches.deleteWatch(name);
+  }
+  listWatches() {
+    return this.#watches.listWatches();
+  }
+  claimWatchCheck(name: string, due: number, leaseUntil: number) {
+    return this.#watches.claimWatchCheck(name, due, leaseUntil);
+  }
+  recordWatchCheck(name: string, outcome: WatchCheckOutcome) {
+    return this.#watches.recordWatchCheck(name, outcome);
+  }
+  pauseRegistry(pause: RegistryPause) {
+    return this.#watches.pauseRegistry(pause);
+  }
+  listRegistryPauses() {
+    return this.#watches.listRegistryPauses();
+  }
+  takeBackgroundPull(registry: string, hourStart: number, limit: number) {
+    return this.#watches.takeBackgroundPull(registry, hourStart, limit);
+  }
+  backgroundPulls(registry: string, hourStart: number) {
+    return this.#watches.backgroundPulls(registry, hourStart);
   }
 
   // --- TokenStore

@@ -9,6 +9,7 @@ import { createTable } from './dynamo/schema.ts';
 import { DynamoStatsLog } from './dynamo/stats-log.ts';
 import { Table } from './dynamo/table.ts';
 import { DynamoTokens } from './dynamo/tokens.ts';
+import { DynamoWatches } from './dynamo/watches.ts';
 
 export { RequestCounter } from './dynamo/request-counter.ts';
 
@@ -47,6 +48,7 @@ export class DynamoCatalog extends ComposedCatalog {
       tokens: new DynamoTokens(table),
       gcReports: new DynamoGcReports(table),
       stats: new DynamoStatsLog(table),
+      watches: new DynamoWatches(table),
     });
     this.#table = table;
     this.requests = RequestCounter.attach(options.client);

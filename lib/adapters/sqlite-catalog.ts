@@ -9,12 +9,13 @@ import { Statements } from './sqlite/rows.ts';
 import { openCatalogDb } from './sqlite/schema.ts';
 import { SqliteStatsLog } from './sqlite/stats-log.ts';
 import { SqliteTokens } from './sqlite/tokens.ts';
+import { SqliteWatches } from './sqlite/watches.ts';
 
 export { SCHEMA_VERSION } from './sqlite/schema.ts';
 
 /**
  * The catalog in one SQLite file (`<data>/catalog.db`, or ':memory:' for tests): one connection
- * shared by the image catalog, jobs, tokens, GC reports and the stats history (sqlite/), so a process holds one
+ * shared by the image catalog, jobs, tokens, GC reports, the stats history and watches (sqlite/), so a process holds one
  * write lock and one statement cache.
  */
 export class SqliteCatalog extends ComposedCatalog implements LiveStorageFigures {
@@ -31,6 +32,7 @@ export class SqliteCatalog extends ComposedCatalog implements LiveStorageFigures
       tokens: new SqliteTokens(statements),
       gcReports: new SqliteGcReports(db, statements),
       stats,
+      watches: new SqliteWatches(db, statements),
     });
     this.#db = db;
     this.#stats = stats;

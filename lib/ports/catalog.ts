@@ -14,6 +14,6 @@ export * from './watch-store.ts';
 
 /**
  * Everything one backend stores, as the adapters implement it and the composition root holds it.
- * Consumers take the narrowest of the five ports instead (see docs/architecture.md).
+ * Consumers take the narrowest of the six ports instead (see docs/architecture.md).
  */
 export type Catalog = ImageCatalog & JobStore & TokenStore & GcReportLog & StatsLog & WatchStore;

@@ -99,3 +99,9 @@ export interface WatchStore {
 
 /** How many watches one cache keeps: a listing and a scheduler pass stay one bounded read. */
 export const MAX_WATCHES = 1000;
+
+/**
+ * How long a registry's hourly background-pull counts are kept: a budget is only ever asked of
+ * the current hour, and the watch listing shows that one; a day covers clocks that disagree.
+ */
+export const BACKGROUND_PULL_HOURS_KEPT_MS = 24 * 3_600_000;

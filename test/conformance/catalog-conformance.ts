@@ -8,6 +8,7 @@ import { jobListingConformance } from './job-listing-suite.ts';
 import { jobStoreConformance } from './job-store-suite.ts';
 import { statsLogConformance } from './stats-log-suite.ts';
 import { tokenStoreConformance } from './token-store-suite.ts';
+import { watchStoreConformance } from './watch-store-suite.ts';
 
 /** Runs the suite of each port over one adapter that implements them all. */
 export const catalogConformance: Conformance<Catalog> = (name, make) => {
@@ -19,4 +20,5 @@ export const catalogConformance: Conformance<Catalog> = (name, make) => {
   tokenStoreConformance(name, make);
   gcReportLogConformance(name, make);
   statsLogConformance(name, make);
+  watchStoreConformance(name, make);
 };

@@ -37,7 +37,7 @@ export function compare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-function base(key: Key, kind: ItemKind): Item {
+export function base(key: Key, kind: ItemKind): Item {
   return { ...keyItem(key), kind: av.s(kind) };
 }
 
@@ -63,16 +63,19 @@ export function optNum(item: Item, name: string): number | undefined {
 }
 
 /** An optional number attribute: left out when absent, never stored as NULL. */
-function optionalNumber(name: string, value: number | undefined): Item {
+export function optionalNumber(name: string, value: number | undefined): Item {
   return value === undefined ? {} : { [name]: av.n(value) };
 }
 
 /** An optional record field read back: absent rather than undefined, so records compare equal. */
-function present<K extends string>(name: K, value: number | undefined): { [P in K]?: number } {
+export function present<K extends string>(
+  name: K,
+  value: number | undefined,
+): { [P in K]?: number } {
   return (value === undefined ? {} : { [name]: value }) as { [P in K]?: number };
 }
 
-function strings(item: Item, name: string): string[] {
+export function strings(item: Item, name: string): string[] {
   return (item[name]?.L ?? []).map((v) => v.S ?? '');
 }
 

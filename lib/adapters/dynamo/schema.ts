@@ -32,6 +32,10 @@
  * | job listing         | JOBS                   | <createdAt, 15 digits>#<id> | Query newest first, Limit n, then BatchGetItem   |
  * |                     |                        |                             | the jobs (dashboard); put with the job, same TTL |
  * | stats hour          | STATS                  | HOUR#<hour start ms, 16 d.> | UpdateItem ADD c_<counter>, SET g_<gauge>; Query a range; TTL 35 days |
+ * | watch               | WATCHES                | WATCH#<reference>           | GetItem; Query the partition to list (<= 1000);  |
+ * |                     |                        |                             | claims are UpdateItem conditional on nextCheckAt |
+ * | registry pause      | REGISTRY_PAUSES        | PAUSE#<registry host>       | PutItem keeping the later `until`; Query to list |
+ * | background pulls    | PULL_BUDGET#<registry> | HOUR#<hour start ms, 16 d.> | UpdateItem ADD pulls 1 if pulls < limit; TTL 1 day |
  *
  * Image entries (image-entries.ts): what `image ls`, inspect, history, tag, rmi and save read, so
  * no request Scans the table (issue 13). Per image manifest a summary (config digest, image
@@ -126,7 +130,10 @@ export type ItemKind =
   | 'token'
   | 'job'
   | 'job-key'
-  | 'stats';
+  | 'stats'
+  | 'watch'
+  | 'registry-pause'
+  | 'pull-budget';
 
 export interface Key {
   pk: string;
@@ -190,13 +197,19 @@ export const keys = {
     sk: `${String(Math.trunc(createdAt)).padStart(15, '0')}#${id}`,
   }),
   /** Zero-padded so the sort key orders hours by time. */
-  statsHour: (hourStart: number): Key => ({
-    pk: STATS_PK,
-    sk: `${STATS_HOUR_PREFIX}${String(hourStart).padStart(16, '0')}`,
+  statsHour: (hourStart: number): Key => ({ pk: STATS_PK, sk: hourSk(hourStart) }),
+  watch: (name: string): Key => ({ pk: WATCHES_PK, sk: `WATCH#${name}` }),
+  registryPause: (registry: string): Key => ({ pk: REGISTRY_PAUSES_PK, sk: `PAUSE#${registry}` }),
+  /** A partition per registry: each budget's takes contend only with its own. */
+  pullBudget: (registry: string, hourStart: number): Key => ({
+    pk: `PULL_BUDGET#${registry}`,
+    sk: hourSk(hourStart),
   }),
 };
 
 export const IMAGES_PK = 'IMAGES';
+export const WATCHES_PK = 'WATCHES';
+export const REGISTRY_PAUSES_PK = 'REGISTRY_PAUSES';
 export const ENTRIES_READY_SK = 'ENTRIES_READY';
 export const PINS_PK = 'PINS';
 export const GC_REPORTS_PK = 'GC_REPORTS';
@@ -208,6 +221,10 @@ export const STATS_HOUR_PREFIX = 'HOUR#';
 /** Attribute prefixes of a stats hour's figures: counters (ADD) and gauges (SET). */
 export const STATS_COUNTER_PREFIX = 'c_';
 export const STATS_GAUGE_PREFIX = 'g_';
+
+function hourSk(hourStart: number): string {
+  return `${STATS_HOUR_PREFIX}${String(hourStart).padStart(16, '0')}`;
+}
 
 export function rawChunkPrefix(incarnation: string): string {
   return `RAW#${incarnation}#`;

@@ -4,6 +4,7 @@
  */
 import Database from 'better-sqlite3';
 import { JOBS_MIGRATION } from './jobs.ts';
+import { WATCHES_MIGRATION } from './watches.ts';
 
 /**
  * Schema versions, applied in order and recorded in PRAGMA user_version. Append, never edit:
@@ -120,6 +121,9 @@ const MIGRATIONS: readonly string[] = [
      PRIMARY KEY (hour, kind, name)
    ) WITHOUT ROWID;
    CREATE INDEX blobs_state_size ON blobs (state, size);`,
+  // 9: watched references (issue 15), the registries paused for their rate limit, and each
+  // registry's background pulls per hour (rows older than a day are deleted on write).
+  WATCHES_MIGRATION,
 ];
 
 /** The schema version this build writes (PRAGMA user_version). */
