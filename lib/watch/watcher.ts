@@ -141,7 +141,7 @@ export class Watcher {
       if (!(error instanceof UpstreamRateLimitedError)) {
         return { checkedAt: now, nextCheckAt, error: messageOf(error) };
       }
-      const until = pauseUntil(now, upstream.rateLimit(watch.registry), error.retryAt);
+      const until = pauseUntil(now, this.#quotaSince(watch.registry, now), error.retryAt);
       return this.#pausedOutcome(
         watch,
         await this.#pause(paused, {
@@ -158,26 +158,28 @@ export class Watcher {
     const stored = await storedImages(catalog, tag, digest, watch.platforms);
     const wanted = watch.platforms.length > 0 ? watch.platforms : [''];
     const missing = wanted.filter((p) => !stored.has(p));
+    // The answer's RateLimit headers: once the quota left is down to the clients' share, the
+    // registry's checks stop until it is back (this one still records what it learned).
+    const budget = budgetFor(this.#deps.budgets, watch.registry);
+    const quota = this.#quotaSince(watch.registry, now);
+    const reserved =
+      reserveReached(quota, budget) &&
+      (await this.#pause(paused, {
+        registry: watch.registry,
+        until: pauseUntil(now, quota),
+        reason: `RateLimit-Remaining ${quota?.remaining} of ${quota?.limit ?? '?'} is within the ${Math.round(budget.reserve * 100)}% kept for clients`,
+      }));
     if (missing.length === 0) {
       // Confirmed: clients within the tag TTL are now answered without asking the upstream.
       await catalog.markTagChecked(repository, ref.tag!, now);
       if (watch.pin) await keepWatchPins(catalog, watch, stored, now);
-      return { checkedAt: now, nextCheckAt, digest };
+      // Complete: the pause shows in the registry's listing, and delays the next check.
+      const next = reserved ? this.#pausedOutcome(watch, reserved, now).nextCheckAt : nextCheckAt;
+      return { checkedAt: now, nextCheckAt: next, digest };
     }
+    if (reserved) return { ...this.#pausedOutcome(watch, reserved, now), digest };
     if (await this.#pullRunning(watch)) {
       return { checkedAt: now, nextCheckAt: Math.min(nextCheckAt, now + FOLLOW_UP_MS), digest };
-    }
-
-    const budget = budgetFor(this.#deps.budgets, watch.registry);
-    const quota = upstream.rateLimit(watch.registry);
-    if (reserveReached(quota, budget)) {
-      const kept = Math.round(budget.reserve * 100);
-      const pause = await this.#pause(paused, {
-        registry: watch.registry,
-        until: pauseUntil(now, quota),
-        reason: `RateLimit-Remaining ${quota?.remaining} of ${quota?.limit ?? '?'} is within the ${kept}% kept for clients`,
-      });
-      return { ...this.#pausedOutcome(watch, pause, now), digest };
     }
     const granted: string[] = [];
     for (const platform of missing) {
@@ -220,6 +222,12 @@ export class Watcher {
         error: `the background budget of ${budget.pullsPerHour} pulls an hour from ${watch.registry} is spent: ${missing.length - granted.length} platforms wait`,
       }),
     };
+  }
+
+  /** The registry's RateLimit headers if this check's answer carried them (not older ones). */
+  #quotaSince(registry: string, since: number) {
+    const quota = this.#deps.upstream.rateLimit(registry);
+    return quota && quota.observedAt >= since ? quota : undefined;
   }
 
   async #pause(paused: Map<string, RegistryPause>, pause: RegistryPause): Promise<RegistryPause> {

@@ -24,6 +24,18 @@ export interface Exchange {
   responseHeaders: Record<string, string | string[] | undefined>;
 }
 
+/**
+ * A rule for the requests `matches` picks: answer `status` (with `headers`) instead of
+ * forwarding (an upstream's 429), or, without `status`, forward and add `headers` to the answer
+ * (RateLimit headers). `times` rules are used up as they fire; without it a rule stays.
+ */
+export interface Intercept {
+  matches: (method: string, path: string) => boolean;
+  status?: number;
+  headers: Record<string, string>;
+  times?: number;
+}
+
 export interface RecordingProxy {
   /** `127.0.0.1:<port>` */
   readonly hostPort: string;
@@ -33,6 +45,10 @@ export interface RecordingProxy {
   readonly exchanges: Exchange[];
   /** Forgets what was recorded. */
   clear(): void;
+  /** Adds a rule (see Intercept); the first matching rule applies. */
+  intercept(rule: Intercept): void;
+  /** Drops every rule. */
+  clearIntercepts(): void;
   /** Sends later requests to another server (a restarted cache on a new port). */
   retarget(target: string): void;
   close(): Promise<void>;
@@ -42,6 +58,7 @@ export interface RecordingProxy {
 export async function startRecordingProxy(target: string): Promise<RecordingProxy> {
   let to = new URL(target);
   const exchanges: Exchange[] = [];
+  let intercepts: Intercept[] = [];
   const sockets = new Set<Socket>();
   const server = createServer((req, res) => {
     const exchange: Exchange = {
@@ -52,6 +69,17 @@ export async function startRecordingProxy(target: string): Promise<RecordingProx
       responseHeaders: {},
     };
     exchanges.push(exchange);
+    const rule = intercepts.find((r) => r.matches(exchange.method, exchange.path));
+    if (rule?.times !== undefined && --rule.times <= 0) {
+      intercepts = intercepts.filter((r) => r !== rule);
+    }
+    if (rule?.status !== undefined) {
+      exchange.status = rule.status;
+      exchange.responseHeaders = { ...rule.headers };
+      req.resume();
+      res.writeHead(rule.status, { ...rule.headers, 'content-length': '0' }).end();
+      return;
+    }
     const forward = request(
       {
         host: to.hostname,
@@ -62,8 +90,9 @@ export async function startRecordingProxy(target: string): Promise<RecordingProx
       },
       (answer) => {
         exchange.status = answer.statusCode ?? 0;
-        exchange.responseHeaders = { ...answer.headers };
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        const headers = { ...answer.headers, ...rule?.headers };
+        exchange.responseHeaders = headers;
+        res.writeHead(answer.statusCode ?? 502, headers);
         answer.pipe(res);
         answer.on('error', () => res.destroy());
       },
@@ -86,6 +115,12 @@ export async function startRecordingProxy(target: string): Promise<RecordingProx
     exchanges,
     clear: () => {
       exchanges.length = 0;
+    },
+    intercept: (rule) => {
+      intercepts.push(rule);
+    },
+    clearIntercepts: () => {
+      intercepts = [];
     },
     retarget: (next) => {
       to = new URL(next);
