@@ -322,6 +322,40 @@ describe('DynamoCatalog specifics', () => {
     await catalog.commitImage(commitOf(image, 'again', 3));
     expect(catalog.requests.byOperation()).toEqual({ BatchGetItem: 1, TransactWriteItems: 1 });
   });
+
+  it('lists watches and pauses with one Query each; budget hours carry a TTL of a day', async () => {
+    const names = ['docker.io/library/b:1', 'docker.io/library/a:1'];
+    for (const name of names) {
+      const watch = { name, registry: 'docker.io', everyMs: 60_000, platforms: [], pin: false };
+      await catalog.putWatch(watch, 1, 2);
+    }
+    await catalog.pauseRegistry({ registry: 'docker.io', until: 5, reason: '429' });
+    catalog.requests.reset();
+    expect((await catalog.listWatches()).map((w) => w.name)).toEqual([...names].reverse());
+    expect(await catalog.listRegistryPauses()).toHaveLength(1);
+    expect(catalog.requests.byOperation()).toEqual({ Query: 2 });
+    expect(await itemsUnder('WATCHES')).toEqual(names.map((n) => `WATCH#${n}`).reverse());
+
+    const hour = 1_800 * 3_600_000;
+    expect(await catalog.takeBackgroundPull('docker.io', hour, 5)).toBe(true);
+    const client = raw();
+    try {
+      const { Item } = await client.send(
+        new GetItemCommand({
+          TableName: table,
+          Key: { pk: { S: 'PULL_BUDGET#docker.io' }, sk: { S: 'HOUR#0000006480000000' } },
+          ConsistentRead: true,
+        }),
+      );
+      // The hour's end plus a day, in epoch seconds.
+      expect(Item).toMatchObject({
+        pulls: { N: '1' },
+        ttl: { N: String(6_480_000 + 3_600 + 86_400) },
+      });
+    } finally {
+      client.destroy();
+    }
+  });
 });
 
 describe('AWS backend settings', () => {

@@ -126,6 +126,27 @@ describe('SqliteCatalog specifics', () => {
     }
   });
 
+  it('drops background-pull hours older than a day when another hour is counted', async () => {
+    const catalog = openCatalog();
+    const hour = 3_600_000;
+    expect(await catalog.takeBackgroundPull('docker.io', 10 * hour, 5)).toBe(true);
+    expect(await catalog.takeBackgroundPull('ghcr.io', 20 * hour, 5)).toBe(true);
+    expect(await catalog.takeBackgroundPull('docker.io', 35 * hour, 5)).toBe(true);
+    expect(await catalog.backgroundPulls('docker.io', 10 * hour)).toBe(0);
+    expect(await catalog.backgroundPulls('ghcr.io', 20 * hour)).toBe(1);
+    const raw = new Database(file, { readonly: true });
+    try {
+      expect(
+        raw.prepare('SELECT registry, hour FROM background_pulls ORDER BY hour').all(),
+      ).toEqual([
+        { registry: 'ghcr.io', hour: 20 * hour },
+        { registry: 'docker.io', hour: 35 * hour },
+      ]);
+    } finally {
+      raw.close();
+    }
+  });
+
   it('refuses a file written by a newer schema instead of guessing', () => {
     const raw = new Database(file);
     raw.pragma('user_version = 99');

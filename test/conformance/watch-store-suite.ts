@@ -78,6 +78,20 @@ export const watchStoreConformance: Conformance<WatchStore> = (name, make) => {
       expect(await watches.getWatch(NGINX)).toEqual(record);
     });
 
+    it('creates a watch once when two instances put it at the same time', async () => {
+      const other = await another();
+      const answers = await Promise.all(
+        Array.from({ length: 8 }, (_, i) =>
+          (i % 2 === 0 ? watches : other).putWatch(settings(NGINX), 1_000 + i, 2_000 + i),
+        ),
+      );
+      expect(answers.filter((a) => a.created)).toHaveLength(1);
+      const winner = answers.findIndex((a) => a.created);
+      const stored = await other.getWatch(NGINX);
+      expect(stored).toMatchObject({ createdAt: 1_000 + winner, nextCheckAt: 2_000 + winner });
+      for (const answer of answers) expect(answer.record).toEqual(stored);
+    });
+
     it('deletes a watch, answering the removed record once', async () => {
       await checkedWatch(settings(NGINX));
       const before = await watches.getWatch(NGINX);
