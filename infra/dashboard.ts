@@ -22,7 +22,7 @@ import { EMF_JOB_METRICS, EMF_NAMESPACE, EMF_SERVICE } from '../lib/lambda/emf.t
 import type { CounterName } from '../lib/metrics/names.ts';
 
 export interface CacheDashboardProps {
-  functions: Record<'Api' | 'StreamApi' | 'Worker' | 'Prune', NodejsFunction>;
+  functions: Record<'Api' | 'StreamApi' | 'Worker' | 'Prune' | 'Watch', NodejsFunction>;
   httpApi: HttpApi;
   jobs: { queue: Queue; deadLetters: Queue };
 }

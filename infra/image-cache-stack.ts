@@ -414,7 +414,7 @@ export class ImageCacheStack extends Stack {
     if (props.monthlyBudgetUsd !== undefined) this.#budget(props.monthlyBudgetUsd, alarms);
 
     const { dashboard } = new CacheDashboard(this, 'Figures', {
-      functions: { Api: api, StreamApi: streamApi, Worker: worker, Prune: prune },
+      functions: { Api: api, StreamApi: streamApi, Worker: worker, Prune: prune, Watch: watch },
       httpApi,
       jobs: jobQueue,
     });

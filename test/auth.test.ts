@@ -69,6 +69,10 @@ const CASES: Array<[method: string, path: string, query: string, needed: Needed,
   ['DELETE', '/cache/pins/missing', '', 'write', 404],
   // No body: a 400 once the token passed, and nothing starts.
   ['POST', '/cache/warm', '', 'write', 400],
+  ['GET', '/cache/watch', '', 'read', 200],
+  // A digest never moves: a 400 once the token passed, and nothing is watched.
+  ['PUT', `/cache/watch/app@sha256:${'ab'.repeat(32)}`, '', 'write', 400],
+  ['DELETE', '/cache/watch/missing:1', '', 'write', 404],
   ['POST', '/images/prune', 'filters={"dangling":["true"]}', 'admin', 200],
   ['POST', '/cache/gc', 'dryRun=1', 'admin', 200],
   ['POST', '/cache/retention', '', 'admin', 200],

@@ -65,9 +65,9 @@ function only(type: string): [string, Resource] {
 }
 
 /** Every function, by the logical-id prefix the tests name it with. */
-const FUNCTIONS = ['Api', 'StreamApi', 'Worker', 'Prune'];
+const FUNCTIONS = ['Api', 'StreamApi', 'Worker', 'Prune', 'Watch'];
 
-/** The Lambda function whose logical id starts with `prefix` (Api, StreamApi, Worker, Prune). */
+/** The Lambda function whose logical id starts with `prefix` (Api, StreamApi, Worker, Prune, Watch). */
 function fn(prefix: string): [string, Resource] {
   const found = Object.entries(resources).filter(
     ([id, r]) => r.Type === 'AWS::Lambda::Function' && id.startsWith(prefix),
@@ -327,14 +327,15 @@ describe('functions', () => {
       DEFAULT_CONCURRENCY.streamApi,
     );
     expect(fn('Worker')[1].Properties.ReservedConcurrentExecutions).toBe(7);
-    // One collection at a time.
+    // One collection at a time, and one watch pass.
     expect(fn('Prune')[1].Properties.ReservedConcurrentExecutions).toBe(1);
+    expect(fn('Watch')[1].Properties.ReservedConcurrentExecutions).toBe(1);
   });
 
   it('gives the worker a full vCPU (1,769 MB) and the others 1 GB', () => {
     expect(WORKER_MEMORY_MB).toBe(1769);
     expect(fn('Worker')[1].Properties.MemorySize).toBe(WORKER_MEMORY_MB);
-    for (const prefix of ['Api', 'StreamApi', 'Prune']) {
+    for (const prefix of ['Api', 'StreamApi', 'Prune', 'Watch']) {
       expect(fn(prefix)[1].Properties.MemorySize).toBe(1024);
     }
   });
@@ -351,10 +352,11 @@ describe('functions', () => {
       (fn(prefix)[1].Properties.Environment as { Variables: Record<string, unknown> }).Variables;
     const [queueId] = jobQueue();
     const [secretId] = only('AWS::SecretsManager::Secret');
-    for (const prefix of ['Api', 'StreamApi']) {
+    // The watch pass hands moved tags to the queue too.
+    for (const prefix of ['Api', 'StreamApi', 'Watch']) {
       expect(variables(prefix).IMAGE_CACHE_JOB_QUEUE_URL).toEqual({ Ref: queueId });
     }
-    for (const prefix of ['Api', 'StreamApi', 'Worker']) {
+    for (const prefix of ['Api', 'StreamApi', 'Worker', 'Watch']) {
       expect(variables(prefix).IMAGE_CACHE_REGISTRY_SECRET).toEqual({ Ref: secretId });
     }
     // Nobody invokes the worker but the queue; the worker sends no jobs.
@@ -594,8 +596,10 @@ describe('least privilege', () => {
     expect(of('Worker')).toEqual([]);
     expect(of('Api').length).toBeGreaterThan(0);
     for (const p of of('Api')) expect(p.Properties.Principal).toBe('apigateway.amazonaws.com');
-    expect(of('Prune').length).toBeGreaterThan(0);
-    for (const p of of('Prune')) expect(p.Properties.Principal).toBe('events.amazonaws.com');
+    for (const scheduled of ['Prune', 'Watch']) {
+      expect(of(scheduled).length).toBeGreaterThan(0);
+      for (const p of of(scheduled)) expect(p.Properties.Principal).toBe('events.amazonaws.com');
+    }
     // Nobody anonymous: CloudFront alone, for this distribution, and through the URL only.
     const [distribution] = only('AWS::CloudFront::Distribution');
     // Granted on the function through its URL resource (the URL's FunctionArn).
@@ -615,7 +619,9 @@ describe('least privilege', () => {
     expect(stream.find((p) => p.Action === 'lambda:InvokeFunction')?.InvokedViaFunctionUrl).toBe(
       true,
     );
-    expect(permissions).toHaveLength(of('Api').length + of('Prune').length + stream.length);
+    expect(permissions).toHaveLength(
+      of('Api').length + of('Prune').length + of('Watch').length + stream.length,
+    );
   });
 });
 
@@ -738,6 +744,35 @@ describe('front door and schedule', () => {
         }),
       ],
     });
+  });
+});
+
+describe('the watch schedule', () => {
+  it('runs the watch pass every minute, once per event, within 5 minutes', () => {
+    expect(fn('Watch')[1].Properties.Timeout).toBe(300);
+    template.hasResourceProperties('AWS::Lambda::EventInvokeConfig', {
+      FunctionName: { Ref: fn('Watch')[0] },
+      MaximumRetryAttempts: 0,
+    });
+    template.hasResourceProperties('AWS::Events::Rule', {
+      ScheduleExpression: 'rate(1 minute)',
+      State: 'ENABLED',
+      Targets: [
+        Match.objectLike({
+          Arn: { 'Fn::GetAtt': [fn('Watch')[0], 'Arn'] },
+          RetryPolicy: { MaximumRetryAttempts: 0 },
+        }),
+      ],
+    });
+  });
+
+  it('lets the watch pass send jobs to the queue, and write no object', () => {
+    const [queueId] = jobQueue();
+    const sends = statementsOf('Watch').filter((s) => [s.Action].flat().includes('sqs:SendMessage'));
+    expect(sends).toHaveLength(1);
+    expect(sends[0]!.Resource).toEqual({ 'Fn::GetAtt': [queueId, 'Arn'] });
+    const actions = actionsOf('Watch');
+    expect([...actions].filter((a) => a.startsWith('s3:') && a !== 's3:ListBucket')).toEqual([]);
   });
 });
 
