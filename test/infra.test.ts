@@ -768,7 +768,9 @@ describe('the watch schedule', () => {
 
   it('lets the watch pass send jobs to the queue, and write no object', () => {
     const [queueId] = jobQueue();
-    const sends = statementsOf('Watch').filter((s) => [s.Action].flat().includes('sqs:SendMessage'));
+    const sends = statementsOf('Watch').filter((s) =>
+      [s.Action].flat().includes('sqs:SendMessage'),
+    );
     expect(sends).toHaveLength(1);
     expect(sends[0]!.Resource).toEqual({ 'Fn::GetAtt': [queueId, 'Arn'] });
     const actions = actionsOf('Watch');
