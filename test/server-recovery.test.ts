@@ -309,6 +309,31 @@ describe('a full disk (embedded backend)', () => {
   );
 
   it(
+    'answers a save with pull=missing that fills the disk with a 507 before any tarball byte',
+    needsRoot,
+    async () => {
+      const errors = vi.spyOn(console, 'error');
+      cache = await startCacheServer({
+        registries: `docker.io=${registry.url.origin}`,
+        dataDir: join(mount, 'data'),
+        flags: ['--gc-interval', '0'],
+      });
+      pushImage(registry, 'library/huge', '1', { layerSizes: [40 * 1024 * 1024] });
+      const answer = await fetch(`${cache.url}/images/get?names=huge:1&pull=missing`);
+      expect(answer.status).toBe(507);
+      expect(answer.headers.get('content-type')).toContain('application/json');
+      expect(((await answer.json()) as { message: string }).message).toMatch(
+        /no space left .*ENOSPC/,
+      );
+      expect(
+        errors.mock.calls.filter((call) => /no space left/.test(String(call[0]))),
+      ).toHaveLength(1);
+      expect(tempFiles(join(mount, 'data'))).toEqual([]);
+      expect(await (await fetch(`${cache.url}/images/json`)).json()).toEqual([]);
+    },
+  );
+
+  it(
     "answers a load that fills the disk with a 507, not as the client's fault",
     needsRoot,
     async () => {
