@@ -109,7 +109,7 @@ describe('PUT /cache/watch settings', () => {
   });
 
   it.each([
-    ['nginx@sha256:' + 'a'.repeat(64), '', 'never moves'],
+    [`nginx@sha256:${'a'.repeat(64)}`, '', 'never moves'],
     ['ghcr.io/o/a:1', '', 'not allowed'],
     ['nginx:1', 'every=30s', 'every must be between 60s and 7d'],
     ['nginx:1', 'every=8d', 'every must be between'],
