@@ -283,6 +283,13 @@ describe('a full disk (embedded backend)', () => {
     await rm(mount, { recursive: true, force: true });
   });
 
+  /** The failure is logged once, and neither a temp file nor an image is left behind. */
+  const expectLoggedOnceAndNothingStored = async (logged: unknown[][], server: CacheServer) => {
+    expect(logged.filter((call) => /no space left/.test(String(call[0])))).toHaveLength(1);
+    expect(tempFiles(join(mount, 'data'))).toEqual([]);
+    expect(await (await fetch(`${server.url}/images/json`)).json()).toEqual([]);
+  };
+
   it(
     'is a clear, logged error that stores nothing, and pulls work again once space is freed',
     needsRoot,
@@ -297,10 +304,7 @@ describe('a full disk (embedded backend)', () => {
       const failed = await pullVia(cache.url, { fromImage: 'huge', tag: '1' });
       const last = failed.messages.at(-1) as { errorDetail?: { message: string } };
       expect(last.errorDetail?.message).toMatch(/no space left .*ENOSPC.*free space and try again/);
-      const logged = errors.mock.calls.filter((call) => /no space left/.test(String(call[0])));
-      expect(logged).toHaveLength(1);
-      expect(tempFiles(join(mount, 'data'))).toEqual([]);
-      expect(await (await fetch(`${cache.url}/images/json`)).json()).toEqual([]);
+      await expectLoggedOnceAndNothingStored(errors.mock.calls, cache);
 
       pushImage(registry, 'library/small', '1', { layerSizes: [100_000] });
       const small = await pullVia(cache.url, { fromImage: 'small', tag: '1' });
@@ -325,11 +329,7 @@ describe('a full disk (embedded backend)', () => {
       expect(((await answer.json()) as { message: string }).message).toMatch(
         /no space left .*ENOSPC/,
       );
-      expect(
-        errors.mock.calls.filter((call) => /no space left/.test(String(call[0]))),
-      ).toHaveLength(1);
-      expect(tempFiles(join(mount, 'data'))).toEqual([]);
-      expect(await (await fetch(`${cache.url}/images/json`)).json()).toEqual([]);
+      await expectLoggedOnceAndNothingStored(errors.mock.calls, cache);
     },
   );
 

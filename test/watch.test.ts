@@ -7,6 +7,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RegistryBackgroundView, WatchView } from '../lib/watch/watches.ts';
 import { stopAwsEmulators } from './support/aws-emulators.ts';
 import { CACHE_BACKENDS, type CacheServer, startCacheServer } from './support/cache-server.ts';
 import { runCliAgainst } from './support/cli-capture.ts';
@@ -17,30 +18,9 @@ import { type RegistryServer, startRegistry } from './support/registry-server.ts
 
 afterAll(stopAwsEmulators);
 
-interface WatchView {
-  name: string;
-  reference: string;
-  every: string;
-  platforms: string[];
-  pin: boolean;
-  lastCheck: string | null;
-  lastChange: string | null;
-  nextCheck: string;
-  lastError: string | null;
-  digest: string | null;
-  jobs: string[];
-}
-
 interface Listing {
   watches: WatchView[];
-  registries: {
-    registry: string;
-    pullsPerHour: number;
-    pullsThisHour: number;
-    reserve: string;
-    pausedUntil: string | null;
-    pauseReason: string | null;
-  }[];
+  registries: RegistryBackgroundView[];
 }
 
 /** Polls `read` until `done` holds, or fails after `ms` with the last value seen. */

@@ -2,6 +2,8 @@
  * `image-cache watch add|rm|ls`: the watched references over /cache/watch. The server checks a
  * watched tag on its schedule and pulls it in the background when it moved upstream.
  */
+
+import type { RegistryBackgroundView, WatchView } from '../../watch/watches.ts';
 import { UsageError } from '../args.ts';
 import { defineCommand, jsonOnly } from '../command.ts';
 import type { CliContext, Command } from '../context.ts';
@@ -9,28 +11,9 @@ import { table } from '../format.ts';
 import { imagePath } from '../http.ts';
 import { jsonLines } from '../template.ts';
 
-/** One watch of GET /cache/watch (lib/watch/watches.ts's WatchView). */
-interface WatchEntry {
-  name: string;
-  reference: string;
-  every: string;
-  platforms: string[];
-  pin: boolean;
-  lastCheck: string | null;
-  lastChange: string | null;
-  nextCheck: string;
-  lastError: string | null;
-  digest: string | null;
-}
-
-interface RegistryEntry {
-  registry: string;
-  pullsPerHour: number;
-  pullsThisHour: number;
-  reserve: string;
-  pausedUntil: string | null;
-  pauseReason: string | null;
-}
+/** GET /cache/watch's entries (type-only: the CLI loads nothing of the server). */
+type WatchEntry = WatchView;
+type RegistryEntry = RegistryBackgroundView;
 
 const FLAGS = {
   every: { type: 'string', help: 'How often the tag is checked (add; default 1h)' },
