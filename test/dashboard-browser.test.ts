@@ -109,7 +109,11 @@ beforeAll(async () => {
   await pushImage(at('library/redis'), images.redis, { tags: ['7'] });
   await pushImage(at('team/app'), images.appOld, { tags: ['0'] });
   await pushImage(at('team/app'), images.appNew, { tags: ['1'] });
-  cache = await startCacheServer({ registries: `docker.io=${registry.url}` });
+  // No watch schedule: the watched tag below stays unchecked while the page is read.
+  cache = await startCacheServer({
+    registries: `docker.io=${registry.url}`,
+    flags: ['--watch-tick', '0'],
+  });
 
   await pull(cache, 'nginx', '1.27');
   await pull(cache, 'busybox', '1');
@@ -135,6 +139,11 @@ beforeAll(async () => {
   expect(pruned.ImagesDeleted?.length).toBeGreaterThan(0);
   await post(cache, '/cache/gc?grace=0s');
   await pullAsJob(cache, 'docker.io/library/redis', '7');
+  // Stored already: the watch starts no job, and its first check is within the hour.
+  const watched = await fetch(new URL('/cache/watch/busybox:1?every=1h', cache.url), {
+    method: 'PUT',
+  });
+  expect(watched.status).toBe(201);
   browser = await launchChromium();
 }, 120_000);
 
@@ -247,6 +256,38 @@ describe('the dashboard in Chromium (embedded backend, access control off)', () 
       jobs.map((j) => ({ id: j.id, kind: j.kind, subject: j.subject, status: j.status })),
     );
     expect(await page.textContent('#jobs-count')).toContain('0 running or queued, 1 ended');
+    expect(problems).toEqual([]);
+  });
+
+  it('shows the watched tags /cache/watch lists, with their next check', async () => {
+    const { watches } = await get<{
+      watches: Array<{ name: string; reference: string; every: string; nextCheck: string }>;
+    }>(cache, '/cache/watch');
+    expect(watches.map((w) => w.reference)).toEqual(['busybox:1']);
+    const { page, problems } = await openPage(browser);
+    await page.goto(new URL('/cache/ui/', cache.url).href);
+    await loaded(page);
+    const shown = await page.$$eval('#watches-body tr', (rows) =>
+      rows.map((row) => ({
+        name: (row.children[0] as HTMLElement).dataset.value,
+        reference: row.children[0]?.textContent,
+        every: row.children[1]?.textContent,
+        platforms: row.children[2]?.textContent,
+        lastCheck: row.children[3]?.textContent,
+      })),
+    );
+    expect(shown).toEqual(
+      watches.map((w) => ({
+        name: w.name,
+        reference: w.reference,
+        every: w.every,
+        platforms: 'default',
+        lastCheck: 'never',
+      })),
+    );
+    expect(await page.textContent('#watches-budgets')).toContain(
+      'docker.io: 0 of 10 background pulls this hour',
+    );
     expect(problems).toEqual([]);
   });
 

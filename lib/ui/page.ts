@@ -90,6 +90,16 @@ export function pageHtml(assets: { style: string; script: string }): string {
     <tbody id="jobs-body"></tbody>
   </table></div>
 </section>
+<section id="watches" aria-labelledby="watches-title">
+  <h2 id="watches-title">Watched tags</h2>
+  <p id="watches-budgets" class="note"></p>
+  <div class="table-wrap"><table>
+    <thead><tr><th scope="col">Tag</th><th scope="col">Every</th><th scope="col">Platforms</th>
+      <th scope="col">Last check</th><th scope="col">Last change</th><th scope="col">Next check</th>
+      <th scope="col">Last error</th></tr></thead>
+    <tbody id="watches-body"></tbody>
+  </table></div>
+</section>
 <section id="gc" aria-labelledby="gc-title">
   <h2 id="gc-title">Garbage collection reports</h2>
   <div id="gc-plot"></div>

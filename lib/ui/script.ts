@@ -1,7 +1,7 @@
 /**
  * The dashboard's script, served as /cache/ui/app.<hash>.js. Kept as a string so the Lambda
  * bundle carries it without reading files; plain ES2020 for any current browser, no build step.
- * It reads only the JSON endpoints (/cache/images, /cache/registries, /cache/jobs, /cache/gc,
+ * It reads only the JSON endpoints (/cache/images, /cache/registries, /cache/jobs, /cache/watch, /cache/gc,
  * /cache/stats), writes data with textContent (never as markup), and draws its plots as SVG.
  */
 export const SCRIPT = `'use strict';
@@ -291,6 +291,19 @@ export const SCRIPT = `'use strict';
     $('jobs-count').textContent = running + ' running or queued, ' + (jobs.length - running) + ' ended (newest 20).';
   }
 
+  function renderWatches(listing) {
+    var watches = (listing && listing.watches) || [];
+    fillTable($('watches-body'), watches.map(function (w) {
+      return [{ text: w.reference, value: w.name }, { text: w.every }, { text: w.platforms.join(', ') || 'default' },
+        { text: w.lastCheck ? when(w.lastCheck) : 'never' }, { text: w.lastChange ? when(w.lastChange) : '-' },
+        { text: when(w.nextCheck) }, { text: w.lastError || '-', cls: w.lastError ? 'warn' : '' }];
+    }), 'No watched tags: image-cache watch add IMAGE keeps a tag fresh before CI asks for it.', 7);
+    $('watches-budgets').textContent = ((listing && listing.registries) || []).map(function (r) {
+      return r.registry + ': ' + r.pullsThisHour + ' of ' + r.pullsPerHour + ' background pulls this hour' +
+        (r.pausedUntil ? ', paused until ' + when(r.pausedUntil) + ' (' + r.pauseReason + ')' : '');
+    }).join('; ');
+  }
+
   function renderGc(reports) {
     reports = reports || [];
     fillTable($('gc-body'), reports.map(function (r) {
@@ -315,11 +328,13 @@ export const SCRIPT = `'use strict';
       state.images = images || [];
       renderImages();
       return Promise.all([api('/cache/registries'), api('/cache/gc?limit=20'),
-        api('/cache/stats?since=720h').catch(function () { return null; }), api('/cache/jobs?limit=20')]);
+        api('/cache/stats?since=720h').catch(function () { return null; }), api('/cache/jobs?limit=20'),
+        api('/cache/watch').catch(function () { return null; })]);
     }).then(function (r) {
       renderUpstreams(r[0], r[2]);
       renderGc(r[1]);
       renderJobs(r[3]);
+      renderWatches(r[4]);
       renderStorage(r[2]);
       renderTraffic(r[2]);
       status('Updated ' + new Date().toISOString().slice(11, 19) + ' UTC');
