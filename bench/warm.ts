@@ -15,6 +15,8 @@
  *   --backend aws    also run every case on the AWS backend (`serve --backend aws
  *                    --create-resources`, a fresh bucket and table per server), beside embedded
  *   --seed S         generator seed (default "warm")
+ *   --cases LIST     comma list of warm,save (default both)
+ *   --cpu-prof       run each server with `node --cpu-prof`; profiles land in .bench/profiles/
  *
  * Setup (not timed): docker-registry with temp storage; 10 * max(warm-n, save-n) images, each
  * two small random gzip layers of its own (~10 KiB), pushed as library/warm-<i>:1; a counting
@@ -35,7 +37,7 @@
  * Peak RSS is the server's VmHWM from /proc after the run (emulators not included).
  */
 import { createWriteStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { mkdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
@@ -49,6 +51,7 @@ import {
 import { startRegistry } from '../test/support/registry-server.ts';
 import { tempDir } from '../test/support/tmp.ts';
 import {
+  CACHE_ROOT,
   cleanupStack,
   execFileP,
   log,
@@ -69,6 +72,7 @@ import {
   type UpstreamCounts,
   upstreamCounts,
 } from './support-image-set.ts';
+import { toolList } from './support-options.ts';
 import { alternateRuns, peakRssNote } from './support-runs.ts';
 
 type Backend = 'embedded' | 'aws';
@@ -80,7 +84,12 @@ interface Options {
   runs: number;
   backends: Backend[];
   seed: string;
+  cases: Case[];
+  cpuProf: boolean;
 }
+
+type Case = 'warm' | 'save';
+const CASES: readonly Case[] = ['warm', 'save'];
 
 function parseOptions(argv: string[]): Options {
   const { values } = parseArgs({
@@ -92,6 +101,8 @@ function parseOptions(argv: string[]): Options {
       runs: { type: 'string', default: '1' },
       backend: { type: 'string', default: 'embedded' },
       seed: { type: 'string', default: 'warm' },
+      cases: { type: 'string', default: 'warm,save' },
+      'cpu-prof': { type: 'boolean', default: false },
     },
     strict: true,
     allowPositionals: false,
@@ -105,6 +116,8 @@ function parseOptions(argv: string[]): Options {
     runs: positiveInt(values.runs, '--runs'),
     backends: values.backend === 'aws' ? ['embedded', 'aws'] : ['embedded'],
     seed: values.seed,
+    cases: toolList(values.cases, CASES),
+    cpuProf: values['cpu-prof'],
   };
 }
 
@@ -114,6 +127,8 @@ function parseOptions(argv: string[]): Options {
 interface Bench {
   proxy: CountingProxy;
   emulators?: AwsEmulators;
+  /** Node's flags for every server (--cpu-prof). */
+  nodeArgs: string[];
 }
 
 interface RunResult {
@@ -139,6 +154,7 @@ async function withServer<T>(
     server = await startServerChild({
       dataDir: data.path,
       registries: `docker.io=${bench.proxy.url}`,
+      nodeArgs: bench.nodeArgs,
       extraArgs: names ? ['--backend', 'aws', '--create-resources'] : [],
       env: names && {
         ...bench.emulators!.env,
@@ -363,8 +379,12 @@ function printReport(options: Options, results: CaseResult[], machine: string[])
   out.push('');
   for (const result of results.filter((r) => r.tool === 'warm')) out.push(againLine(result));
   for (const backend of options.backends) {
-    out.push(...ratioLine(results, backend, 'warm', 'engine-pulls'));
-    out.push(...ratioLine(results, backend, 'save-pull', 'pull+save'));
+    if (options.cases.includes('warm')) {
+      out.push(...ratioLine(results, backend, 'warm', 'engine-pulls'));
+    }
+    if (options.cases.includes('save')) {
+      out.push(...ratioLine(results, backend, 'save-pull', 'pull+save'));
+    }
   }
   process.stdout.write(`${out.join('\n')}\n`);
 }
@@ -381,24 +401,41 @@ async function main(): Promise<void> {
     cleanups.push(() => registry.stop());
     const all = await pushSmallImages(
       registry,
-      10 * Math.max(options.warmN, options.saveN),
+      10 *
+        Math.max(
+          options.cases.includes('warm') ? options.warmN : 0,
+          options.cases.includes('save') ? options.saveN : 0,
+        ),
       'warm',
       options.seed,
     );
     const proxy = await startCountingProxy(registry.url);
     cleanups.push(() => proxy.stop());
-    const bench: Bench = { proxy };
+    const nodeArgs: string[] = [];
+    if (options.cpuProf) {
+      const profDir = join(CACHE_ROOT, 'profiles');
+      await mkdir(profDir, { recursive: true });
+      nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${profDir}`);
+    }
+    const bench: Bench = { proxy, nodeArgs };
     if (options.backends.includes('aws')) {
       log('starting DynamoDB Local and fauxqs ...');
       cleanups.push(() => stopAwsEmulators());
       bench.emulators = await awsEmulators();
     }
-    const cases: [Tool, Tool, number][] = [
-      ['warm', 'engine-pulls', options.warmN],
-      ['warm', 'engine-pulls', options.warmN * 10],
-      ['save-pull', 'pull+save', options.saveN],
-      ['save-pull', 'pull+save', options.saveN * 10],
-    ];
+    const cases: [Tool, Tool, number][] = [];
+    if (options.cases.includes('warm')) {
+      cases.push(
+        ['warm', 'engine-pulls', options.warmN],
+        ['warm', 'engine-pulls', options.warmN * 10],
+      );
+    }
+    if (options.cases.includes('save')) {
+      cases.push(
+        ['save-pull', 'pull+save', options.saveN],
+        ['save-pull', 'pull+save', options.saveN * 10],
+      );
+    }
     const results: CaseResult[] = [];
     for (const backend of options.backends) {
       for (const [ours, peer, n] of cases) {
