@@ -19,7 +19,7 @@
  *   --cpu-prof       run each server with `node --cpu-prof`; profiles land in .bench/profiles/
  *
  * Setup (not timed): docker-registry with temp storage; 10 * max(warm-n, save-n) images, each
- * two small random gzip layers of its own (~10 KiB), pushed as library/warm-<i>:1; a counting
+ * two small random gzip layers of its own (about 250 KiB an image), pushed as library/warm-<i>:1; a counting
  * proxy (bench/support-counting-proxy.ts) in front of it, named as docker.io to every server.
  *
  * Every run starts a fresh `node bin/image-cache.js serve` child with an empty store, so each
@@ -366,11 +366,18 @@ function ratioLine(results: CaseResult[], backend: Backend, ours: Tool, peer: To
   ];
 }
 
-function printReport(options: Options, results: CaseResult[], machine: string[]): void {
+function printReport(
+  options: Options,
+  results: CaseResult[],
+  machine: string[],
+  images: SmallImage[],
+): void {
+  const average = images.reduce((sum, image) => sum + image.bytes, 0) / images.length;
   const out = ['', '== warm cache benchmark: pre-warm and save pull=missing ==', ...machine];
   out.push(
-    `images: distinct, 2 small gzip layers each; runs per case: ${options.runs} ` +
-      '(median shown); upstream requests per image through the counting proxy',
+    `images: distinct, 2 random gzip layers each, ${(average / 1024).toFixed(0)} KiB on ` +
+      `average; runs per case: ${options.runs} (median shown); upstream requests per image ` +
+      'through the counting proxy',
     '',
     HEADER,
     '-'.repeat(HEADER.length),
@@ -450,7 +457,7 @@ async function main(): Promise<void> {
         for (const [tool, list] of runs) results.push({ backend, n, tool, runs: list });
       }
     }
-    printReport(options, results, machine);
+    printReport(options, results, machine, all);
   } finally {
     await cleanups.run();
   }
