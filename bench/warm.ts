@@ -19,8 +19,9 @@
  *   --cpu-prof       run each server with `node --cpu-prof`; profiles land in .bench/profiles/
  *
  * Setup (not timed): docker-registry with temp storage; 10 * max(warm-n, save-n) images, each
- * two small random gzip layers of its own (about 250 KiB an image), pushed as library/warm-<i>:1; a counting
- * proxy (bench/support-counting-proxy.ts) in front of it, named as docker.io to every server.
+ * two small random gzip layers of its own (about 200 KiB an image), pushed as
+ * library/warm-<i>:1; a counting proxy (bench/support-counting-proxy.ts) in front of it,
+ * named as docker.io to every server.
  *
  * Every run starts a fresh `node bin/image-cache.js serve` child with an empty store, so each
  * tool pulls every image from the upstream. Cases (times from the first request to the last
