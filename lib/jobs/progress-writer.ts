@@ -1,8 +1,15 @@
 /**
- * Writes a running job's progress to the catalog: at once when a layer changes state or a
- * status line arrives, otherwise at most about once a second (a download reports every chunk),
- * and at least every HEARTBEAT_MS so the lease stays ahead of a quiet download. One write is in
- * flight at a time; messages arriving meanwhile go with the next one.
+ * Writes a running job's progress to the catalog: a layer changing state or a status line is
+ * written within CHANGE_WRITE_MS (at once when the last write is older), a download's byte
+ * counts at most about once a second, and at least every HEARTBEAT_MS so the lease stays ahead
+ * of a quiet download. One write is in flight at a time; messages arriving meanwhile go with
+ * the next one.
+ *
+ * Why changes wait up to CHANGE_WRITE_MS: followers elsewhere read the catalog every
+ * FOLLOW_POLL_MS (500 ms) and followers here read memory, so writing faster shows nobody
+ * anything sooner. A small image's pull makes a dozen changes in a few milliseconds; each one
+ * written on its own cost a synchronous fsync on SQLite (and an UpdateItem on DynamoDB), and
+ * with a warm list of hundreds those writes, not the pulls, held the server's event loop.
  */
 
 import type { Clock } from '../ports/clock.ts';
@@ -10,6 +17,8 @@ import type { JobMessage, JobProgress, JobStore } from '../ports/job-store.ts';
 import { ProgressLog } from './progress-log.ts';
 
 export const WRITE_INTERVAL_MS = 1_000;
+/** Half of FOLLOW_POLL_MS (lib/jobs/jobs.ts): a poller sees a change at most one poll late. */
+export const CHANGE_WRITE_MS = 250;
 
 export interface ProgressWriterOptions {
   jobStore: JobStore;
@@ -27,6 +36,8 @@ export class ProgressWriter {
   readonly #log: ProgressLog;
   readonly #heartbeat: NodeJS.Timeout;
   #timer: NodeJS.Timeout | undefined;
+  /** When #timer fires (performance.now()). */
+  #timerAt = 0;
   #inFlight: Promise<void> | undefined;
   #pending = false;
   #lastWrite = 0;
@@ -43,17 +54,22 @@ export class ProgressWriter {
   readonly onMessage = (message: JobMessage): void => {
     const changed = this.#log.add(message);
     this.#options.onChange?.();
-    const due = performance.now() - this.#lastWrite >= WRITE_INTERVAL_MS;
-    if (changed || due) {
+    this.#writeWithin(changed ? CHANGE_WRITE_MS : WRITE_INTERVAL_MS);
+  };
+
+  /** Writes now if the last write is `ms` old, else no later than `ms` after it. */
+  #writeWithin(ms: number): void {
+    const at = this.#lastWrite + ms;
+    const now = performance.now();
+    if (at <= now) {
       this.#request();
-    } else if (!this.#timer) {
-      this.#timer = setTimeout(
-        () => this.#request(),
-        WRITE_INTERVAL_MS - (performance.now() - this.#lastWrite),
-      );
+    } else if (!this.#timer || at < this.#timerAt) {
+      clearTimeout(this.#timer);
+      this.#timerAt = at;
+      this.#timer = setTimeout(() => this.#request(), at - now);
       this.#timer.unref();
     }
-  };
+  }
 
   progress(): JobProgress {
     return this.#log.snapshot();
