@@ -111,8 +111,16 @@ export async function putWatch(
       );
       pulls.push({ ...(platform && { platform }), id: job.id });
     }
+    // Recorded as the watch's change, so its next check waits for these pulls instead of
+    // spending the background budget on joining them.
+    await watches.recordWatchCheck(settings.name, {
+      checkedAt: now,
+      nextCheckAt,
+      change: { at: now, jobs: pulls.map((pull) => pull.id) },
+    });
   }
-  return { watch: watchView(record), created, pulls };
+  const current = pulls.length > 0 ? await watches.getWatch(settings.name) : record;
+  return { watch: watchView(current ?? record), created, pulls };
 }
 
 export async function deleteWatch(deps: WatchServiceDeps, name: string): Promise<void> {
