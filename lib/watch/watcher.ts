@@ -110,11 +110,24 @@ export class Watcher {
           report.skipped++;
           continue;
         }
-        const outcome = await this.#check(watch, paused);
-        await watches.recordWatchCheck(watch.name, outcome);
+        // One check's failure (the catalog throttled, say) is its own: the pass goes on, and
+        // a check whose outcome could not be written is due again when its lease ends.
+        const outcome = await this.#check(watch, paused).catch(
+          (error: unknown): WatchCheckOutcome => {
+            const at = clock.now();
+            return {
+              checkedAt: at,
+              nextCheckAt: nextSlot(watch.name, watch.everyMs, at),
+              error: messageOf(error),
+            };
+          },
+        );
         report.checked++;
         if (outcome.change) report.changed++;
         if (outcome.error) report.failed++;
+        await watches.recordWatchCheck(watch.name, outcome).catch(() => {
+          if (!outcome.error) report.failed++;
+        });
       }
     };
     await Promise.all(Array.from({ length: CHECKS_AT_ONCE }, worker));
