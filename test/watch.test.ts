@@ -156,9 +156,10 @@ describe.each(CACHE_BACKENDS)('watched references (%s backend)', (backend) => {
       () => watched(name),
       (w) => w.lastCheck !== null && w.lastError === null,
     );
+    // Three more checks, one second apart, each begun after the clear (a check's time is
+    // taken before its HEAD, so one that began earlier cannot be counted here).
     upstream.clear();
-    // Three more checks, one second apart.
-    let seen = first.lastCheck!;
+    let seen = new Date().toISOString();
     for (let i = 0; i < 3; i++) {
       const next = await until(
         () => watched(name),
