@@ -68,6 +68,8 @@ describe('watched tags on AWS: the Watch function, the job queue and the worker'
   let sources: SqsEventSource[] = [];
   /** Two containers of the Watch function, each with its own composition. */
   const watchers: { handler: WatchHandler; runtime: typeof lambdaRuntime }[] = [];
+  /** A third container whose job queue does not exist: every pull it starts fails to send. */
+  let broken: { handler: WatchHandler; runtime: typeof lambdaRuntime };
   const versions: Record<string, GeneratedImage[]> = {};
 
   const publish = async (repo: string, n: number) => {
@@ -133,12 +135,17 @@ describe('watched tags on AWS: the Watch function, the job queue and the worker'
       await runtime();
       watchers.push({ handler, runtime });
     }
+    vi.resetModules();
+    const { handler } = (await import('../functions/watch.ts')) as { handler: WatchHandler };
+    const { lambdaRuntime: runtime } = await import('../lib/lambda/runtime.ts');
+    await runtime({ ...process.env, IMAGE_CACHE_JOB_QUEUE_URL: `${queueUrl}-missing` });
+    broken = { handler, runtime };
   }, 120_000);
 
   afterAll(async () => {
     await Promise.all(sources.map((source) => source.stop()));
-    for (const watcher of watchers) {
-      await (await watcher.runtime()).composition.close();
+    for (const watcher of [...watchers, broken]) {
+      if (watcher) await (await watcher.runtime()).composition.close();
     }
     sqs?.destroy();
     await upstream?.close();
@@ -156,9 +163,9 @@ describe('watched tags on AWS: the Watch function, the job queue and the worker'
   const listing = async () => JSON.parse((await call('GET', '/cache/watch')).body) as Listing;
   const watched = async (repo: string) =>
     (await listing()).watches.find((w) => w.name === nameOf(repo))!;
-  /** The Watch function as EventBridge invokes it, in container `n`. */
-  const tick = (n = 0) =>
-    watchers[n]!.handler(
+  /** The Watch function as EventBridge invokes it, in `container` (or watchers[n]). */
+  const tick = (n = 0, container = watchers[n]!) =>
+    container.handler(
       { source: 'aws.events', 'detail-type': 'Scheduled Event' },
       lambdaContext(WATCH_TIMEOUT_MS, 'image-cache-watch'),
     );
@@ -300,6 +307,20 @@ describe('watched tags on AWS: the Watch function, the job queue and the worker'
       GetItem: 2 * REPOS.length,
       UpdateItem: 3 * REPOS.length + 1,
     });
+  }, 120_000);
+
+  it("records a pull the queue refused as the watch's error, and finishes the pass", async () => {
+    await publish('other', 1);
+    await due(['other']);
+    upstream.clear();
+    const report = await tick(0, broken);
+    expect(report.failed).toBeGreaterThanOrEqual(1);
+    expect(report.checked).toBe(report.due);
+    expect(sentFor('other')).toEqual(['HEAD /v2/library/other/manifests/1']);
+    const other = await watched('other');
+    expect(other.lastError).not.toBeNull();
+    // Due again at its next slot, not after the claim's five-minute lease.
+    expect(Date.parse(other.nextCheck)).toBeLessThan(Date.now() + 2_000);
   }, 120_000);
 
   it('pauses the registry on a 429: a later invocation within the pause sends nothing upstream', async () => {

@@ -110,7 +110,16 @@ export class Watcher {
           report.skipped++;
           continue;
         }
-        const outcome = await this.#check(watch, paused);
+        // A check that throws (the job queue refusing the pull, the table throttled) is this
+        // watch's error: it must neither end the pass with the other checks still running
+        // unawaited nor leave the watch leased, with no word of why, until the lease runs out.
+        const outcome = await this.#check(watch, paused).catch(
+          (error: unknown): WatchCheckOutcome => ({
+            checkedAt: clock.now(),
+            nextCheckAt: nextSlot(watch.name, watch.everyMs, clock.now()),
+            error: messageOf(error),
+          }),
+        );
         await watches.recordWatchCheck(watch.name, outcome);
         report.checked++;
         if (outcome.change) report.changed++;
