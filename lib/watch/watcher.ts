@@ -110,8 +110,9 @@ export class Watcher {
           report.skipped++;
           continue;
         }
-        // One check's failure (the catalog throttled, say) is its own: the pass goes on, and
-        // a check whose outcome could not be written is due again when its lease ends.
+        // A check that throws (the job queue refusing the pull, the table throttled) is this
+        // watch's error: the pass goes on rather than end with checks still running unawaited,
+        // and a check whose outcome could not be written is due again when its lease ends.
         const outcome = await this.#check(watch, paused).catch(
           (error: unknown): WatchCheckOutcome => {
             const at = clock.now();
