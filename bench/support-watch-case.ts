@@ -20,7 +20,7 @@ import { bodyBytes } from '../test/support/aws-save-backend.ts';
 import { generateImage } from '../test/support/image-factory.ts';
 import { pushImage } from '../test/support/push.ts';
 import type { RegistryServer } from '../test/support/registry-server.ts';
-import { log, median } from './support.ts';
+import { log, median, seconds } from './support.ts';
 import { type CountingProxy, startCountingProxy } from './support-counting-proxy.ts';
 
 export type Backend = 'embedded' | 'aws';
@@ -162,6 +162,9 @@ async function measureCase(
     throw new Error('the bench needs jobs run in this process (no job queue)');
   }
   const label = `${setup.backend} ${setup.watches}`;
+  const began = performance.now();
+  const say = (message: string) =>
+    log(`${label} +${seconds(performance.now() - began)} s: ${message}`);
   const call = async (method: string, path: string, query: Record<string, string> = {}) => {
     const response = await router({ method, path, query: new URLSearchParams(query), headers: {} });
     const body = (await bodyBytes(response)).toString();
@@ -185,12 +188,12 @@ async function measureCase(
     };
   };
 
-  log(`${label}: filling the cache (not timed) ...`);
+  say(`filling the cache (not timed) ...`);
   await each(tags, 8, async ([repo, tag]) => {
     await context.pulls.pull(parsePullParams(`docker.io/${repo}`, tag));
   });
 
-  log(`${label}: creating the watches with PUT /cache/watch, 4 at once ...`);
+  say(`creating the watches with PUT /cache/watch, 4 at once ...`);
   const putTimes: number[] = [];
   await each(tags, 4, async ([repo, tag]) => {
     const started = performance.now();
@@ -228,7 +231,7 @@ async function measureCase(
     return { ...measured, pullsStarted: pulls };
   };
 
-  log(`${label}: pass over ${tags.length} unchanged tags ...`);
+  say(`pass over ${tags.length} unchanged tags ...`);
   const unchanged = await pass(0);
 
   const moveTags = async (generation: number) => {
@@ -252,7 +255,7 @@ async function measureCase(
     }
   };
 
-  log(`${label}: pass with ${moved.length} of the tags moved ...`);
+  say(`pass with ${moved.length} of the tags moved ...`);
   const firstMove = await moveTags(1);
   const movedStarted = performance.now();
   const movedPass = await pass(moved.length);
@@ -274,11 +277,11 @@ async function measureCase(
       await call('POST', '/images/create', { fromImage: `docker.io/${repo}`, tag });
     });
   };
-  log(`${label}: peer, a cron job pulling every tag (sequentially) ...`);
+  say(`peer, a cron job pulling every tag (sequentially) ...`);
   const cronSequential = await step(cron(1));
-  log(`${label}: peer, a cron job pulling every tag (4 at once) ...`);
+  say(`peer, a cron job pulling every tag (4 at once) ...`);
   const cronFour = await step(cron(4));
-  log(`${label}: peer, 4 at once with ${moved.length} tags moved ...`);
+  say(`peer, 4 at once with ${moved.length} tags moved ...`);
   const secondMove = await moveTags(2);
   const cronFourMoved = await step(cron(4));
   await verifyMoved(secondMove);
