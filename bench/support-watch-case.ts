@@ -98,6 +98,8 @@ export interface CaseSetup {
   repositories: number;
   movedPercent: number;
   registry: RegistryServer;
+  /** Names the case's repositories; default `w<watches>-<backend>`. */
+  prefix?: string;
 }
 
 async function compose(backend: Backend, proxyUrl: string, dataDir: string, clock: () => number) {
@@ -121,7 +123,7 @@ async function compose(backend: Backend, proxyUrl: string, dataDir: string, cloc
 
 export async function runCase(setup: CaseSetup): Promise<CaseResult> {
   const { backend, watches: n } = setup;
-  const prefix = `w${n}-${backend}`;
+  const prefix = `${setup.prefix ?? `w${n}`}-${backend}`;
   const tags = tagNames(prefix, n, setup.repositories);
   const moved = tags.filter((_, i) => i % Math.round(100 / setup.movedPercent) === 0);
   log(`${backend} ${n}: pushing ${setup.repositories} images under ${n} tags ...`);
