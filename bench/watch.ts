@@ -9,8 +9,8 @@
  * Flags:
  *   --sizes LIST          watch counts (default 100,1000: the usual case and ten times it)
  *   --backend B           embedded (default) or aws: as bench:pull, aws runs the AWS backend
- *                         (DynamoDB Local and fauxqs) beside the embedded one, so the default
- *                         stays within ~4 minutes on two shared cores
+ *                         (DynamoDB Local and fauxqs) beside the embedded one (on two shared
+ *                         cores: the default under a minute, aws about 4, 7 under heavy load)
  *   --repositories N      repositories the tags are spread over (default 10)
  *   --moved-percent P     share of the tags that move upstream (default 10)
  *   --quick               --sizes 20,200
