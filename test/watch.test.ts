@@ -52,7 +52,9 @@ describe.each(CACHE_BACKENDS)('watched references (%s backend)', (backend) => {
 
   beforeAll(async () => {
     registry = await startRegistry();
-    for (const repo of ['app', 'steady', 'limited', 'pinned', 'budget']) await publish(repo, 0);
+    for (const repo of ['app', 'steady', 'limited', 'pinned', 'budget', 'flaky']) {
+      await publish(repo, 0);
+    }
     upstream = await startRecordingProxy(registry.url);
     cache = await startCacheServer({
       // quay.io is the same registry under a second name, with a budget of one pull an hour.
@@ -280,6 +282,41 @@ describe.each(CACHE_BACKENDS)('watched references (%s backend)', (backend) => {
     const quay = (await listing()).registries.find((r) => r.registry === 'quay.io');
     expect(quay).toMatchObject({ pullsPerHour: 1, pullsThisHour: 1 });
     await fetch(`${cache.url}/cache/watch/quay.io/library/budget:1`, { method: 'DELETE' });
+  });
+
+  it('shows why a background pull failed, and pulls again until the image is stored', async () => {
+    const name = 'docker.io/library/flaky:1';
+    const created = (await (await watch('flaky:1')).json()) as { pulls: { id: string }[] };
+    expect(await jobEnded(created.pulls[0]!.id)).toBe('succeeded');
+    await until(
+      () => watched(name),
+      (w) => w.lastError === null && w.digest !== null,
+    );
+
+    // The new image's blobs are missing upstream for a while: each pull of it fails.
+    upstream.intercept({
+      matches: (method, path) => method === 'GET' && path.startsWith('/v2/library/flaky/blobs/'),
+      status: 404,
+      headers: {},
+    });
+    const moved = await publish('flaky', 1);
+    const failing = await until(
+      () => watched(name),
+      (w) => w.lastError?.includes('the last pull failed') === true,
+    );
+    expect(failing.digest).toBe(moved.digest);
+    expect(await imageId('flaky:1')).toBe(versions.flaky![0]!.configBlob.digest);
+
+    upstream.clearIntercepts();
+    await until(
+      () => watched(name),
+      (w) => w.lastError === null && w.jobs.length === 1,
+    );
+    await until(
+      () => imageId('flaky:1'),
+      (id) => id === moved.configBlob.digest,
+    );
+    await fetch(`${cache.url}/cache/watch/flaky:1`, { method: 'DELETE' });
   });
 
   it('keeps a pin on the image a pinned watch follows, and unwatching removes it', async () => {

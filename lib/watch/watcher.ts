@@ -192,7 +192,8 @@ export class Watcher {
       return { checkedAt: now, nextCheckAt: next, digest };
     }
     if (reserved) return { ...this.#pausedOutcome(watch, reserved, now), digest };
-    if (await this.#pullRunning(watch)) {
+    const last = await this.#lastPulls(watch);
+    if (last.running) {
       return { checkedAt: now, nextCheckAt: Math.min(nextCheckAt, now + FOLLOW_UP_MS), digest };
     }
     const granted: string[] = [];
@@ -227,14 +228,19 @@ export class Watcher {
         ),
       ),
     );
+    // Still an error to show: why the last pull did not store the image, or platforms left
+    // waiting for the budget.
+    const problems = [
+      last.failed && `the last pull failed (${last.failed}), so it was started again`,
+      granted.length < missing.length &&
+        `the background budget of ${budget.pullsPerHour} pulls an hour from ${watch.registry} is spent: ${missing.length - granted.length} platforms wait`,
+    ].filter((problem): problem is string => typeof problem === 'string');
     return {
       checkedAt: now,
       nextCheckAt: Math.min(nextCheckAt, now + Math.min(watch.everyMs, FOLLOW_UP_MS)),
       digest,
       change: { at: now, jobs: jobs.map((job) => job.id) },
-      ...(granted.length < missing.length && {
-        error: `the background budget of ${budget.pullsPerHour} pulls an hour from ${watch.registry} is spent: ${missing.length - granted.length} platforms wait`,
-      }),
+      ...(problems.length > 0 && { error: problems.join('; ') }),
     };
   }
 
@@ -259,13 +265,15 @@ export class Watcher {
     };
   }
 
-  /** Whether a pull the last change started is still queued or running. */
-  async #pullRunning(watch: WatchRecord): Promise<boolean> {
+  /** Whether a pull the last change started is still queued or running, or why one failed. */
+  async #lastPulls(watch: WatchRecord): Promise<{ running: boolean; failed?: string }> {
+    let failed: string | undefined;
     for (const id of watch.lastJobs ?? []) {
       const job = await this.#deps.jobStore.getJob(id);
-      if (job && (job.status === 'queued' || job.status === 'running')) return true;
+      if (job && (job.status === 'queued' || job.status === 'running')) return { running: true };
+      if (job?.status === 'failed') failed ??= job.error?.message ?? 'no reason recorded';
     }
-    return false;
+    return failed === undefined ? { running: false } : { running: false, failed };
   }
 }
 
