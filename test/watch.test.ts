@@ -191,7 +191,7 @@ describe.each(CACHE_BACKENDS)('watched references (%s backend)', (backend) => {
     upstream.intercept({
       matches: (method, path) => method === 'HEAD' && path.startsWith('/v2/library/limited/'),
       status: 429,
-      headers: { 'retry-after': '3' },
+      headers: { 'retry-after': '5' },
       times: 1,
     });
     const paused = await until(
@@ -202,7 +202,7 @@ describe.each(CACHE_BACKENDS)('watched references (%s backend)', (backend) => {
     const throttledAt = Date.now();
     const registryView = (await listing()).registries.find((r) => r.registry === 'docker.io');
     const pausedUntil = Date.parse(registryView!.pausedUntil!);
-    expect(pausedUntil - throttledAt).toBeGreaterThan(1500);
+    expect(pausedUntil - throttledAt).toBeGreaterThan(2000);
     expect(new Date(paused.nextCheck).getTime()).toBeGreaterThanOrEqual(pausedUntil);
 
     // Nothing goes to the registry until the reset...
@@ -232,7 +232,7 @@ describe.each(CACHE_BACKENDS)('watched references (%s backend)', (backend) => {
     // 5 of 10 left: the half docker.io keeps for clients (IMAGE_CACHE_BACKGROUND_BUDGET).
     upstream.intercept({
       matches: (method, path) => method === 'HEAD' && path.startsWith('/v2/library/limited/'),
-      headers: { 'ratelimit-limit': '10;w=3', 'ratelimit-remaining': '5;w=3' },
+      headers: { 'ratelimit-limit': '10;w=6', 'ratelimit-remaining': '5;w=6' },
       times: 1,
     });
     const paused = await until(
