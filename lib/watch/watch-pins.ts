@@ -21,20 +21,33 @@ export function watchPinNames(
   return new Map(watch.platforms.map((p) => [p, `${watch.name}#${p}`]));
 }
 
-/** Points the watch's pins at `images` (platform -> image manifest); answers the pins written. */
+/** The pins by name, as keepWatchPins compares against them. */
+export type PinsByName = Map<string, PinRecord>;
+
+export async function pinsByName(catalog: ImageCatalog): Promise<PinsByName> {
+  return new Map((await catalog.listPins()).map((pin) => [pin.name, pin]));
+}
+
+/**
+ * Points the watch's pins at `images` (platform -> image manifest); answers the pins written.
+ * `existing` is the pins as read once for a whole pass (a pin listing per pinned watch would
+ * read every pin again for each), kept current here as pins are written.
+ */
 export async function keepWatchPins(
   catalog: ImageCatalog,
   watch: Pick<WatchSettings, 'name' | 'platforms'>,
   images: ReadonlyMap<string, Digest>,
   now: number,
+  existing: PinsByName,
 ): Promise<number> {
-  const existing = new Map((await catalog.listPins()).map((pin) => [pin.name, pin]));
   let written = 0;
   for (const [platform, name] of watchPinNames(watch)) {
     const manifest = images.get(platform);
     const current = existing.get(name);
     if (!manifest || (current && !isWatchPin(current)) || current?.manifest === manifest) continue;
-    await catalog.putPin({ name, manifest, note: WATCH_PIN_NOTE, createdAt: now });
+    const pin = { name, manifest, note: WATCH_PIN_NOTE, createdAt: now };
+    await catalog.putPin(pin);
+    existing.set(name, pin);
     written++;
   }
   return written;

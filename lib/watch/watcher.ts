@@ -36,7 +36,7 @@ import {
 } from './background-budget.ts';
 import { nextSlot } from './schedule.ts';
 import { storedImages } from './stored-images.ts';
-import { keepWatchPins } from './watch-pins.ts';
+import { keepWatchPins, type PinsByName, pinsByName } from './watch-pins.ts';
 import { watchedReference } from './watch-settings.ts';
 
 export interface WatcherDeps {
@@ -59,6 +59,12 @@ export interface WatchPassReport {
   failed: number;
   /** Due checks left for the next pass (out of time, or claimed by another pass). */
   skipped: number;
+}
+
+/** What the checks of one pass share: the pauses seen or made, and the pins read once. */
+interface PassState {
+  paused: Map<string, RegistryPause>;
+  pins: () => Promise<PinsByName>;
 }
 
 /** Checks at once: enough to keep up with a thousand watches, few enough to stay unnoticed. */
@@ -93,6 +99,15 @@ export class Watcher {
       failed: 0,
       skipped: 0,
     };
+    // Read once for the pass, and only when a pinned watch needs it.
+    let pins: Promise<PinsByName> | undefined;
+    const pass: PassState = {
+      paused,
+      pins: () => {
+        pins ??= pinsByName(this.#deps.catalog);
+        return pins;
+      },
+    };
     let next = 0;
     const worker = async () => {
       while (next < due.length) {
@@ -113,7 +128,7 @@ export class Watcher {
         // A check that throws (the job queue refusing the pull, the table throttled) is this
         // watch's error: the pass goes on rather than end with checks still running unawaited,
         // and a check whose outcome could not be written is due again when its lease ends.
-        const outcome = await this.#check(watch, paused).catch(
+        const outcome = await this.#check(watch, pass).catch(
           (error: unknown): WatchCheckOutcome => {
             const at = clock.now();
             return {
@@ -135,7 +150,8 @@ export class Watcher {
     return report;
   }
 
-  async #check(watch: WatchRecord, paused: Map<string, RegistryPause>): Promise<WatchCheckOutcome> {
+  async #check(watch: WatchRecord, pass: PassState): Promise<WatchCheckOutcome> {
+    const { paused } = pass;
     const { catalog, upstream, clock } = this.#deps;
     const now = clock.now();
     const nextCheckAt = nextSlot(watch.name, watch.everyMs, now);
@@ -186,7 +202,7 @@ export class Watcher {
     if (missing.length === 0) {
       // Confirmed: clients within the tag TTL are now answered without asking the upstream.
       await catalog.markTagChecked(repository, ref.tag!, now);
-      if (watch.pin) await keepWatchPins(catalog, watch, stored, now);
+      if (watch.pin) await keepWatchPins(catalog, watch, stored, now, await pass.pins());
       // Complete: the pause shows in the registry's listing, and delays the next check.
       const next = reserved ? this.#pausedOutcome(watch, reserved, now).nextCheckAt : nextCheckAt;
       return { checkedAt: now, nextCheckAt: next, digest };

@@ -13,11 +13,11 @@ import type { ImageCatalog } from '../ports/image-catalog.ts';
 import type { JobStore } from '../ports/job-store.ts';
 import { hourOf } from '../ports/stats-log.ts';
 import { MAX_WATCHES, type WatchRecord, type WatchStore } from '../ports/watch-store.ts';
-import { familiarString, repositoryName } from '../reference.ts';
+import { familiarString, formatReference, repositoryName } from '../reference.ts';
 import { type BackgroundBudgets, budgetFor } from './background-budget.ts';
 import { nextSlot } from './schedule.ts';
 import { storedImages } from './stored-images.ts';
-import { dropWatchPins, keepWatchPins } from './watch-pins.ts';
+import { dropWatchPins, keepWatchPins, pinsByName } from './watch-pins.ts';
 import { parseWatchSettings, type WatchLimits, watchedReference } from './watch-settings.ts';
 
 export interface WatchServiceDeps {
@@ -99,7 +99,7 @@ export async function putWatch(
   // that keep their names are moved in place, so the image is never unpinned in between.
   const samePlatforms = existing?.platforms.join() === settings.platforms.join();
   if (existing?.pin && !(settings.pin && samePlatforms)) await dropWatchPins(catalog, existing);
-  if (settings.pin) await keepWatchPins(catalog, settings, stored, now);
+  if (settings.pin) await keepWatchPins(catalog, settings, stored, now, await pinsByName(catalog));
   const pulls: StartedPull[] = [];
   if (missing.length > 0 && deps.jobs) {
     for (const platform of missing) {
@@ -158,8 +158,7 @@ export async function listWatches(deps: WatchServiceDeps): Promise<{
 
 /** The stored name of what a user typed: `nginx` -> `docker.io/library/nginx:latest`. */
 export function watchedName(name: string): string {
-  const ref = watchedReference(name);
-  return `${repositoryName(ref)}:${ref.tag}`;
+  return formatReference(watchedReference(name));
 }
 
 export function watchView(record: WatchRecord): WatchView {
