@@ -334,6 +334,39 @@ describe('a full disk (embedded backend)', () => {
   );
 
   it(
+    "shows a watched tag's pull that fills the disk as the watch's error, and keeps nothing",
+    needsRoot,
+    async () => {
+      const errors = vi.spyOn(console, 'error');
+      cache = await startCacheServer({
+        registries: `docker.io=${registry.url.origin}`,
+        dataDir: join(mount, 'data'),
+        flags: ['--gc-interval', '0', '--watch-tick', '100ms'],
+        env: { IMAGE_CACHE_WATCH_MIN_EVERY: '1s' },
+      });
+      pushImage(registry, 'library/huge', '1', { layerSizes: [40 * 1024 * 1024] });
+      const put = await fetch(`${cache.url}/cache/watch/huge:1?every=1s`, { method: 'PUT' });
+      expect(put.status).toBe(201);
+      const deadline = Date.now() + 30_000;
+      let lastError: string | null = null;
+      while (!lastError?.includes('no space left') && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        const listing = (await (await fetch(`${cache.url}/cache/watch`)).json()) as {
+          watches: { lastError: string | null }[];
+        };
+        lastError = listing.watches[0]?.lastError ?? null;
+      }
+      expect(lastError).toMatch(/the last pull failed \(.*no space left .*ENOSPC/);
+      // Stop the retries before counting what they left behind.
+      await fetch(`${cache.url}/cache/watch/huge:1`, { method: 'DELETE' });
+      await cache.close();
+      cache = undefined;
+      expect(errors.mock.calls.some((call) => /no space left/.test(String(call[0])))).toBe(true);
+      expect(tempFiles(join(mount, 'data'))).toEqual([]);
+    },
+  );
+
+  it(
     "answers a load that fills the disk with a 507, not as the client's fault",
     needsRoot,
     async () => {
